@@ -1,0 +1,1 @@
+"""Registers the built-in agents (loaded lazily by replaybench.registry)."""

@@ -1,0 +1,1 @@
+"""leaderboards: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""memories: see docs/architecture.md."""

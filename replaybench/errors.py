@@ -1,0 +1,40 @@
+"""The one error type for a user's mistake.
+
+Everything a user can get wrong (an unknown name, a malformed config, a
+missing dataset, a diverging model) raises :class:`ReplaybenchError` or a
+subclass. The CLI turns it into a single line on stderr and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ReplaybenchError(Exception):
+    """A user-facing error whose message fits on one line."""
+
+
+class ConfigError(ReplaybenchError, ValueError):
+    """A parameter, option or config file is invalid."""
+
+
+class UnknownNameError(ReplaybenchError, KeyError):
+    """A stream, agent or other registered name does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataMissingError(ReplaybenchError, FileNotFoundError):
+    """A dataset is not on disk and may not be downloaded."""
+
+
+class DataCorruptError(ReplaybenchError):
+    """A dataset file exists but cannot be parsed."""
+
+
+class DivergenceError(ReplaybenchError, FloatingPointError):
+    """A loss or a dynamical state stopped being finite."""
+
+
+class AgentError(ReplaybenchError):
+    """An agent raised while learning or being evaluated."""

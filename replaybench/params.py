@@ -1,0 +1,211 @@
+"""Declarative parameter constraints and frozen configs.
+
+Constraints are data attached to dataclass fields and checked in one place,
+at construction, with one message shape (after scikit-learn's
+``_param_validation``)::
+
+    The 'capacity' parameter of ReservoirBuffer must be an int in the range
+    [1, inf). Got 0 instead.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class SGDConfig(Config):
+    ...     lr: float = param(0.1, Interval(float, 0, None, closed="neither"))
+    ...     '''Learning rate.'''
+    >>> SGDConfig.from_dict({"lr": 0.5}).lr
+    0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from replaybench.errors import ConfigError
+
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest known name, or ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A numeric range. ``None`` bounds are infinite.
+
+    Args:
+        type: ``int`` or ``float`` (an ``int`` value is accepted for ``float``).
+        low: Lower bound, or ``None``.
+        high: Upper bound, or ``None``.
+        closed: Which bounds belong to the range: "both", "left", "right" or
+            "neither".
+    """
+
+    type: type
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.type is int and not isinstance(value, numbers.Integral):
+            return False
+        if self.type is float and not isinstance(value, numbers.Real):
+            return False
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not left)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not right)):
+            return False
+        return True
+
+    def describe(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        lb = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        rb = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        return f"{_TYPE_NAMES[self.type]} in the range {lb}{lo}, {hi}{rb}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """A value from a fixed set of choices."""
+
+    choices: tuple
+
+    def __init__(self, *choices: Any) -> None:
+        object.__setattr__(self, "choices", tuple(choices))
+
+    def accepts(self, value: Any) -> bool:
+        return any(value == c and type(value) is type(c) for c in self.choices)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceOf:
+    """A value of the given type(s), e.g. ``InstanceOf(bool)`` or ``InstanceOf(tuple)``."""
+
+    types: tuple
+
+    def __init__(self, *types: type) -> None:
+        object.__setattr__(self, "types", tuple(types))
+
+    def accepts(self, value: Any) -> bool:
+        if bool not in self.types and isinstance(value, bool):
+            return False
+        return isinstance(value, self.types)
+
+    def describe(self) -> str:
+        names = " or ".join(_TYPE_NAMES.get(t, f"a {t.__name__}") for t in self.types)
+        return names
+
+
+@dataclasses.dataclass(frozen=True)
+class Optional:
+    """``None`` or a value accepted by ``inner``."""
+
+    inner: Any
+
+    def accepts(self, value: Any) -> bool:
+        return value is None or self.inner.accepts(value)
+
+    def describe(self) -> str:
+        return f"None or {self.inner.describe()}"
+
+
+def check_param(owner: str, name: str, value: Any, constraint: Any) -> None:
+    """Raise :class:`ConfigError` unless ``constraint`` accepts ``value``."""
+    if not constraint.accepts(value):
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be {constraint.describe()}. "
+            f"Got {value!r} instead."
+        )
+
+
+def param(default: Any, constraint: Any = None, **field_kwargs: Any) -> Any:
+    """A dataclass field with a default and a constraint checked at construction."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple or a frozen mapping as a config default")
+    return dataclasses.field(default=default, metadata={"constraint": constraint}, **field_kwargs)
+
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base for frozen, validated configs.
+
+    Subclasses declare fields with :func:`param`; every constraint is checked
+    in ``__post_init__``. ``from_dict`` refuses unknown keys with a hint.
+    """
+
+    owner_name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        owner = self.owner_name or type(self).__name__
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # TOML arrays arrive as lists
+                object.__setattr__(self, f.name, tuple(value))
+                value = tuple(value)
+            constraint = f.metadata.get("constraint")
+            if constraint is not None:
+                check_param(owner, f.name, value, constraint)
+
+    @classmethod
+    def from_dict(cls: type[C], values: Mapping[str, Any] | None = None, **overrides: Any) -> C:
+        """Build from a mapping (a TOML table, CLI options), refusing unknown keys."""
+        merged = {**(values or {}), **overrides}
+        known = [f.name for f in dataclasses.fields(cls) if f.init]
+        owner = cls.owner_name or cls.__name__
+        for key in merged:
+            if key not in known:
+                raise ConfigError(
+                    f"Unknown option {key!r} for {owner}.{did_you_mean(key, known)} "
+                    f"Known options: {', '.join(known)}."
+                )
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """Parse a CLI ``key=value`` option; the value is read as a TOML value.
+
+    ``lr=0.1`` gives a float, ``hidden=[256, 256]`` a list, ``mode=online`` a
+    string (bare words that are not TOML are taken as strings).
+    """
+    import tomllib
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"Expected an option as KEY=VALUE, got {text!r}.")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.replace("-", "_"), value

@@ -1,0 +1,1 @@
+"""Registers the built-in streams (loaded lazily by replaybench.registry)."""
