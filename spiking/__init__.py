@@ -1,0 +1,1 @@
+"""Batched clock-based spiking simulator with STDP (see docs/architecture.md)."""
