@@ -1,0 +1,12 @@
+"""Naive fine-tuning: train on each experience in turn with no protection.
+
+It is the lower bound every continual-learning method is measured against.
+"""
+
+from __future__ import annotations
+
+from agents._supervised import SupervisedAgent
+
+
+class NaiveAgent(SupervisedAgent):
+    """Plain minibatch SGD on the current experience only."""

@@ -1,0 +1,479 @@
+"""Continual reinforcement-learning streams on gymnasium.
+
+Each task is a real gymnasium environment registered as
+``replaybench/<Name>-v0``. A task differs from its neighbours only in its
+physics, given as *task parameters*: they are set on ``env.unwrapped`` and the
+constants that ``__init__`` derives from them are recomputed
+(:func:`apply_task_params`). An experience is an env factory plus a step
+budget; :func:`evaluate_rl` scores an agent with greedy episodes on fixed
+seeds, as a normalised return in [0, 1].
+
+Streams (all ``scenario="rl"``):
+
+- ``cartpole-conflict``: default CartPole, then the reversed actuator
+  (``force_mag=-10``), then a long pole; the reversed actuator conflicts with
+  the first task, which is what makes fine-tuning forget.
+- ``acrobot-variants``: link lengths and masses, then gravity.
+- ``mountaincar-variants``: gravity and engine force.
+- ``minigrid-sequence``: DoorKey, Empty and LavaGap MiniGrid tasks behind one
+  observation encoding (needs the optional ``minigrid`` package).
+
+Every builder takes ``task_ids`` (append a one-hot task id to the
+observation) and, for the classic-control streams, ``hide_velocity`` (the
+partially observable variant for working-memory agents).
+
+Example:
+    >>> stream = make_cartpole_conflict(n_tasks=2, steps_per_task=4000)
+    >>> env = stream.experiences[1].env_factory(0)
+    >>> env.unwrapped.force_mag
+    -10.0
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.envs.classic_control.acrobot import AcrobotEnv
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
+
+from replaybench.errors import ConfigError, DataMissingError
+from replaybench.params import Interval, check_param, did_you_mean
+from replaybench.protocols import Experience
+
+STREAM_VERSION = "1"
+DEFAULT_EVAL_SEEDS = (10_007, 10_009, 10_037, 10_039, 10_061)
+"""Reset seeds of the greedy evaluation episodes, shared by every task."""
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
+_REAL = Interval(float, None, None)
+_NONZERO_REAL = Interval(float, None, None)  # sign is free (reversed actuator), zero is refused below
+
+
+# --------------------------------------------------------------------------- environments
+class CartPoleTask(CartPoleEnv):
+    """CartPole whose physics are constructor arguments.
+
+    ``length`` is half the pole's length, as in gymnasium.
+    """
+
+    def __init__(self, *, render_mode: str | None = None, gravity: float = 9.8, masscart: float = 1.0,
+                 masspole: float = 0.1, length: float = 0.5, force_mag: float = 10.0,
+                 tau: float = 0.02) -> None:
+        super().__init__(render_mode=render_mode)
+        apply_task_params(self, dict(gravity=gravity, masscart=masscart, masspole=masspole,
+                                     length=length, force_mag=force_mag, tau=tau))
+
+
+class AcrobotTask(AcrobotEnv):
+    """Acrobot whose link lengths, masses and gravity are constructor arguments.
+
+    Gymnasium hard-codes ``g = 9.8`` inside the equations of motion, so this
+    class re-states them with ``self.gravity``. The equations are the "book"
+    variant of Sutton & Barto (1998, ch. 11.3), after Spong (1995), which is
+    gymnasium's default; at the default parameters the dynamics are identical
+    (tested). The centre of mass of each link sits at its midpoint and is
+    recomputed from its length; the termination height keeps gymnasium's
+    unit-length threshold.
+    """
+
+    def __init__(self, *, render_mode: str | None = None, LINK_LENGTH_1: float = 1.0,
+                 LINK_LENGTH_2: float = 1.0, LINK_MASS_1: float = 1.0, LINK_MASS_2: float = 1.0,
+                 LINK_MOI: float = 1.0, gravity: float = 9.8) -> None:
+        super().__init__(render_mode=render_mode)
+        apply_task_params(self, dict(LINK_LENGTH_1=LINK_LENGTH_1, LINK_LENGTH_2=LINK_LENGTH_2,
+                                     LINK_MASS_1=LINK_MASS_1, LINK_MASS_2=LINK_MASS_2,
+                                     LINK_MOI=LINK_MOI, gravity=gravity))
+
+    def _dsdt(self, s_augmented: np.ndarray) -> tuple[float, ...]:
+        m1, m2 = self.LINK_MASS_1, self.LINK_MASS_2
+        l1, lc1, lc2 = self.LINK_LENGTH_1, self.LINK_COM_POS_1, self.LINK_COM_POS_2
+        inertia = self.LINK_MOI  # both links share one moment of inertia
+        g = self.gravity
+        theta1, theta2, omega1, omega2, torque = s_augmented
+        cos2, sin2 = math.cos(theta2), math.sin(theta2)
+        # Generalised inertia terms (d11 and d12 of the mass matrix).
+        d11 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * cos2) + 2 * inertia
+        d12 = m2 * (lc2**2 + l1 * lc2 * cos2) + inertia
+        # Gravity and Coriolis terms; cos(x - pi/2) == sin(x).
+        gravity2 = m2 * lc2 * g * math.sin(theta1 + theta2)
+        gravity1 = (-m2 * l1 * lc2 * sin2 * (omega2**2 + 2 * omega1 * omega2)
+                    + (m1 * lc1 + m2 * l1) * g * math.sin(theta1) + gravity2)
+        alpha2 = ((torque + d12 / d11 * gravity1 - m2 * l1 * lc2 * omega1**2 * sin2 - gravity2)
+                  / (m2 * lc2**2 + inertia - d12**2 / d11))
+        alpha1 = -(d12 * alpha2 + gravity1) / d11
+        return omega1, omega2, alpha1, alpha2, 0.0
+
+
+class MountainCarTask(MountainCarEnv):
+    """MountainCar whose gravity and engine force are constructor arguments."""
+
+    def __init__(self, *, render_mode: str | None = None, gravity: float = 0.0025,
+                 force: float = 0.001) -> None:
+        super().__init__(render_mode=render_mode)
+        apply_task_params(self, dict(gravity=gravity, force=force))
+
+
+def _cartpole_derived(env: Any) -> None:
+    # CartPoleEnv.__init__ computes these once; step() reads them.
+    env.total_mass = env.masspole + env.masscart
+    env.polemass_length = env.masspole * env.length
+
+
+def _acrobot_derived(env: Any) -> None:
+    env.LINK_COM_POS_1 = env.LINK_LENGTH_1 / 2
+    env.LINK_COM_POS_2 = env.LINK_LENGTH_2 / 2
+
+
+@dataclass(frozen=True)
+class PhysicsSpec:
+    """The task parameters one environment class accepts.
+
+    Attributes:
+        parameters: Name (an attribute of ``env.unwrapped``) → constraint.
+        nonzero: Names for which zero is physically meaningless.
+        recompute: Recomputes the constants derived from the parameters.
+        velocity_dims: Observation entries that are velocities.
+    """
+
+    parameters: Mapping[str, Interval]
+    nonzero: frozenset[str] = frozenset()
+    recompute: Callable[[Any], None] | None = None
+    velocity_dims: tuple[int, ...] = ()
+
+
+PHYSICS: dict[type, PhysicsSpec] = {
+    CartPoleEnv: PhysicsSpec(
+        parameters={"gravity": _POSITIVE, "masscart": _POSITIVE, "masspole": _POSITIVE,
+                    "length": _POSITIVE, "force_mag": _NONZERO_REAL, "tau": _POSITIVE},
+        nonzero=frozenset({"force_mag"}), recompute=_cartpole_derived, velocity_dims=(1, 3)),
+    AcrobotTask: PhysicsSpec(
+        parameters={"LINK_LENGTH_1": _POSITIVE, "LINK_LENGTH_2": _POSITIVE, "LINK_MASS_1": _POSITIVE,
+                    "LINK_MASS_2": _POSITIVE, "LINK_MOI": _POSITIVE, "gravity": _POSITIVE},
+        recompute=_acrobot_derived, velocity_dims=(4, 5)),
+    MountainCarEnv: PhysicsSpec(
+        parameters={"gravity": _POSITIVE, "force": _POSITIVE}, velocity_dims=(1,)),
+}
+"""Task parameters per environment class (subclasses inherit their parent's)."""
+
+
+def physics_spec(env: gymnasium.Env) -> PhysicsSpec:
+    """The :class:`PhysicsSpec` of ``env.unwrapped``'s class."""
+    for cls in type(env.unwrapped).__mro__:
+        if cls in PHYSICS:
+            return PHYSICS[cls]
+    raise ConfigError(f"{type(env.unwrapped).__name__} has no task parameters; "
+                      f"known: {', '.join(c.__name__ for c in PHYSICS)}.")
+
+
+def check_task_params(owner: str, spec: PhysicsSpec, params: Mapping[str, Any]) -> None:
+    """Refuse unknown names and physically impossible values with one line."""
+    for name, value in params.items():
+        if name not in spec.parameters:
+            raise ConfigError(
+                f"Unknown task parameter {name!r} for {owner}.{did_you_mean(name, spec.parameters)} "
+                f"Known: {', '.join(spec.parameters)}.")
+        check_param(owner, name, value, spec.parameters[name])
+        if name in spec.nonzero and value == 0:
+            raise ConfigError(f"The {name!r} parameter of {owner} must be non-zero. Got {value!r} instead.")
+
+
+def apply_task_params(env: gymnasium.Env, params: Mapping[str, float]) -> None:
+    """Set ``params`` on ``env.unwrapped`` and recompute its derived constants.
+
+    Raises:
+        ConfigError: For an unknown name or a physically impossible value.
+    """
+    target = env.unwrapped
+    spec = physics_spec(target)
+    check_task_params(type(target).__name__, spec, params)
+    for name, value in params.items():
+        setattr(target, name, float(value))
+    if spec.recompute is not None:
+        spec.recompute(target)
+
+
+gymnasium.register("replaybench/CartPole-v0", entry_point="streams.rl:CartPoleTask", max_episode_steps=200)
+gymnasium.register("replaybench/Acrobot-v0", entry_point="streams.rl:AcrobotTask", max_episode_steps=500)
+gymnasium.register("replaybench/MountainCar-v0", entry_point="streams.rl:MountainCarTask",
+                   max_episode_steps=200)
+
+
+# --------------------------------------------------------------------------- observation wrappers
+class AppendTaskId(gymnasium.ObservationWrapper):
+    """Appends a one-hot task id to a flat observation."""
+
+    def __init__(self, env: gymnasium.Env, *, task_index: int, n_tasks: int) -> None:
+        super().__init__(env)
+        self.one_hot = np.zeros(n_tasks, dtype=np.float32)
+        self.one_hot[task_index] = 1.0
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(
+            np.concatenate([space.low, np.zeros(n_tasks, np.float32)]),
+            np.concatenate([space.high, np.ones(n_tasks, np.float32)]), dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.concatenate([observation, self.one_hot])
+
+
+class HideVelocity(gymnasium.ObservationWrapper):
+    """Drops the velocity entries of a flat observation (a partially observable task)."""
+
+    def __init__(self, env: gymnasium.Env, *, velocity_dims: Sequence[int]) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        self.keep = np.array([i for i in range(space.shape[0]) if i not in set(velocity_dims)])
+        self.observation_space = gymnasium.spaces.Box(space.low[self.keep], space.high[self.keep],
+                                                      dtype=np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[self.keep]
+
+
+def make_task_env(seed: int | None = None, *, env_id: str, task_params: Mapping[str, float],
+                  task_index: int, n_tasks: int, task_ids: bool, hide_velocity: bool) -> gymnasium.Env:
+    """Build one task's environment; the env factory of an experience.
+
+    ``seed`` seeds the action space (observations are seeded by ``reset``).
+    """
+    if env_id.startswith("MiniGrid-"):
+        env = make_minigrid(env_id)
+    else:
+        env = gymnasium.make(env_id, **task_params)
+    if hide_velocity:
+        env = HideVelocity(env, velocity_dims=physics_spec(env).velocity_dims)
+    if task_ids:
+        env = AppendTaskId(env, task_index=task_index, n_tasks=n_tasks)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+# --------------------------------------------------------------------------- MiniGrid
+MINIGRID_ACTIONS = 7
+"""MiniGrid's full action set (left, right, forward, pickup, drop, toggle, done)."""
+
+
+class MiniGridEncoding(gymnasium.ObservationWrapper):
+    """One flat encoding for every MiniGrid task.
+
+    The 7×7 egocentric view's (object, colour, state) codes are scaled to
+    [0, 1] by their table sizes and concatenated with a one-hot direction, so
+    all tasks share a 151-dimensional observation and 7 actions.
+    """
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+
+        view = env.observation_space["image"].shape
+        self.scale = np.array([max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()),
+                               max(STATE_TO_IDX.values())], dtype=np.float32)
+        size = int(np.prod(view)) + 4
+        self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
+
+    def observation(self, observation: dict[str, Any]) -> np.ndarray:
+        image = (observation["image"].astype(np.float32) / self.scale).ravel()
+        direction = np.zeros(4, dtype=np.float32)
+        direction[observation["direction"]] = 1.0
+        return np.concatenate([image, direction])
+
+
+def make_minigrid(env_id: str) -> gymnasium.Env:
+    """A MiniGrid task behind :class:`MiniGridEncoding`."""
+    try:
+        import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+    except ImportError:
+        raise DataMissingError("The minigrid-sequence stream needs the 'minigrid' package "
+                               "(pip install minigrid).") from None
+    return MiniGridEncoding(gymnasium.make(env_id))
+
+
+# --------------------------------------------------------------------------- streams
+@dataclass(frozen=True)
+class RLStream:
+    """A sequence of RL tasks; satisfies the :class:`~replaybench.protocols.Stream` protocol."""
+
+    name: str
+    experiences: tuple[Experience, ...]
+    input_shape: tuple[int, ...]
+    n_actions: int
+    definition: Mapping[str, Any] = field(repr=False)
+    """What the fingerprint hashes: env ids, task params, budgets and eval seeds."""
+    version: str = STREAM_VERSION
+    scenario: str = "rl"
+    n_classes: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a stream: an environment and its physics."""
+
+    env_id: str
+    params: Mapping[str, float] = field(default_factory=dict)
+    max_return: float = 200.0
+    """Best achievable episode return (normalises to 1)."""
+    min_return: float = 0.0
+    """Worst episode return (normalises to 0)."""
+
+
+def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | Sequence[int],
+                 task_ids: bool = True, hide_velocity: bool = False,
+                 eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS) -> RLStream:
+    """Assemble an :class:`RLStream`, validating everything before any env runs.
+
+    Args:
+        name: The stream's name.
+        tasks: The tasks, in order.
+        steps_per_task: Environment-step budget of each experience (one int for all).
+        task_ids: Append a one-hot task id to observations and reveal
+            ``Experience.task_id``; without it the agent must infer the task.
+        hide_velocity: Drop the velocity entries (partially observable tasks).
+        eval_seeds: Reset seeds of the greedy evaluation episodes.
+    """
+    budgets = [steps_per_task] * len(tasks) if isinstance(steps_per_task, int) else list(steps_per_task)
+    if len(budgets) != len(tasks):
+        raise ConfigError(f"Expected {len(tasks)} step budgets for {name}, got {len(budgets)}.")
+    for budget in budgets:
+        check_param(name, "steps_per_task", budget, Interval(int, 1, None))
+    if not eval_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in eval_seeds):
+        raise ConfigError(f"The 'eval_seeds' parameter of {name} must be a non-empty sequence of ints. "
+                          f"Got {eval_seeds!r} instead.")
+    experiences, definition = [], {"name": name, "version": STREAM_VERSION, "task_ids": task_ids,
+                                   "hide_velocity": hide_velocity, "tasks": []}
+    for index, (task, budget) in enumerate(zip(tasks, budgets)):
+        if not task.env_id.startswith("MiniGrid-"):
+            spec = gymnasium.spec(task.env_id)
+            check_task_params(task.env_id, physics_spec(spec.make()), task.params)
+        factory = functools.partial(make_task_env, env_id=task.env_id, task_params=dict(task.params),
+                                    task_index=index, n_tasks=len(tasks), task_ids=task_ids,
+                                    hide_velocity=hide_velocity)
+        info = {"max_return": task.max_return, "min_return": task.min_return,
+                "eval_episodes": len(eval_seeds), "eval_seeds": tuple(eval_seeds),
+                "task_params": dict(task.params), "env_id": task.env_id}
+        experiences.append(Experience(index=index, kind="rl", task_id=index if task_ids else None,
+                                      env_factory=factory, step_budget=budget, info=info))
+        definition["tasks"].append({"env_id": task.env_id, "params": dict(task.params),
+                                    "step_budget": budget, "eval_seeds": list(eval_seeds),
+                                    "max_return": task.max_return, "min_return": task.min_return})
+    probe = experiences[0].env_factory(0)
+    stream = RLStream(name=name, experiences=tuple(experiences), input_shape=probe.observation_space.shape,
+                      n_actions=int(probe.action_space.n), definition=definition)
+    probe.close()
+    return stream
+
+
+CARTPOLE_CONFLICT_TASKS = (
+    TaskSpec("replaybench/CartPole-v0", {}),
+    TaskSpec("replaybench/CartPole-v0", {"force_mag": -10.0}),
+    TaskSpec("replaybench/CartPole-v0", {"length": 1.0, "masspole": 0.2}),
+)
+"""Default CartPole; the reversed actuator (conflicts with task 0); a long, heavy pole."""
+
+ACROBOT_TASKS = (
+    TaskSpec("replaybench/Acrobot-v0", {}, max_return=0.0, min_return=-500.0),
+    TaskSpec("replaybench/Acrobot-v0", {"LINK_LENGTH_2": 1.5, "LINK_MASS_2": 1.5}, max_return=0.0,
+             min_return=-500.0),
+    TaskSpec("replaybench/Acrobot-v0", {"gravity": 15.0}, max_return=0.0, min_return=-500.0),
+)
+"""Default Acrobot; a longer, heavier lower link; stronger gravity."""
+
+MOUNTAINCAR_TASKS = (
+    TaskSpec("replaybench/MountainCar-v0", {}, max_return=0.0, min_return=-200.0),
+    TaskSpec("replaybench/MountainCar-v0", {"gravity": 0.0030}, max_return=0.0, min_return=-200.0),
+    TaskSpec("replaybench/MountainCar-v0", {"force": 0.0015}, max_return=0.0, min_return=-200.0),
+)
+"""Default MountainCar; stronger gravity; a stronger engine."""
+
+MINIGRID_TASKS = (
+    TaskSpec("MiniGrid-DoorKey-5x5-v0", max_return=1.0),
+    TaskSpec("MiniGrid-Empty-5x5-v0", max_return=1.0),
+    TaskSpec("MiniGrid-LavaGapS5-v0", max_return=1.0),
+)
+"""MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
+
+
+def _check_n_tasks(name: str, n_tasks: int, available: int) -> None:
+    check_param(name, "n_tasks", n_tasks, Interval(int, 1, available))
+
+
+def make_cartpole_conflict(*, n_tasks: int = 3, steps_per_task: int = 5000, task_ids: bool = True,
+                           hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
+                           ) -> RLStream:
+    """CartPole, reversed actuator, long pole; 200-step episodes."""
+    _check_n_tasks("cartpole-conflict", n_tasks, len(CARTPOLE_CONFLICT_TASKS))
+    return build_stream("cartpole-conflict", CARTPOLE_CONFLICT_TASKS[:n_tasks], steps_per_task=steps_per_task,
+                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+
+
+def make_acrobot_variants(*, n_tasks: int = 3, steps_per_task: int = 20_000, task_ids: bool = True,
+                          hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
+                          ) -> RLStream:
+    """Acrobot with changed link lengths and masses, then gravity; 500-step episodes."""
+    _check_n_tasks("acrobot-variants", n_tasks, len(ACROBOT_TASKS))
+    return build_stream("acrobot-variants", ACROBOT_TASKS[:n_tasks], steps_per_task=steps_per_task,
+                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+
+
+def make_mountaincar_variants(*, n_tasks: int = 3, steps_per_task: int = 50_000, task_ids: bool = True,
+                              hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
+                              ) -> RLStream:
+    """MountainCar with changed gravity, then engine force; 200-step episodes."""
+    _check_n_tasks("mountaincar-variants", n_tasks, len(MOUNTAINCAR_TASKS))
+    return build_stream("mountaincar-variants", MOUNTAINCAR_TASKS[:n_tasks], steps_per_task=steps_per_task,
+                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+
+
+def make_minigrid_sequence(*, n_tasks: int = 3, steps_per_task: int = 50_000, task_ids: bool = True,
+                           eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS) -> RLStream:
+    """DoorKey-5x5, Empty-5x5, LavaGapS5 behind one encoding (needs ``minigrid``)."""
+    _check_n_tasks("minigrid-sequence", n_tasks, len(MINIGRID_TASKS))
+    return build_stream("minigrid-sequence", MINIGRID_TASKS[:n_tasks], steps_per_task=steps_per_task,
+                        task_ids=task_ids, eval_seeds=eval_seeds)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_rl(agent: Any, experience: Experience) -> float:
+    """Mean greedy normalised return of ``agent`` on ``experience``'s task.
+
+    Runs one episode per evaluation seed, all at once in a synchronous vector
+    env, calling ``agent.act(obs_batch, task_id)``; each episode counts until
+    its first end, whatever the autoreset mode does afterwards.
+
+    Returns:
+        The mean over episodes of ``(return − min_return) / (max_return − min_return)``.
+    """
+    seeds = list(experience.info["eval_seeds"])
+    factory = experience.env_factory
+    envs = gymnasium.vector.SyncVectorEnv([functools.partial(factory, seed) for seed in seeds])
+    try:
+        obs, _ = envs.reset(seed=seeds)
+        returns = np.zeros(len(seeds))
+        running = np.ones(len(seeds), dtype=bool)
+        while running.any():
+            actions = np.asarray(agent.act(obs, experience.task_id)).reshape(len(seeds))
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            returns += np.where(running, rewards, 0.0)
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return float(np.mean(normalised_returns(returns, experience.info)))
+
+
+def normalised_returns(returns: np.ndarray | Sequence[float], info: Mapping[str, Any]) -> np.ndarray:
+    """Scale raw returns to [0, 1] by the task's bounds in ``Experience.info``."""
+    low, high = info.get("min_return", 0.0), info["max_return"]
+    return (np.asarray(returns, dtype=np.float64) - low) / (high - low)

@@ -1,0 +1,160 @@
+"""Supervised image streams: class-IL / task-IL splits and domain-IL permutations.
+
+Data is held as tensors. A split stream reorders its dataset once, grouping
+each experience's classes, so that every experience is a view (a contiguous
+slice) of one shared tensor: no copy per experience and no per-sample
+transform in the hot loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from replaybench.errors import ConfigError
+from replaybench.params import Interval, Optional, OneOf, check_param
+from replaybench.protocols import Experience
+from streams import datasets
+from streams.base import TensorStream
+from streams.datasets import TensorDataset
+
+LOADERS: dict[str, Callable[..., TensorDataset]] = {
+    "digits": lambda data_dir=None, download=False: datasets.load_digits(),
+    "fashion-mnist": datasets.load_fashion_mnist,
+    "mnist5k": lambda data_dir=None, download=False: datasets.load_mnist5k(),
+}
+
+
+def load_dataset(name: str, data_dir: str | None = None, download: bool = False) -> TensorDataset:
+    """Load a dataset by name; unknown names list the known ones."""
+    if name not in LOADERS:
+        raise ConfigError(f"Unknown dataset {name!r}. Known: {', '.join(sorted(LOADERS))}.")
+    return LOADERS[name](data_dir=data_dir, download=download)
+
+
+def _take_per_class(y: torch.Tensor, classes: list[int], per_class: int | None) -> list[np.ndarray]:
+    """For each class, its indices in ``y`` (the first ``per_class`` of them)."""
+    y_np = y.numpy()
+    out = []
+    for c in classes:
+        idx = np.flatnonzero(y_np == c)
+        out.append(idx if per_class is None else idx[:per_class])
+    return out
+
+
+def make_split(
+    *,
+    name: str,
+    dataset: str,
+    n_experiences: int = 5,
+    scenario: str = "class-il",
+    class_order_seed: int | None = None,
+    train_per_class: int | None = None,
+    version: str = "1",
+    data_dir: str | None = None,
+    download: bool = False,
+) -> TensorStream:
+    """Split a dataset's classes into ``n_experiences`` disjoint groups.
+
+    Args:
+        name: The stream's name.
+        dataset: A key of :data:`LOADERS`.
+        n_experiences: Number of experiences; must divide the number of classes.
+        scenario: "class-il" (one head, no task id) or "task-il" (task id given).
+        class_order_seed: ``None`` keeps the natural order 0..C-1; an int
+            shuffles the classes with that seed.
+        train_per_class: Keep only the first k training items of each class.
+    """
+    owner = f"stream {name}"
+    check_param(owner, "scenario", scenario, OneOf("class-il", "task-il"))
+    check_param(owner, "n_experiences", n_experiences, Interval(int, 1, None))
+    check_param(owner, "class_order_seed", class_order_seed, Optional(Interval(int, 0, None)))
+    check_param(owner, "train_per_class", train_per_class, Optional(Interval(int, 1, None)))
+    data = load_dataset(dataset, data_dir, download)
+    n_classes = data.n_classes
+    if n_experiences > n_classes or n_classes % n_experiences:
+        raise ConfigError(
+            f"Cannot split the {n_classes} classes of {dataset} into {n_experiences} equal experiences."
+        )
+    order = list(range(n_classes))
+    if class_order_seed is not None:
+        order = [int(c) for c in np.random.default_rng(class_order_seed).permutation(n_classes)]
+    per_exp = n_classes // n_experiences
+    train_idx = _take_per_class(data.train_y, order, train_per_class)
+    test_idx = _take_per_class(data.test_y, order, None)
+    # One reordering copy per stream; experiences are slices of it.
+    train_x = data.train_x[torch.from_numpy(np.concatenate(train_idx))]
+    train_y = data.train_y[torch.from_numpy(np.concatenate(train_idx))]
+    test_x = data.test_x[torch.from_numpy(np.concatenate(test_idx))]
+    test_y = data.test_y[torch.from_numpy(np.concatenate(test_idx))]
+    experiences, records = [], []
+    tr0 = te0 = 0
+    for i in range(n_experiences):
+        group = range(i * per_exp, (i + 1) * per_exp)
+        n_tr = sum(len(train_idx[g]) for g in group)
+        n_te = sum(len(test_idx[g]) for g in group)
+        experiences.append(Experience(
+            index=i, kind="supervised",
+            train_x=train_x[tr0 : tr0 + n_tr], train_y=train_y[tr0 : tr0 + n_tr],
+            test_x=test_x[te0 : te0 + n_te], test_y=test_y[te0 : te0 + n_te],
+            task_id=i if scenario == "task-il" else None,
+            classes=tuple(order[g] for g in group),
+        ))
+        records.append(b"".join(train_idx[g].tobytes() + test_idx[g].tobytes() for g in group))
+        tr0, te0 = tr0 + n_tr, te0 + n_te
+    params = {"dataset": dataset, "n_experiences": n_experiences, "class_order": order,
+              "train_per_class": train_per_class}
+    return TensorStream(
+        name=name, version=version, scenario=scenario, experiences=tuple(experiences),
+        n_classes=n_classes, input_shape=tuple(data.train_x.shape[1:]), source=data.source,
+        params=params, data_digest=data.digest, split_record=tuple(records),
+    )
+
+
+def make_permuted(
+    *,
+    name: str,
+    dataset: str,
+    n_experiences: int = 10,
+    permutation_seed: int = 0,
+    train_per_class: int | None = None,
+    version: str = "1",
+    data_dir: str | None = None,
+    download: bool = False,
+) -> TensorStream:
+    """Domain-IL: every experience has all classes, with its own fixed pixel
+    permutation (the first experience keeps the identity, as in GEM)."""
+    owner = f"stream {name}"
+    check_param(owner, "n_experiences", n_experiences, Interval(int, 1, None))
+    check_param(owner, "permutation_seed", permutation_seed, Interval(int, 0, None))
+    check_param(owner, "train_per_class", train_per_class, Optional(Interval(int, 1, None)))
+    data = load_dataset(dataset, data_dir, download)
+    classes = list(range(data.n_classes))
+    keep = np.sort(np.concatenate(_take_per_class(data.train_y, classes, train_per_class)))
+    base_train = data.train_x[torch.from_numpy(keep)].flatten(1)
+    train_y = data.train_y[torch.from_numpy(keep)]
+    base_test = data.test_x.flatten(1)
+    shape = tuple(data.train_x.shape[1:])
+    n_pixels = math.prod(shape)
+    rng = np.random.default_rng(permutation_seed)
+    experiences, records = [], []
+    for i in range(n_experiences):
+        perm = np.arange(n_pixels) if i == 0 else rng.permutation(n_pixels)
+        p = torch.from_numpy(perm)
+        experiences.append(Experience(
+            index=i, kind="supervised",
+            train_x=base_train[:, p].reshape(-1, *shape), train_y=train_y,
+            test_x=base_test[:, p].reshape(-1, *shape), test_y=data.test_y,
+            classes=tuple(classes),
+        ))
+        records.append(perm.astype(np.int64).tobytes() + keep.astype(np.int64).tobytes())
+    params = {"dataset": dataset, "n_experiences": n_experiences, "permutation_seed": permutation_seed,
+              "train_per_class": train_per_class}
+    return TensorStream(
+        name=name, version=version, scenario="domain-il", experiences=tuple(experiences),
+        n_classes=data.n_classes, input_shape=shape, source=data.source, params=params,
+        data_digest=data.digest, split_record=tuple(records),
+    )
