@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -46,8 +47,9 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
 from replaybench.errors import ConfigError, DataMissingError
-from replaybench.params import Interval, check_param, did_you_mean
+from replaybench.params import InstanceOf, Interval, check_param, did_you_mean
 from replaybench.protocols import Experience
+from replaybench.rl_metrics import normalised_return
 
 STREAM_VERSION = "1"
 DEFAULT_EVAL_SEEDS = (10_007, 10_009, 10_037, 10_039, 10_061)
@@ -317,6 +319,18 @@ class RLStream:
         canonical = json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def evaluate(self, agent: Any, experience: Experience) -> float:
+        """The runner's scorer for this stream: :func:`evaluate_rl`."""
+        return evaluate_rl(agent, experience)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``replaybench streams show`` prints."""
+        return {"name": self.name, "version": self.version, "scenario": self.scenario,
+                "experiences": len(self.experiences), "input_shape": list(self.input_shape),
+                "n_actions": self.n_actions, "tasks": self.definition["tasks"],
+                "task_ids": self.definition["task_ids"], "hide_velocity": self.definition["hide_velocity"],
+                "fingerprint": self.fingerprint}
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -332,7 +346,7 @@ class TaskSpec:
 
 def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | Sequence[int],
                  task_ids: bool = True, hide_velocity: bool = False,
-                 eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS) -> RLStream:
+                 eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, version: str = STREAM_VERSION) -> RLStream:
     """Assemble an :class:`RLStream`, validating everything before any env runs.
 
     Args:
@@ -343,16 +357,21 @@ def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | 
             ``Experience.task_id``; without it the agent must infer the task.
         hide_velocity: Drop the velocity entries (partially observable tasks).
         eval_seeds: Reset seeds of the greedy evaluation episodes.
+        version: The stream's version, part of the fingerprint.
+
+    Raises:
+        ConfigError: For a budget ≤ 0, an unknown task parameter or an
+            impossible value, before any environment runs.
     """
     budgets = [steps_per_task] * len(tasks) if isinstance(steps_per_task, int) else list(steps_per_task)
     if len(budgets) != len(tasks):
         raise ConfigError(f"Expected {len(tasks)} step budgets for {name}, got {len(budgets)}.")
     for budget in budgets:
-        check_param(name, "steps_per_task", budget, Interval(int, 1, None))
+        check_param(f"stream {name}", "steps_per_task", budget, Interval(int, 1, None))
     if not eval_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in eval_seeds):
-        raise ConfigError(f"The 'eval_seeds' parameter of {name} must be a non-empty sequence of ints. "
+        raise ConfigError(f"The 'eval_seeds' parameter of stream {name} must be a non-empty sequence of ints. "
                           f"Got {eval_seeds!r} instead.")
-    experiences, definition = [], {"name": name, "version": STREAM_VERSION, "task_ids": task_ids,
+    experiences, definition = [], {"name": name, "version": version, "task_ids": task_ids,
                                    "hide_velocity": hide_velocity, "tasks": []}
     for index, (task, budget) in enumerate(zip(tasks, budgets)):
         if not task.env_id.startswith("MiniGrid-"):
@@ -371,7 +390,7 @@ def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | 
                                     "max_return": task.max_return, "min_return": task.min_return})
     probe = experiences[0].env_factory(0)
     stream = RLStream(name=name, experiences=tuple(experiences), input_shape=probe.observation_space.shape,
-                      n_actions=int(probe.action_space.n), definition=definition)
+                      n_actions=int(probe.action_space.n), definition=definition, version=version)
     probe.close()
     return stream
 
@@ -406,43 +425,90 @@ MINIGRID_TASKS = (
 """MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
 
 
-def _check_n_tasks(name: str, n_tasks: int, available: int) -> None:
-    check_param(name, "n_tasks", n_tasks, Interval(int, 1, available))
+def _named_stream(default_name: str, tasks: Sequence[TaskSpec], *, name: str | None, version: str,
+                  n_tasks: int | None, steps_per_task: int | Sequence[int], task_ids: bool, hide_velocity: bool,
+                  eval_seeds: Sequence[int]) -> RLStream:
+    name = name or default_name
+    n_tasks = len(tasks) if n_tasks is None else n_tasks
+    check_param(f"stream {name}", "n_tasks", n_tasks, Interval(int, 1, len(tasks)))
+    check_param(f"stream {name}", "version", version, InstanceOf(str))
+    return build_stream(name, tasks[:n_tasks], steps_per_task=steps_per_task, task_ids=task_ids,
+                        hide_velocity=hide_velocity, eval_seeds=eval_seeds, version=version)
 
 
-def make_cartpole_conflict(*, n_tasks: int = 3, steps_per_task: int = 5000, task_ids: bool = True,
-                           hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
-                           ) -> RLStream:
-    """CartPole, reversed actuator, long pole; 200-step episodes."""
-    _check_n_tasks("cartpole-conflict", n_tasks, len(CARTPOLE_CONFLICT_TASKS))
-    return build_stream("cartpole-conflict", CARTPOLE_CONFLICT_TASKS[:n_tasks], steps_per_task=steps_per_task,
-                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+def make_cartpole_conflict(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
+                           steps_per_task: int | Sequence[int] = 5000, task_ids: bool = True,
+                           hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+                           data_dir: str | None = None, download: bool = False) -> RLStream:
+    """CartPole, reversed actuator, long pole; 200-step episodes.
+
+    Args:
+        name: Registered name (defaults to ``"cartpole-conflict"``).
+        version: Stream version, part of the fingerprint.
+        n_tasks: Use the first ``n_tasks`` tasks (all three by default).
+        steps_per_task: Env-step budget of each experience.
+        task_ids: Append a one-hot task id to the observation.
+        hide_velocity: Drop the cart and pole velocities (partially observable).
+        eval_seeds: Reset seeds of the greedy evaluation episodes.
+        data_dir: Unused (the tasks are simulated); accepted like every stream builder.
+        download: Unused, as ``data_dir``.
+    """
+    return _named_stream("cartpole-conflict", CARTPOLE_CONFLICT_TASKS, name=name, version=version,
+                         n_tasks=n_tasks, steps_per_task=steps_per_task, task_ids=task_ids,
+                         hide_velocity=hide_velocity, eval_seeds=eval_seeds)
 
 
-def make_acrobot_variants(*, n_tasks: int = 3, steps_per_task: int = 20_000, task_ids: bool = True,
-                          hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
-                          ) -> RLStream:
-    """Acrobot with changed link lengths and masses, then gravity; 500-step episodes."""
-    _check_n_tasks("acrobot-variants", n_tasks, len(ACROBOT_TASKS))
-    return build_stream("acrobot-variants", ACROBOT_TASKS[:n_tasks], steps_per_task=steps_per_task,
-                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+def make_acrobot_variants(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
+                          steps_per_task: int | Sequence[int] = 20_000, task_ids: bool = True,
+                          hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+                          data_dir: str | None = None, download: bool = False) -> RLStream:
+    """Acrobot with a longer, heavier lower link, then stronger gravity; 500-step episodes.
+
+    Arguments as :func:`make_cartpole_conflict`; ``hide_velocity`` drops both joint velocities.
+    """
+    return _named_stream("acrobot-variants", ACROBOT_TASKS, name=name, version=version, n_tasks=n_tasks,
+                         steps_per_task=steps_per_task, task_ids=task_ids, hide_velocity=hide_velocity,
+                         eval_seeds=eval_seeds)
 
 
-def make_mountaincar_variants(*, n_tasks: int = 3, steps_per_task: int = 50_000, task_ids: bool = True,
-                              hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS
-                              ) -> RLStream:
-    """MountainCar with changed gravity, then engine force; 200-step episodes."""
-    _check_n_tasks("mountaincar-variants", n_tasks, len(MOUNTAINCAR_TASKS))
-    return build_stream("mountaincar-variants", MOUNTAINCAR_TASKS[:n_tasks], steps_per_task=steps_per_task,
-                        task_ids=task_ids, hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+def make_mountaincar_variants(*, name: str | None = None, version: str = STREAM_VERSION,
+                              n_tasks: int | None = None, steps_per_task: int | Sequence[int] = 50_000,
+                              task_ids: bool = True, hide_velocity: bool = False,
+                              eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, data_dir: str | None = None,
+                              download: bool = False) -> RLStream:
+    """MountainCar with stronger gravity, then a stronger engine; 200-step episodes.
+
+    Arguments as :func:`make_cartpole_conflict`; ``hide_velocity`` drops the car's velocity.
+    """
+    return _named_stream("mountaincar-variants", MOUNTAINCAR_TASKS, name=name, version=version,
+                         n_tasks=n_tasks, steps_per_task=steps_per_task, task_ids=task_ids,
+                         hide_velocity=hide_velocity, eval_seeds=eval_seeds)
 
 
-def make_minigrid_sequence(*, n_tasks: int = 3, steps_per_task: int = 50_000, task_ids: bool = True,
-                           eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS) -> RLStream:
-    """DoorKey-5x5, Empty-5x5, LavaGapS5 behind one encoding (needs ``minigrid``)."""
-    _check_n_tasks("minigrid-sequence", n_tasks, len(MINIGRID_TASKS))
-    return build_stream("minigrid-sequence", MINIGRID_TASKS[:n_tasks], steps_per_task=steps_per_task,
-                        task_ids=task_ids, eval_seeds=eval_seeds)
+def make_minigrid_sequence(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
+                           steps_per_task: int | Sequence[int] = 50_000, task_ids: bool = True,
+                           eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, data_dir: str | None = None,
+                           download: bool = False) -> RLStream:
+    """DoorKey-5x5, Empty-5x5 and LavaGapS5 behind one encoding (needs ``minigrid``).
+
+    Arguments as :func:`make_cartpole_conflict` (no velocities to hide).
+    """
+    return _named_stream("minigrid-sequence", MINIGRID_TASKS, name=name, version=version, n_tasks=n_tasks,
+                         steps_per_task=steps_per_task, task_ids=task_ids, hide_velocity=False,
+                         eval_seeds=eval_seeds)
+
+
+def single_task_stream(stream: RLStream, index: int) -> RLStream:
+    """Task ``index`` of ``stream`` alone: the reference run of forward transfer.
+
+    The task keeps its observation encoding (including its one-hot id), so
+    an agent built for the full stream fits it unchanged.
+    """
+    experience = stream.experiences[index]
+    definition = {**stream.definition, "single_task": index}
+    return dataclasses.replace(stream, name=f"{stream.name}[{index}]",
+                               experiences=(dataclasses.replace(experience, index=0),), definition=definition)
+
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -470,10 +536,6 @@ def evaluate_rl(agent: Any, experience: Experience) -> float:
             running &= ~(terminated | truncated)
     finally:
         envs.close()
-    return float(np.mean(normalised_returns(returns, experience.info)))
-
-
-def normalised_returns(returns: np.ndarray | Sequence[float], info: Mapping[str, Any]) -> np.ndarray:
-    """Scale raw returns to [0, 1] by the task's bounds in ``Experience.info``."""
-    low, high = info.get("min_return", 0.0), info["max_return"]
-    return (np.asarray(returns, dtype=np.float64) - low) / (high - low)
+    info = experience.info
+    return float(np.mean(normalised_return(returns, max_return=info["max_return"],
+                                           min_return=info.get("min_return", 0.0))))
