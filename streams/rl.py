@@ -246,10 +246,7 @@ def make_task_env(seed: int | None = None, *, env_id: str, task_params: Mapping[
 
     ``seed`` seeds the action space (observations are seeded by ``reset``).
     """
-    if env_id.startswith("MiniGrid-"):
-        env = make_minigrid(env_id)
-    else:
-        env = gymnasium.make(env_id, **task_params)
+    env = gymnasium.make(env_id, **task_params)
     if hide_velocity:
         env = HideVelocity(env, velocity_dims=physics_spec(env).velocity_dims)
     if task_ids:
@@ -289,14 +286,20 @@ class MiniGridEncoding(gymnasium.ObservationWrapper):
         return np.concatenate([image, direction])
 
 
-def make_minigrid(env_id: str) -> gymnasium.Env:
-    """A MiniGrid task behind :class:`MiniGridEncoding`."""
+def make_minigrid(*, env_id: str, render_mode: str | None = None) -> gymnasium.Env:
+    """A MiniGrid task behind :class:`MiniGridEncoding` (the ``replaybench/MiniGrid-*`` entry point)."""
     try:
         import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
     except ImportError:
         raise DataMissingError("The minigrid-sequence stream needs the 'minigrid' package "
                                "(pip install minigrid).") from None
-    return MiniGridEncoding(gymnasium.make(env_id))
+    return MiniGridEncoding(gymnasium.make(env_id, render_mode=render_mode))
+
+
+for _minigrid_id in ("MiniGrid-DoorKey-5x5-v0", "MiniGrid-Empty-5x5-v0", "MiniGrid-LavaGapS5-v0"):
+    # The inner gymnasium.make already adds the checker and order enforcement.
+    gymnasium.register(f"replaybench/{_minigrid_id}", entry_point="streams.rl:make_minigrid",
+                       kwargs={"env_id": _minigrid_id}, order_enforce=False, disable_env_checker=True)
 
 
 # --------------------------------------------------------------------------- streams
@@ -374,9 +377,10 @@ def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | 
     experiences, definition = [], {"name": name, "version": version, "task_ids": task_ids,
                                    "hide_velocity": hide_velocity, "tasks": []}
     for index, (task, budget) in enumerate(zip(tasks, budgets)):
-        if not task.env_id.startswith("MiniGrid-"):
-            spec = gymnasium.spec(task.env_id)
-            check_task_params(task.env_id, physics_spec(spec.make()), task.params)
+        if task.params or hide_velocity:  # builds the env once to find its parameter table
+            probe = gymnasium.make(task.env_id)
+            check_task_params(task.env_id, physics_spec(probe), task.params)
+            probe.close()
         factory = functools.partial(make_task_env, env_id=task.env_id, task_params=dict(task.params),
                                     task_index=index, n_tasks=len(tasks), task_ids=task_ids,
                                     hide_velocity=hide_velocity)
@@ -418,9 +422,9 @@ MOUNTAINCAR_TASKS = (
 """Default MountainCar; stronger gravity; a stronger engine."""
 
 MINIGRID_TASKS = (
-    TaskSpec("MiniGrid-DoorKey-5x5-v0", max_return=1.0),
-    TaskSpec("MiniGrid-Empty-5x5-v0", max_return=1.0),
-    TaskSpec("MiniGrid-LavaGapS5-v0", max_return=1.0),
+    TaskSpec("replaybench/MiniGrid-DoorKey-5x5-v0", max_return=1.0),
+    TaskSpec("replaybench/MiniGrid-Empty-5x5-v0", max_return=1.0),
+    TaskSpec("replaybench/MiniGrid-LavaGapS5-v0", max_return=1.0),
 )
 """MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
 
