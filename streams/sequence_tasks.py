@@ -264,11 +264,25 @@ class SequenceStream:
 
     @property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.parameters, sort_keys=True, default=str).encode())
+        header = {"name": self.name, "version": self.version, "parameters": self.parameters}
+        digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
         for experience in self.experiences:
             for tensor in (experience.train_x, experience.train_y, experience.test_x, experience.test_y):
                 digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+    def evaluate(self, agent: Any, experience: Experience) -> float:
+        """The runner's scorer: :func:`score_sequence` of ``agent.predict(test_x, task_id)``."""
+        with torch.no_grad():
+            outputs = agent.predict(experience.test_x, experience.task_id)
+        return score_sequence(experience, outputs.detach().cpu())
+
+    def describe(self) -> dict[str, Any]:
+        """What ``replaybench streams show`` prints."""
+        return {"name": self.name, "version": self.version, "scenario": self.scenario,
+                "experiences": len(self.experiences), "tasks": [e.info["task"] for e in self.experiences],
+                "input_shape": list(self.input_shape), "output_size": self.output_size,
+                "parameters": self.parameters, "fingerprint": self.fingerprint}
 
 
 def _vb_experience(index: int, name: str, task_id: tuple[int, int, int], *, d: int, s: int, horizon: int,
@@ -287,11 +301,15 @@ def _check_sizes(owner: str, **values: int) -> None:
         check_param(owner, key, value, _POS_INT)
 
 
-def make_vb_compose(*, d: int = 8, s: int = 8, horizon: int = 16, n_train: int = 2048, n_test: int = 512,
+def make_vb_compose(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
+                    download: bool = False, d: int = 8, s: int = 8, horizon: int = 16, n_train: int = 2048, n_test: int = 512,
                     tasks: Sequence[str] = ("T1", "T2", "T3", "T4"), seed: int = 0) -> SequenceStream:
     """vb-compose: EMT Table 1's tasks T1..T4 in order, one per experience.
 
     T1 (repeat copy) exists for any ``d``; T2..T4 are defined for d = s = 8.
+    The data are generated in-process from ``seed``; ``name``, ``version``,
+    ``data_dir`` and ``download`` follow the standard builder signature
+    (the last two are unused). The same holds for the other builders.
     """
     _check_sizes("vb-compose", d=d, s=s, horizon=horizon, n_train=n_train, n_test=n_test)
     unknown = [t for t in tasks if t not in VB_TABLE1_TASK_IDS]
@@ -305,10 +323,11 @@ def make_vb_compose(*, d: int = 8, s: int = 8, horizon: int = 16, n_train: int =
     )
     parameters = {"d": d, "s": s, "horizon": horizon, "n_train": n_train, "n_test": n_test,
                   "tasks": list(tasks), "seed": seed}
-    return SequenceStream("vb-compose", experiences, (d,), d, parameters)
+    return SequenceStream(name or "vb-compose", experiences, (d,), d, parameters, version)
 
 
-def make_vb_repeat_copy(*, d: int = 8, s: int = 8, horizons: Sequence[int] = (10, 20, 40, 60, 100),
+def make_vb_repeat_copy(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
+                        download: bool = False, d: int = 8, s: int = 8, horizons: Sequence[int] = (10, 20, 40, 60, 100),
                         n_train: int = 1024, n_test: int = 256, seed: int = 0) -> SequenceStream:
     """vb-repeat-copy: repeat copy at growing horizons (EMT's curriculum by default)."""
     _check_sizes("vb-repeat-copy", d=d, s=s, n_train=n_train, n_test=n_test)
@@ -323,10 +342,11 @@ def make_vb_repeat_copy(*, d: int = 8, s: int = 8, horizons: Sequence[int] = (10
         for i, h in enumerate(horizons)
     )
     parameters = {"d": d, "s": s, "horizons": list(horizons), "n_train": n_train, "n_test": n_test, "seed": seed}
-    return SequenceStream("vb-repeat-copy", experiences, (d,), d, parameters)
+    return SequenceStream(name or "vb-repeat-copy", experiences, (d,), d, parameters, version)
 
 
-def make_flipflop_periods(*, periods: Sequence[int] = (6, 4, 8), length: int = 48, clock: str = "periodic",
+def make_flipflop_periods(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
+                          download: bool = False, periods: Sequence[int] = (6, 4, 8), length: int = 48, clock: str = "periodic",
                           tau: int = 2, null_prob: float = 0.1, n_train: int = 1024, n_test: int = 256,
                           seed: int = 0) -> SequenceStream:
     """flipflop-periods: the time-of-day automaton, its period P changing per experience.
@@ -352,4 +372,5 @@ def make_flipflop_periods(*, periods: Sequence[int] = (6, 4, 8), length: int = 4
                                       test_x=test.x, test_y=test.states, task_id=i, info=info))
     parameters = {"periods": list(periods), "length": length, "clock": clock, "tau": tau, "null_prob": null_prob,
                   "n_train": n_train, "n_test": n_test, "seed": seed}
-    return SequenceStream("flipflop-periods", tuple(experiences), (len(SYMBOLS),), len(SYMBOLS), parameters)
+    return SequenceStream(name or "flipflop-periods", tuple(experiences), (len(SYMBOLS),), len(SYMBOLS), parameters,
+                          version)

@@ -175,3 +175,14 @@ def test_agent_config_refuses_unknown_and_bad_options() -> None:
         WaveLBCAgent.Config.from_dict({"slot": 4})
     with pytest.raises(ConfigError, match="'slots' parameter of WaveLBCAgent"):
         WaveLBCAgent.Config(slots=0)
+
+
+def test_runner_trains_and_scores_a_wave_agent_on_a_sequence_stream() -> None:
+    from replaybench.runner import RunSpec, run
+
+    spec = RunSpec(stream="streams.sequence_tasks:make_vb_repeat_copy", agent="agents.sequence:WaveLBCAgent",
+                   stream_options={"d": 4, "s": 4, "horizons": [4, 8], "n_train": 256, "n_test": 64},
+                   agent_options={"slots": 4, "features": 4, "lr": 0.03, "batch_size": 32, "updates": 100})
+    result = run(spec)
+    R = torch.tensor(result.R)
+    assert R.shape == (2, 2) and (R[-1] > 0.9).all()
