@@ -1,0 +1,145 @@
+"""Signal propagation (sigprop): learning from a target signal sent forward.
+
+Kohan, Rietman, Siegelmann, "Signal Propagation: The Framework for Learning
+and Inference in a Forward Pass", IEEE TNNLS 2023 (arXiv 2204.01723).
+Reference code: github amassivek/signalpropagation (``propagators/learn.py``,
+``signals/generators.py``); read, not copied.
+
+Training, for a minibatch (x, c) with c the one-hot label:
+
+1. h_1 = layer_1(x), and the target t_1 = f(S c) through a learned projection
+   S (Linear, then the block's norm and activation, as the reference's
+   ``signal_modules_lpi``), shaped like h_1.
+2. For i ≥ 2: h_i = layer_i(h_{i-1}) and t_i = layer_i(t_{i-1}), through the
+   same weights, with the inputs detached.
+3. Layer i's loss is an input-target similarity loss L(h_i, t_i; t_{i-1})
+   (:mod:`agents.forward.losses`); it reaches only layer i (and S, for
+   layer 1). Each layer's backward runs as soon as its loss exists, so only
+   one layer's graph is alive at a time: the memory saving the paper claims.
+4. The output layer is trained with cross-entropy on the detached h_n.
+
+All gradients land first and one optimiser step follows; since the losses
+touch disjoint parameters this equals the reference's per-layer steps.
+Inference is the plain forward pass of :class:`ForwardNet`; S is unused.
+
+Layer-local replay (``local_replay_size > 0``) replays in several regions at
+once, element 10 of Hayes et al. 2021 ("Replay in deep learning: current
+approaches and missing biological elements"): every layer, the head
+included, keeps its own reservoir of (layer input, label) pairs stored at the
+end of each experience, and draws its own replay minibatch into its own local
+loss. The stored inputs of layers ≥ 2 are activations of the layers below as
+they were when stored; they drift as those layers keep learning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agents._supervised import TrainingConfig
+from agents.forward.layers import ACTIVATIONS, LocalLearner, build_forward_net, masked_cross_entropy
+from agents.forward.losses import INPUT_TARGET_LOSSES, similarity, target_similarity
+from memories.reservoir import ReservoirBuffer
+from replaybench.params import Interval, OneOf, param
+from replaybench.protocols import Experience, Stream
+
+
+@dataclass(frozen=True)
+class SigpropConfig(TrainingConfig):
+    """Sigprop's options on top of the minibatch loop's."""
+
+    optimizer: str = param("adam", OneOf("sgd", "adam"))
+    lr: float = param(5e-4, Interval(float, 0, None, closed="neither"))
+    """Adam 5e-4 is the reference configuration."""
+    loss: str = param("max-rand", OneOf(*INPUT_TARGET_LOSSES))
+    """The layers' input-target loss: "max-rand", "top-k" or "max-all"."""
+    topk: int = param(6, Interval(int, 1, None))
+    """k of the "top-k" loss (6 in the reference)."""
+    norm: str = param("layer", OneOf("layer", "none"))
+    """Per-sample normalisation in each block ("layer": LayerNorm / GroupNorm(1), as the reference's
+    instance norm)."""
+    activation: str = param("relu", OneOf(*ACTIVATIONS))
+    local_replay_size: int = param(0, Interval(int, 0, None))
+    """Items each layer's own replay memory holds; 0 turns layer-local replay off."""
+
+
+class SigpropAgent(LocalLearner):
+    """Each layer learns from a label signal sent forward through the same weights."""
+
+    Config = SigpropConfig
+
+    def __init__(self, *, stream: Stream, config: SigpropConfig, seed: int, device: str = "cpu") -> None:
+        super().__init__(stream=stream, config=config, seed=seed, device=device)
+        self.network = build_forward_net(config.architecture, stream.input_shape, config.hidden, stream.n_classes,
+                                         norm=config.norm, activation=config.activation).to(self.device)
+        first = self.network.blocks[0]
+        first_shape = self.network.out_shapes[0]
+        norm = nn.LayerNorm(math.prod(first_shape)) if config.norm == "layer" else nn.Identity()
+        # S: the learned projection of c onto layer 1's output (reference: Linear, norm, activation).
+        self.signal = nn.Sequential(nn.Linear(stream.n_classes, math.prod(first_shape), bias=False), norm,
+                                    type(first.activation)(), nn.Unflatten(1, first_shape)).to(self.device)
+        self.optimizer = self.make_optimizer([self.network, self.signal])
+        self.layer_loss = INPUT_TARGET_LOSSES[config.loss]
+        self.class_codes = torch.eye(stream.n_classes, device=self.device)
+        self.memories: list[ReservoirBuffer] = []
+        if config.local_replay_size:
+            # One memory per region: each hidden layer and the head.
+            self.memories = [ReservoirBuffer(capacity=config.local_replay_size, generator=self.generator)
+                             for _ in range(len(self.network.blocks) + 1)]
+
+    # --- one minibatch ----------------------------------------------------------
+    def step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for loss in self.local_losses(x, y, head_mask):
+            loss.backward()  # frees this layer's graph before the next layer runs
+            total += loss.detach()
+        return total
+
+    def local_losses(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None = None):
+        """Yield each layer's loss in order (the hidden layers', then the head's).
+
+        Every loss depends only on its own layer's parameters (and S for the
+        first); the caller may backpropagate each before asking for the next.
+        """
+        h = self.network.prepare(x)
+        labels = y
+        targets_prev = self.class_codes  # t_0 = c, one row per class
+        targets = self.signal(self.class_codes)
+        for i, block in enumerate(self.network.blocks):
+            h, labels = self._with_replay(i, h.detach(), labels)
+            h = block(h)
+            if i > 0:
+                targets = block(targets_prev.detach())
+            loss = self.layer_loss(similarity(h, targets, labels), target_similarity(targets_prev, labels),
+                                   self.config.topk)
+            yield loss
+            targets_prev = targets
+        h, labels = self._with_replay(len(self.network.blocks), h.detach().flatten(1), labels)
+        yield masked_cross_entropy(self.network.head(h), labels, head_mask)
+
+    def _with_replay(self, region: int, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this region's own replayed (input, label) pairs to its minibatch."""
+        if not self.memories or len(self.memories[region]) == 0:
+            return h, labels
+        rx, ry = self.memories[region].sample(len(h))
+        return torch.cat([h, rx.to(h.device)]), torch.cat([labels, ry.to(labels.device)])
+
+    # --- between experiences ----------------------------------------------------
+    @torch.no_grad()
+    def after_experience(self, experience: Experience) -> dict[str, float] | None:
+        if not self.memories:
+            return None
+        self.network.eval()
+        for start in range(0, len(experience.train_x), 1024):
+            x = experience.train_x[start : start + 1024].to(self.device)
+            y = experience.train_y[start : start + 1024]
+            h = self.network.prepare(x)
+            for region, block in enumerate(self.network.blocks):
+                self.memories[region].add(h.cpu(), y)
+                h = block(h)
+            self.memories[-1].add(h.flatten(1).cpu(), y)
+        return {"memory_bytes": float(sum(m.nbytes for m in self.memories))}
+

@@ -1,0 +1,143 @@
+"""Sigprop: per-layer locality, the input-target losses, and learning on digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agents.forward import losses
+from agents.forward.sigprop import SigpropAgent, SigpropConfig
+from replaybench.errors import ConfigError
+from replaybench.protocols import Experience
+from streams import datasets
+
+torch.set_num_threads(1)
+
+
+class _Stream:
+    name, scenario, n_classes, input_shape, experiences = "digits", "class-il", 10, (1, 8, 8), ()
+
+
+@pytest.fixture(scope="module")
+def digits() -> Experience:
+    d = datasets.load_digits()
+    return Experience(index=0, kind="supervised", train_x=d.train_x, train_y=d.train_y,
+                      test_x=d.test_x, test_y=d.test_y, classes=tuple(range(10)))
+
+
+def _accuracy(agent, experience: Experience) -> float:
+    return (agent.predict(experience.test_x).argmax(1) == experience.test_y).float().mean().item()
+
+
+@pytest.mark.parametrize("architecture, hidden, loss", [
+    ("mlp", (64, 64), "max-rand"),
+    ("mlp", (64, 64), "top-k"),
+    ("cnn", (8, 16), "max-rand"),
+])
+def test_sigprop_learns_digits_well_above_chance(digits, architecture, hidden, loss):
+    config = SigpropConfig(architecture=architecture, hidden=hidden, loss=loss, epochs=6, batch_size=64, lr=2e-3)
+    agent = SigpropAgent(stream=_Stream(), config=config, seed=0)
+    untrained = _accuracy(agent, digits)
+    agent.learn(digits)
+    assert _accuracy(agent, digits) > 0.8 > untrained + 0.3  # chance is 0.1
+
+
+def test_each_layer_loss_reaches_only_its_own_layer(digits):
+    agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32, 32, 32)), seed=0)
+    net = agent.network
+    owners = [list(b.parameters()) for b in net.blocks] + [list(net.head.parameters())]
+    owners[0] += list(agent.signal.parameters())  # S learns with layer 1's loss
+    everything = [p for group in owners for p in group]
+    layer_losses = list(agent.local_losses(digits.train_x[:64], digits.train_y[:64]))
+    assert len(layer_losses) == len(owners) == 4
+    for i, loss in enumerate(layer_losses):
+        grads = torch.autograd.grad(loss, everything, allow_unused=True, retain_graph=True)
+        touched = {id(p) for p, g in zip(everything, grads) if g is not None and g.abs().sum() > 0}
+        assert touched == {id(p) for p in owners[i]}, f"loss {i} touched other layers"
+
+
+def test_target_travels_forward_through_the_same_weights(digits):
+    agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32, 24)), seed=0)
+    t1 = agent.signal(agent.class_codes)
+    t2 = agent.network.blocks[1](t1)
+    # Perturbing layer 2's weights changes its target; the target never sees x.
+    with torch.no_grad():
+        agent.network.blocks[1].weights.weight.add_(0.1)
+    assert not torch.allclose(agent.network.blocks[1](t1), t2)
+    assert t1.shape == (10, 32) and t2.shape == (10, 24)
+
+
+def _reference_batch_matrices(h, t_classes, t_prev_classes, labels):
+    """The B×B matrices written per sample, as in the reference code."""
+    t, tp = t_classes[labels], t_prev_classes[labels]
+    if h.dim() > 2:  # [B, C, H, W] → mean over positions of the per-position products
+        y = torch.einsum("acp,bcp->ab", h.flatten(2), t.flatten(2)) / h[0, 0].numel()
+        yy = torch.einsum("acp,bcp->ab", tp.flatten(2), tp.flatten(2)) / tp[0, 0].numel()
+    else:
+        y, yy = h @ t.t(), tp @ tp.t()
+    return y, yy
+
+
+@pytest.mark.parametrize("shape", [(16,), (3, 4, 4)])
+def test_class_level_similarities_equal_the_per_sample_ones(shape):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (12,), generator=g)
+    h = torch.rand(12, *shape, generator=g)
+    t_classes, t_prev = torch.rand(5, *shape, generator=g), torch.rand(5, *shape, generator=g)
+    y_ref, yy_ref = _reference_batch_matrices(h, t_classes, t_prev, labels)
+    torch.testing.assert_close(losses.similarity(h, t_classes, labels), y_ref)
+    torch.testing.assert_close(losses.target_similarity(t_prev, labels), yy_ref)
+
+
+def test_loss_variants_against_hand_computed_values():
+    y = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0]])
+    yy = torch.tensor([[5.0, 1.0, 4.0], [1.0, 2.0, 2.0], [0.0, 3.0, 1.0]])
+    log_p = F.log_softmax(y, dim=1)
+    # max-rand: CE against the row argmax (first maximum: rows pick 0, 1, 1).
+    expected = -(log_p[0, 0] + log_p[1, 1] + log_p[2, 1]) / 3
+    torch.testing.assert_close(losses.max_rand_loss(y, yy, 1), expected)
+    # top-2: multi-hot of the two largest in each row.
+    expected = -((log_p[0, 0] + log_p[0, 2]) + (log_p[1, 1] + log_p[1, 2]) + (log_p[2, 1] + log_p[2, 2])) / 3
+    torch.testing.assert_close(losses.topk_loss(y, yy, 2), expected)
+    # max-all: every tied maximum (row 1 has two).
+    expected = -(log_p[0, 0] + (log_p[1, 1] + log_p[1, 2]) + log_p[2, 1]) / 3
+    torch.testing.assert_close(losses.max_all_loss(y, yy, 1), expected)
+
+
+def test_inference_is_a_plain_forward_pass_without_the_signal(digits):
+    agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32,), epochs=1), seed=0)
+    agent.learn(digits)
+    before = agent.predict(digits.test_x)
+    torch.nn.init.zeros_(agent.signal[0].weight)  # the label projection plays no part
+    torch.testing.assert_close(agent.predict(digits.test_x), before)
+    torch.testing.assert_close(before, agent.network(digits.test_x))
+
+
+def test_unknown_loss_variant_is_a_one_line_error():
+    with pytest.raises(ConfigError) as info:
+        SigpropConfig.from_dict({"loss": "max-rnd"})
+    message = str(info.value)
+    assert message.startswith("The 'loss' parameter of SigpropConfig must be one of 'max-rand'")
+    assert "Got 'max-rnd' instead." in message and "\n" not in message
+
+
+def test_layer_local_replay_keeps_one_memory_per_region_and_reduces_forgetting():
+    from replaybench.registry import STREAMS
+
+    factory, spec = STREAMS.load("split-digits")
+    stream = factory(**spec.kwargs)
+    first = stream.experiences[0]
+
+    def accuracy_on_first(replay_size: int) -> tuple[float, SigpropAgent]:
+        config = SigpropConfig(hidden=(48, 32), epochs=3, batch_size=32, lr=2e-3, local_replay_size=replay_size)
+        agent = SigpropAgent(stream=stream, config=config, seed=0)
+        for experience in stream.experiences[:3]:
+            agent.learn(experience)
+        return _accuracy(agent, first), agent
+
+    without, _ = accuracy_on_first(0)
+    with_replay, agent = accuracy_on_first(60)
+    widths = [m.items()[0].shape[1] for m in agent.memories]
+    assert widths == [64, 48, 32]  # each region stores its own input
+    assert with_replay > without + 0.3
