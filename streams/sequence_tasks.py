@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ import torch
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, OneOf, check_param
 from replaybench.protocols import Experience
+from streams.base import TensorStream
 
 STREAM_VERSION = "1"
 
@@ -247,29 +248,15 @@ def score_sequence(experience: Experience, outputs: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class SequenceStream:
-    """A sequence stream; satisfies the :class:`~replaybench.protocols.Stream` protocol."""
+class SequenceStream(TensorStream):
+    """A generated sequence stream (scenario "sequence") that scores its own experiences.
 
-    name: str
-    experiences: tuple[Experience, ...]
-    input_shape: tuple[int, ...]
-    """Width of one time step's input, ``(d_in,)``: sequence lengths vary across experiences."""
-    output_size: int
+    ``input_shape`` is the width of one time step, ``(d_in,)``, since sequence
+    lengths vary across experiences; ``data_digest`` hashes every tensor.
+    """
+
+    output_size: int = 0
     """Width of the agent's per-step output (d for variable binding, 3 states for flip-flops)."""
-    parameters: dict[str, Any] = field(default_factory=dict)
-    """The builder's arguments; hashed into the fingerprint with the tensors."""
-    version: str = STREAM_VERSION
-    scenario: str = "sequence"
-    n_classes: int = 0
-
-    @property
-    def fingerprint(self) -> str:
-        header = {"name": self.name, "version": self.version, "parameters": self.parameters}
-        digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
-        for experience in self.experiences:
-            for tensor in (experience.train_x, experience.train_y, experience.test_x, experience.test_y):
-                digest.update(tensor.contiguous().numpy().tobytes())
-        return digest.hexdigest()
 
     def evaluate(self, agent: Any, experience: Experience) -> float:
         """The runner's scorer: :func:`score_sequence` of ``agent.predict(test_x, task_id)``."""
@@ -279,10 +266,19 @@ class SequenceStream:
 
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
-        return {"name": self.name, "version": self.version, "scenario": self.scenario,
-                "experiences": len(self.experiences), "tasks": [e.info["task"] for e in self.experiences],
-                "input_shape": list(self.input_shape), "output_size": self.output_size,
-                "parameters": self.parameters, "fingerprint": self.fingerprint}
+        return {**super().describe(), "tasks": [e.info["task"] for e in self.experiences],
+                "output_size": self.output_size}
+
+
+def _sequence_stream(name: str, version: str, experiences: Sequence[Experience], d_in: int, d_out: int,
+                     params: dict[str, Any]) -> SequenceStream:
+    digest = hashlib.sha256()
+    for experience in experiences:
+        for tensor in (experience.train_x, experience.train_y, experience.test_x, experience.test_y):
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return SequenceStream(name=name, version=version, scenario="sequence", experiences=tuple(experiences),
+                          n_classes=0, input_shape=(d_in,), source="generated in-process by streams.sequence_tasks",
+                          params=params, data_digest=digest.hexdigest(), output_size=d_out)
 
 
 def _vb_experience(index: int, name: str, task_id: tuple[int, int, int], *, d: int, s: int, horizon: int,
@@ -323,7 +319,7 @@ def make_vb_compose(*, name: str | None = None, version: str = STREAM_VERSION, d
     )
     parameters = {"d": d, "s": s, "horizon": horizon, "n_train": n_train, "n_test": n_test,
                   "tasks": list(tasks), "seed": seed}
-    return SequenceStream(name or "vb-compose", experiences, (d,), d, parameters, version)
+    return _sequence_stream(name or "vb-compose", version, experiences, d, d, parameters)
 
 
 def make_vb_repeat_copy(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
@@ -342,7 +338,7 @@ def make_vb_repeat_copy(*, name: str | None = None, version: str = STREAM_VERSIO
         for i, h in enumerate(horizons)
     )
     parameters = {"d": d, "s": s, "horizons": list(horizons), "n_train": n_train, "n_test": n_test, "seed": seed}
-    return SequenceStream(name or "vb-repeat-copy", experiences, (d,), d, parameters, version)
+    return _sequence_stream(name or "vb-repeat-copy", version, experiences, d, d, parameters)
 
 
 def make_flipflop_periods(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
@@ -372,5 +368,4 @@ def make_flipflop_periods(*, name: str | None = None, version: str = STREAM_VERS
                                       test_x=test.x, test_y=test.states, task_id=i, info=info))
     parameters = {"periods": list(periods), "length": length, "clock": clock, "tau": tau, "null_prob": null_prob,
                   "n_train": n_train, "n_test": n_test, "seed": seed}
-    return SequenceStream(name or "flipflop-periods", tuple(experiences), (len(SYMBOLS),), len(SYMBOLS), parameters,
-                          version)
+    return _sequence_stream(name or "flipflop-periods", version, experiences, len(SYMBOLS), len(SYMBOLS), parameters)

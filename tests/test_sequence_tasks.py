@@ -91,7 +91,9 @@ def test_fingerprints_are_content_hashes() -> None:
     a = make_vb_repeat_copy(d=4, s=4, horizons=(4, 8), n_train=8, n_test=4, seed=1)
     b = make_vb_repeat_copy(d=4, s=4, horizons=(4, 8), n_train=8, n_test=4, seed=1)
     c = make_vb_repeat_copy(d=4, s=4, horizons=(4, 8), n_train=8, n_test=4, seed=2)
-    assert a.fingerprint == b.fingerprint != c.fingerprint
+    d = make_vb_repeat_copy(d=4, s=4, horizons=(4, 8), n_train=8, n_test=4, seed=1, version="2")
+    assert a.fingerprint == b.fingerprint != c.fingerprint != d.fingerprint != a.fingerprint
+    assert a.describe()["tasks"] == ["repeat-copy@4", "repeat-copy@8"] and a.describe()["output_size"] == 4
     assert [e.train_x.shape[1] for e in a.experiences] == [8, 12]
 
 
