@@ -1,0 +1,179 @@
+"""Spiking agents: STDP features from the batched simulator in ``spiking/``.
+
+- :class:`SNNFeatures` (unsupervised): the network learns by STDP on each
+  experience's images; its embedding is the output layer's spike counts.
+- :class:`SNNClassifier` (supervised): the same STDP features, read out by
+  label assignment (Diehl & Cook 2015). The per-class spike rates are
+  accumulated over every experience seen, so what the classifier forgets is
+  what the STDP features forget.
+
+Labels are never used for learning the weights; the classifier uses them only
+to assign neurons to classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from replaybench import progress
+from replaybench.errors import ConfigError
+from replaybench.params import Config, Interval, OneOf, param
+from replaybench.protocols import Experience, Stream
+from spiking.models import (
+    DiehlCookConfig, LocalSNNConfig, PresentationConfig, SpikingModel, build_diehl_cook,
+    build_local_snn,
+)
+from spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
+
+
+@dataclass(frozen=True)
+class SNNConfig(Config):
+    """Network, presentation and readout of the spiking agents."""
+
+    architecture: str = param("diehl-cook", OneOf("diehl-cook", "lc-snn", "conv-snn"))
+    """Diehl & Cook 2015, LC-SNN (Saunders et al. 2019) or a convolutional SNN."""
+    n_neurons: int = param(100, Interval(int, 1, None))
+    """Excitatory neurons (diehl-cook)."""
+    n_filters: int = param(25, Interval(int, 1, None))
+    """Filters per location (lc-snn, conv-snn)."""
+    inh_strength: float = param(120.0, Interval(float, 0, None))
+    """Lateral inhibition (diehl-cook: BindsNET's examples use 120; lc-snn: 250)."""
+    time_steps: int = param(100, Interval(int, 1, None))
+    """Steps (ms) per presentation; the papers use 250-350, 100 keeps evaluation fast."""
+    max_rate_hz: float = param(128.0, Interval(float, 0, None, closed="neither"))
+    """Poisson rate of a pixel at intensity 1."""
+    batch_size: int = param(16, Interval(int, 1, None))
+    """Samples presented together; STDP updates are reduced over them."""
+    reduction: str = param("sum", OneOf("sum", "mean", "max"))
+    """Batch reduction of the STDP updates."""
+    epochs: int = param(1, Interval(int, 1, None))
+    """Passes over each experience."""
+    readout: str = param("proportion", OneOf("proportion", "all-activity", "ngram"))
+    """Vote of the classifier ("ngram" needs lc-snn or conv-snn)."""
+    eval_batch_size: int = param(128, Interval(int, 1, None))
+    """Samples presented together when embedding or predicting."""
+
+
+def _intensities(x: torch.Tensor) -> torch.Tensor:
+    """Images as intensities in [0, 1]; rescales each sample only if it leaves that range."""
+    x = x.float()
+    if x.numel() == 0 or (x.min() >= 0 and x.max() <= 1):
+        return x
+    flat = x.reshape(len(x), -1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(x)
+
+
+class _SpikingAgent:
+    """What both agents share: building the network and presenting data."""
+
+    Config: ClassVar[type[SNNConfig]] = SNNConfig
+
+    def __init__(self, *, stream: Stream, config: SNNConfig, seed: int, device: str = "cpu") -> None:
+        if not isinstance(config, SNNConfig):
+            raise ConfigError(f"{type(self).__name__} needs an SNNConfig. Got {type(config).__name__} instead.")
+        shape = tuple(stream.input_shape)
+        if config.architecture != "diehl-cook" and len(shape) != 3:
+            raise ConfigError(f"The '{config.architecture}' architecture needs image input [C, H, W]; "
+                              f"stream {stream.name} gives {shape}.")
+        if config.readout == "ngram" and config.architecture == "diehl-cook":
+            raise ConfigError("The 'ngram' readout needs the lc-snn or conv-snn architecture.")
+        self.config, self.device = config, torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)
+        presentation = PresentationConfig(time_steps=config.time_steps, max_rate_hz=config.max_rate_hz)
+        if config.architecture == "diehl-cook":
+            net = DiehlCookConfig(n_neurons=config.n_neurons, inh_strength=config.inh_strength,
+                                  reduction=config.reduction)
+            self.model: SpikingModel = build_diehl_cook(shape, net, seed=seed, presentation=presentation,
+                                                        device=device)
+        else:
+            shared = config.architecture == "conv-snn"
+            side = min(shape[1:])
+            overrides = {"kernel_size": min(16, side), "stride": 4, "crop": None} if shared else {
+                "crop": min(20, side), "kernel_size": min(12, side)}
+            net = LocalSNNConfig(n_filters=config.n_filters, inh_strength=config.inh_strength,
+                                 reduction=config.reduction, shared_weights=shared, **overrides)
+            self.model = build_local_snn(shape, net, seed=seed, presentation=presentation, device=device)
+        self.samples_seen = 0
+
+    def _train(self, experience: Experience, on_batch) -> dict[str, float]:
+        x_all, n = experience.train_x, len(experience.train_x)
+        bs, spikes = self.config.batch_size, 0.0
+        for _ in range(self.config.epochs):
+            order = torch.randperm(n, generator=self.generator)
+            batches = range(0, n, bs)
+            for first in progress.track(batches, f"experience {experience.index}: STDP", total=len(batches)):
+                idx = order[first : first + bs]
+                if self.config.architecture == "lc-snn":  # x0.99 every 250 samples (Saunders et al. 2019)
+                    self.model.set_rate_scale(0.99 ** (self.samples_seen // 250))
+                x = _intensities(x_all[idx].to(self.device))
+                out = self.model.present(x, learning=True, record=self._records)
+                on_batch(idx, out)
+                spikes += out.counts.sum().item()
+                self.samples_seen += len(idx)
+        return {"mean_spikes_per_sample": spikes / max(n * self.config.epochs, 1),
+                "plastic_synapses": float(self.model.plastic_synapses)}
+
+    _records = False
+
+    @torch.no_grad()
+    def _present_all(self, x: torch.Tensor, record: bool = False):
+        bs = self.config.eval_batch_size
+        for first in range(0, len(x), bs):
+            yield self.model.present(_intensities(x[first : first + bs].to(self.device)),
+                                     learning=False, record=record)
+
+
+class SNNFeatures(_SpikingAgent):
+    """Unsupervised STDP features; ``embed`` returns spike counts ``[N, n_neurons]``."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"unsupervised"})
+
+    def learn(self, experience: Experience) -> dict[str, float]:
+        return self._train(experience, lambda idx, out: None)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        counts = [out.counts.clone() for out in self._present_all(x)]
+        return torch.cat(counts) if counts else torch.zeros(0, self.model.n_outputs, device=self.device)
+
+
+class SNNClassifier(_SpikingAgent):
+    """STDP features read out by label assignment; ``predict`` returns vote scores as logits."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"supervised"})
+
+    def __init__(self, *, stream: Stream, config: SNNConfig, seed: int, device: str = "cpu") -> None:
+        super().__init__(stream=stream, config=config, seed=seed, device=device)
+        self.n_classes = stream.n_classes
+        self.rates = ClassRates(self.model.n_outputs, self.n_classes)
+        self.ngrams = NGramScores(2, self.n_classes) if config.readout == "ngram" else None
+        self._records = self.ngrams is not None
+
+    def learn(self, experience: Experience) -> dict[str, float]:
+        labels = experience.train_y
+
+        def accumulate(idx: torch.Tensor, out) -> None:
+            self.rates.add(out.counts, labels[idx])
+            if self.ngrams is not None:
+                self.ngrams.add(out.spikes, labels[idx])
+
+        return self._train(experience, accumulate)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        assignments, proportions = assign_labels(self.rates.rates())
+        scores = []
+        for out in self._present_all(x, record=self.ngrams is not None):
+            if self.ngrams is not None:
+                scores.append(self.ngrams.scores(out.spikes))
+            elif self.config.readout == "all-activity":
+                scores.append(all_activity(out.counts.cpu(), assignments, self.n_classes))
+            else:
+                scores.append(proportion_weighting(out.counts.cpu(), assignments, proportions, self.n_classes))
+        if not scores:
+            return torch.zeros(0, self.n_classes, device=self.device)
+        return torch.cat(scores).to(self.device)

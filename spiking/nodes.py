@@ -1,0 +1,241 @@
+"""Neuron populations: input nodes, LIF and adaptive-threshold LIF neurons.
+
+Every state tensor is ``[B, *shape]``; the adaptive threshold ``theta`` is
+shared across the batch. The step follows BindsNET's clock-based semantics
+(``network/nodes.py``, ``LIFNodes`` and ``DiehlAndCookNodes``), dt in ms:
+
+1. decay: ``v <- rest + (v - rest) * exp(-dt / tau_m)``;
+2. integrate the input unless refractory;
+3. spike where ``v >= thresh + theta``; spikers become refractory and reset;
+4. adaptive threshold (learning only): ``theta *= exp(-dt / tau_theta)``,
+   then ``theta += theta_plus * sum_b s``;
+5. trace: ``x <- x * exp(-dt / tau_trace)``, then ``x[s] = 1``.
+
+Example:
+    >>> nodes = LIFNodes(shape=(3,), params=LIFParams())
+    >>> nodes.configure(dt=1.0, batch_size=2)
+    >>> nodes.step(torch.full((2, 3), 20.0)).shape
+    torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from replaybench.errors import ConfigError
+from replaybench.params import Config, InstanceOf, Interval, param
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
+_REAL = Interval(float, None, None)
+
+
+def check_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of positive ints or raise :class:`ConfigError`."""
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
+        raise ConfigError(
+            f"The 'shape' parameter of {owner} must be a non-empty tuple of positive ints. "
+            f"Got {shape!r} instead."
+        )
+    return tuple(shape)
+
+
+@dataclass(frozen=True)
+class LIFParams(Config):
+    """Constants of a leaky integrate-and-fire population (mV, ms).
+
+    Defaults are Diehl & Cook's excitatory neurons (BindsNET ``models.py``).
+    """
+
+    rest: float = param(-65.0, _REAL)
+    """Resting potential."""
+    reset: float = param(-60.0, _REAL)
+    """Potential after a spike."""
+    thresh: float = param(-52.0, _REAL)
+    """Spike threshold (before the adaptive part)."""
+    tau_m: float = param(100.0, _POSITIVE)
+    """Membrane time constant."""
+    refractory: float = param(5.0, Interval(float, 0, None))
+    """Refractory period."""
+    tau_trace: float = param(20.0, _POSITIVE)
+    """Time constant of the spike trace used by STDP."""
+
+
+@dataclass(frozen=True)
+class AdaptiveParams(Config):
+    """The adaptive threshold of Diehl & Cook's excitatory neurons."""
+
+    theta_plus: float = param(0.05, Interval(float, 0, None))
+    """Threshold increment per spike (summed over the batch)."""
+    tau_theta: float = param(1e7, _POSITIVE)
+    """Time constant of the threshold's decay."""
+    one_spike: bool = param(False, InstanceOf(bool))
+    """Emit at most one spike per sample per step, picked at random among the
+    neurons that crossed threshold (all of them still reset); BindsNET's
+    ``DiehlAndCookNodes`` default."""
+
+
+class Nodes(nn.Module):
+    """A population with spikes ``s`` and a spike trace ``x``, both ``[B, *shape]``."""
+
+    def __init__(self, *, shape: tuple[int, ...], tau_trace: float = 20.0) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.shape = check_shape(owner, shape)
+        self.n = math.prod(self.shape)
+        if not (isinstance(tau_trace, (int, float)) and tau_trace > 0):
+            raise ConfigError(
+                f"The 'tau_trace' parameter of {owner} must be a float in the range (0, inf). "
+                f"Got {tau_trace!r} instead."
+            )
+        self.tau_trace = float(tau_trace)
+        self.dt = 1.0
+        self.batch_size = 1
+        self.learning = True
+        self.trace_decay = math.exp(-self.dt / self.tau_trace)
+        self.register_buffer("s", torch.zeros(1, *self.shape, dtype=torch.bool))
+        self.register_buffer("x", torch.zeros(1, *self.shape))
+
+    def configure(self, *, dt: float, batch_size: int, learning: bool = True) -> None:
+        """Set the step, the batch size (reallocating state) and the learning mode."""
+        self.dt = float(dt)
+        self.learning = learning
+        self.trace_decay = math.exp(-self.dt / self.tau_trace)
+        self._decays()
+        if batch_size != self.batch_size or self.s.shape[0] != batch_size:
+            self.batch_size = batch_size
+            self._allocate(batch_size)
+        self.reset_state()
+
+    def _decays(self) -> None:
+        """Recompute per-step decay factors after ``dt`` changed."""
+
+    def _allocate(self, batch_size: int) -> None:
+        device = self.x.device
+        self.s = torch.zeros(batch_size, *self.shape, dtype=torch.bool, device=device)
+        self.x = torch.zeros(batch_size, *self.shape, device=device)
+
+    def reset_state(self) -> None:
+        """Return to rest between samples (weights and ``theta`` are kept)."""
+        self.s.zero_()
+        self.x.zero_()
+
+    def _update_trace(self) -> None:
+        self.x.mul_(self.trace_decay).masked_fill_(self.s, 1.0)
+
+
+class InputNodes(Nodes):
+    """Nodes whose spikes are set from an encoded input each step."""
+
+    def set_spikes(self, spikes: torch.Tensor) -> None:
+        """Take this step's input spikes ``[B, *shape]`` (bool)."""
+        self.s = spikes
+        self._update_trace()
+
+
+class LIFNodes(Nodes):
+    """Leaky integrate-and-fire neurons with a refractory period."""
+
+    def __init__(self, *, shape: tuple[int, ...], params: LIFParams) -> None:
+        if not isinstance(params, LIFParams):
+            raise ConfigError(
+                f"The 'params' parameter of {type(self).__name__} must be a LIFParams. "
+                f"Got {type(params).__name__} instead."
+            )
+        super().__init__(shape=shape, tau_trace=params.tau_trace)
+        self.params = params
+        self.decay = math.exp(-self.dt / params.tau_m)
+        self.register_buffer("v", torch.full((1, *self.shape), params.rest))
+        self.register_buffer("refrac", torch.zeros(1, *self.shape))
+
+    def _decays(self) -> None:
+        self.decay = math.exp(-self.dt / self.params.tau_m)
+
+    def _allocate(self, batch_size: int) -> None:
+        super()._allocate(batch_size)
+        self.v = torch.full((batch_size, *self.shape), self.params.rest, device=self.x.device)
+        self.refrac = torch.zeros(batch_size, *self.shape, device=self.x.device)
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self.v.fill_(self.params.rest)
+        self.refrac.zero_()
+
+    def threshold(self) -> torch.Tensor | float:
+        """The firing threshold, broadcastable to ``v``."""
+        return self.params.thresh
+
+    def step(self, current: torch.Tensor | None) -> torch.Tensor:
+        """Advance one step with input ``current`` ``[B, *shape]`` (or ``None``)."""
+        p = self.params
+        self._start_step()
+        self.v.mul_(self.decay).add_(p.rest * (1.0 - self.decay))
+        if current is not None:
+            self.v.add_(current.masked_fill(self.refrac > 0, 0.0))
+        self.refrac.sub_(self.dt)
+        self.s = self.v >= self.threshold()
+        self.refrac.masked_fill_(self.s, p.refractory)
+        self.v.masked_fill_(self.s, p.reset)
+        self._after_spike()
+        self._update_trace()
+        return self.s
+
+    def _start_step(self) -> None:
+        """Hook for subclasses, run before the voltage decays."""
+
+    def _after_spike(self) -> None:
+        """Hook for subclasses, run once the spikes are known."""
+
+
+class AdaptiveLIFNodes(LIFNodes):
+    """LIF neurons with Diehl & Cook's homeostatic threshold ``theta`` [shape]."""
+
+    def __init__(
+        self, *, shape: tuple[int, ...], params: LIFParams, adaptive: AdaptiveParams,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(shape=shape, params=params)
+        if not isinstance(adaptive, AdaptiveParams):
+            raise ConfigError(
+                f"The 'adaptive' parameter of {type(self).__name__} must be an AdaptiveParams. "
+                f"Got {type(adaptive).__name__} instead."
+            )
+        self.adaptive = adaptive
+        self.generator = generator
+        self.theta_decay = math.exp(-self.dt / adaptive.tau_theta)
+        self.register_buffer("theta", torch.zeros(*self.shape))
+
+    def _decays(self) -> None:
+        super()._decays()
+        self.theta_decay = math.exp(-self.dt / self.adaptive.tau_theta)
+
+    def threshold(self) -> torch.Tensor:
+        return self.theta + self.params.thresh
+
+    def _start_step(self) -> None:
+        if self.learning:
+            self.theta.mul_(self.theta_decay)
+
+    def _after_spike(self) -> None:
+        # BindsNET order: every crossing neuron resets and raises theta, then
+        # one_spike keeps a single emitted spike per sample.
+        if self.learning and self.adaptive.theta_plus:
+            self.theta.add_(self.s.sum(0), alpha=self.adaptive.theta_plus)
+        if self.adaptive.one_spike:
+            self._keep_one_spike()
+
+    def _keep_one_spike(self) -> None:
+        flat = self.s.view(self.batch_size, -1)
+        if not (flat.sum(1) > 1).any():
+            return
+        spiking = flat.any(1)
+        rows = spiking.nonzero().squeeze(1)
+        pick = torch.multinomial(flat[rows].float(), 1, generator=self.generator).squeeze(1)
+        kept = torch.zeros_like(flat)
+        kept[rows, pick] = True
+        self.s = kept.view_as(self.s)
