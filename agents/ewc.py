@@ -39,26 +39,35 @@ class EWCAgent(SupervisedAgent):
 
     def __init__(self, *, stream: Stream, config: EWCConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(stream=stream, config=config, seed=seed, device=device)
-        self.anchors: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+        # Σ_k F_k (θ − θ*_k)² = Σ (A θ² − 2 B θ) + C with A = Σ_k F_k, B = Σ_k F_k θ*_k and
+        # C = Σ_k F_k θ*_k², so the penalty costs the same however many experiences it covers.
+        self.fisher_sum: dict[str, torch.Tensor] = {}
+        self.weighted_anchor_sum: dict[str, torch.Tensor] = {}
+        self.constant = 0.0
 
     def extra_loss(self, x, y, logits) -> torch.Tensor | float:
-        if not self.anchors:
+        if not self.fisher_sum:
             return 0.0
-        penalty = 0.0
-        params = dict(self.network.named_parameters())
-        for fisher, anchor in self.anchors:
-            for name, p in params.items():
-                penalty = penalty + (fisher[name] * (p - anchor[name]) ** 2).sum()
+        penalty = self.constant
+        for name, p in self.network.named_parameters():
+            penalty = penalty + (self.fisher_sum[name] * p * p - 2 * self.weighted_anchor_sum[name] * p).sum()
         return 0.5 * self.config.ewc_lambda * penalty
 
     def after_experience(self, experience: Experience) -> None:
         fisher = self._fisher_diagonal(experience)
-        anchor = {n: p.detach().clone() for n, p in self.network.named_parameters()}
-        if self.config.mode == "online" and self.anchors:
-            old, _ = self.anchors[0]
-            fisher = {n: self.config.decay * old[n] + f for n, f in fisher.items()}
-            self.anchors = []
-        self.anchors.append((fisher, anchor))
+        online = self.config.mode == "online"
+        if online:  # one running Fisher, decayed, anchored at the latest parameters
+            self.constant = 0.0
+        for name, p in self.network.named_parameters():
+            anchor = p.detach().clone()
+            if online:
+                a = self.config.decay * self.fisher_sum.get(name, 0.0) + fisher[name]
+                self.fisher_sum[name], self.weighted_anchor_sum[name] = a, a * anchor
+                self.constant += float((a * anchor * anchor).sum())
+            else:
+                self.fisher_sum[name] = self.fisher_sum.get(name, 0.0) + fisher[name]
+                self.weighted_anchor_sum[name] = self.weighted_anchor_sum.get(name, 0.0) + fisher[name] * anchor
+                self.constant += float((fisher[name] * anchor * anchor).sum())
 
     def _fisher_diagonal(self, experience: Experience) -> dict[str, torch.Tensor]:
         n = min(self.config.fisher_samples, len(experience.train_x))

@@ -168,18 +168,26 @@ class Config:
                 check_param(owner, f.name, value, constraint)
 
     @classmethod
-    def from_dict(cls: type[C], values: Mapping[str, Any] | None = None, **overrides: Any) -> C:
-        """Build from a mapping (a TOML table, CLI options), refusing unknown keys."""
-        merged = {**(values or {}), **overrides}
+    def from_dict(cls: type[C], values: Mapping[str, Any] | None = None, *, owner: str | None = None) -> C:
+        """Build from a mapping (a TOML table, CLI options), refusing unknown keys.
+
+        ``owner`` names the thing configured in error messages (e.g. "agent 'er'").
+        """
+        merged = dict(values or {})
         known = [f.name for f in dataclasses.fields(cls) if f.init]
-        owner = cls.owner_name or cls.__name__
+        owner = owner or cls.owner_name or cls.__name__
         for key in merged:
             if key not in known:
                 raise ConfigError(
                     f"Unknown option {key!r} for {owner}.{did_you_mean(key, known)} "
                     f"Known options: {', '.join(known)}."
                 )
-        return cls(**merged)
+        try:
+            return cls(**merged)
+        except ConfigError as exc:
+            if owner == (cls.owner_name or cls.__name__):
+                raise
+            raise ConfigError(str(exc).replace(f"of {cls.owner_name or cls.__name__}", f"of {owner}", 1)) from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""

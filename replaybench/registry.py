@@ -79,7 +79,7 @@ class Registry:
         self._families: dict[str, Spec] = {}
         self._loaded_builtins = False
 
-    def register(self, name: str, entry_point: str, *, summary: str = "", **kwargs: Any) -> None:
+    def register(self, name: str, entry_point: str, /, *, summary: str = "", **kwargs: Any) -> None:
         """Register ``name``. A name ending in ``":*"`` registers a family:
         ``"avalanche:*"`` matches ``"avalanche:EWC"`` and passes
         ``variant="EWC"`` along with ``kwargs``."""

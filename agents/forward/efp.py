@@ -33,20 +33,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from agents._supervised import TrainingConfig
-from agents.forward.layers import ACTIVATIONS, LocalLearner, build_forward_net, masked_cross_entropy
+from agents.forward.layers import ACTIVATIONS, LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
 from replaybench.params import Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 
 
 @dataclass(frozen=True)
-class EFPConfig(TrainingConfig):
+class EFPConfig(LocalConfig):
     """EFP's options on top of the minibatch loop's."""
 
     optimizer: str = param("adam", OneOf("sgd", "adam"))
     lr: float = param(1e-3, Interval(float, 0, None, closed="neither"))
     activation: str = param("tanh", OneOf(*ACTIVATIONS))
-    norm: str = param("none", OneOf("layer", "none"))
     free_steps: int = param(4, Interval(int, 1, None))
     """Sweeps of the free phase (the loop carrying ŷ) before the settled free state."""
     error_steps: int = param(2, Interval(int, 1, None))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -23,9 +24,21 @@ from agents._nets import make_optimizer
 from agents._supervised import TrainingConfig
 from replaybench import progress
 from replaybench.errors import ConfigError, DivergenceError
+from replaybench.params import InstanceOf, OneOf, param
 from replaybench.protocols import Experience, Stream
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+@dataclass(frozen=True)
+class LocalConfig(TrainingConfig):
+    """Options every forward-only learner has, on top of the minibatch loop's."""
+
+    activation: str = param("relu", OneOf(*ACTIVATIONS))
+    norm: str = param("none", OneOf("layer", "none"))
+    """Per-sample normalisation after each layer's weights: "layer" (LayerNorm; GroupNorm(1) on maps) or "none"."""
+    cosine_lr: bool = param(False, InstanceOf(bool))
+    """Anneal the learning rate to 0 over each experience's epochs (cosine); off keeps it constant."""
 
 
 class LocalBlock(nn.Module):
@@ -186,7 +199,7 @@ class LocalLearner:
 
     kinds: ClassVar[frozenset[str]] = frozenset({"supervised"})
 
-    def __init__(self, *, stream: Stream, config: TrainingConfig, seed: int, device: str = "cpu") -> None:
+    def __init__(self, *, stream: Stream, config: LocalConfig, seed: int, device: str = "cpu") -> None:
         check_architecture(type(self).__name__, config, stream)
         self.config = config
         self.device = torch.device(device)
@@ -209,7 +222,11 @@ class LocalLearner:
         head_mask = self.head_mask(experience.classes)
         self.network.train()
         total, steps = torch.zeros(()), 0
-        for _ in progress.track(range(self.config.epochs), f"experience {experience.index}: epochs"):
+        base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        for epoch in progress.track(range(self.config.epochs), f"experience {experience.index}: epochs"):
+            if self.config.cosine_lr:
+                for group, lr in zip(self.optimizer.param_groups, base_lrs):
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / self.config.epochs))
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
@@ -221,6 +238,8 @@ class LocalLearner:
             if not torch.isfinite(total):
                 raise DivergenceError(f"{type(self).__name__} local loss became {total.item()} on experience "
                                       f"{experience.index}; lower the learning rate.")
+        for group, lr in zip(self.optimizer.param_groups, base_lrs):
+            group["lr"] = lr
         stats = {"train_loss": total.item() / max(steps, 1), "steps": float(steps)}
         stats.update(self.after_experience(experience) or {})
         return stats

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents._supervised import TrainingConfig
-from agents.forward.layers import ACTIVATIONS, LocalLearner, build_forward_net, masked_cross_entropy
+from agents.forward.layers import LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
 from agents.forward.losses import INPUT_TARGET_LOSSES, similarity, target_similarity
 from memories.reservoir import ReservoirBuffer
 from replaybench.params import Interval, OneOf, param
@@ -48,7 +47,7 @@ from replaybench.protocols import Experience, Stream
 
 
 @dataclass(frozen=True)
-class SigpropConfig(TrainingConfig):
+class SigpropConfig(LocalConfig):
     """Sigprop's options on top of the minibatch loop's."""
 
     optimizer: str = param("adam", OneOf("sgd", "adam"))
@@ -58,10 +57,6 @@ class SigpropConfig(TrainingConfig):
     """The layers' input-target loss: "max-rand", "top-k" or "max-all"."""
     topk: int = param(6, Interval(int, 1, None))
     """k of the "top-k" loss (6 in the reference)."""
-    norm: str = param("layer", OneOf("layer", "none"))
-    """Per-sample normalisation in each block ("layer": LayerNorm / GroupNorm(1), as the reference's
-    instance norm)."""
-    activation: str = param("relu", OneOf(*ACTIVATIONS))
     local_replay_size: int = param(0, Interval(int, 0, None))
     """Items each layer's own replay memory holds; 0 turns layer-local replay off."""
 

@@ -1,0 +1,87 @@
+"""Any Avalanche ``SupervisedTemplate`` strategy as a replaybench agent.
+
+``avalanche:EWC`` builds ``avalanche.training.EWC`` around the same network
+our native agents use, trains it with Avalanche's own loop on our stream
+(exported by :mod:`replaybench.interop`), and leaves evaluation to our
+runner, so its R matrix is measured exactly like every other agent's.
+Strategy-specific arguments go in ``strategy_options`` and are checked
+against the strategy's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from agents._nets import build_network, make_optimizer
+from agents._supervised import TrainingConfig
+from replaybench.errors import ConfigError
+from replaybench.interop import to_avalanche_benchmark
+from replaybench.params import InstanceOf, did_you_mean, param
+from replaybench.protocols import Experience, Stream
+
+# Arguments the adapter sets itself; users may not pass them in strategy_options.
+_MANAGED = {"model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
+            "plugins", "evaluator", "eval_every"}
+
+
+@dataclass(frozen=True)
+class AvalancheConfig(TrainingConfig):
+    variant: str = param("Naive", InstanceOf(str))
+    """The strategy class in ``avalanche.training``, e.g. "Replay" (set by the name ``avalanche:Replay``)."""
+    strategy_options: dict = field(default_factory=dict, metadata={"constraint": InstanceOf(dict)})
+    """Extra constructor arguments of the strategy, e.g. ``{mem_size = 1000}`` for Replay."""
+
+
+def strategy_class(name: str) -> type:
+    """Look up an Avalanche supervised strategy by class name."""
+    import avalanche.training as training
+    from avalanche.training.templates import SupervisedTemplate
+
+    known = sorted(n for n, obj in vars(training).items()
+                   if inspect.isclass(obj) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate)
+    if name not in known:
+        raise ConfigError(f"Unknown Avalanche strategy {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}.")
+    return getattr(training, name)
+
+
+class AvalancheAgent:
+    """An Avalanche strategy trained by Avalanche, evaluated by replaybench."""
+
+    kinds = frozenset({"supervised"})
+    Config = AvalancheConfig
+
+    def __init__(self, *, stream: Stream, config: AvalancheConfig, seed: int, device: str = "cpu") -> None:
+        from avalanche.training.plugins import EvaluationPlugin
+
+        cls = strategy_class(config.variant)
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in config.strategy_options:
+            if key in _MANAGED or key not in accepted:
+                choices = [k for k in accepted if k not in _MANAGED and k not in ("self", "base_kwargs")]
+                raise ConfigError(f"Unknown strategy option {key!r} for avalanche:{config.variant}."
+                                  f"{did_you_mean(key, choices)} Accepted: {', '.join(choices)}.")
+        self.config = config
+        self.device = torch.device(device)
+        self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes)
+        optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum)
+        self.strategy = cls(
+            model=self.network, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(),
+            train_mb_size=config.batch_size,
+            train_epochs=config.epochs, eval_mb_size=4096, device=self.device,
+            evaluator=EvaluationPlugin(loggers=[]), **config.strategy_options,
+        )
+        self.benchmark = to_avalanche_benchmark(stream)
+
+    def learn(self, experience: Experience) -> dict[str, float]:
+        self.strategy.train(self.benchmark.train_stream[experience.index], num_workers=0)
+        return {}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        model = self.strategy.model  # some strategies replace the model (e.g. GDumb re-inits)
+        model.eval()
+        return model(x.to(self.device))

@@ -1,0 +1,5 @@
+import sys
+
+from replaybench.cli import main
+
+sys.exit(main())

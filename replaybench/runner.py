@@ -1,0 +1,171 @@
+"""The runner owns the loop: build, seed, learn each experience, evaluate all.
+
+Example:
+    >>> result = run(RunSpec(stream="split-digits", agent="naive", seed=0))  # doctest: +SKIP
+    >>> len(result.R)  # doctest: +SKIP
+    5
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+
+from replaybench import metrics, progress
+from replaybench.errors import AgentError, ConfigError, ReplaybenchError
+from replaybench.evaluation import AGENT_METHOD, evaluate
+from replaybench.params import Interval, check_param
+from replaybench.protocols import Stream
+from replaybench.registry import AGENTS, STREAMS
+from replaybench.results import RunResult, provenance
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a stream, an agent with its options, and a seed."""
+
+    stream: str
+    agent: str
+    seed: int = 0
+    agent_options: Mapping[str, Any] = field(default_factory=dict)
+    """Agent config overrides (TOML table or ``-o key=value`` options)."""
+    stream_options: Mapping[str, Any] = field(default_factory=dict)
+    """Stream builder overrides, e.g. ``{"train_per_class": 100}``."""
+    data_dir: str | None = None
+    download: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_param("RunSpec", "seed", self.seed, Interval(int, 0, None))
+        object.__setattr__(self, "agent_options", MappingProxyType(dict(self.agent_options)))
+        object.__setattr__(self, "stream_options", MappingProxyType(dict(self.stream_options)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "agent": self.agent, "seed": self.seed,
+                "agent_options": dict(self.agent_options), "stream_options": dict(self.stream_options),
+                "data_dir": self.data_dir, "download": self.download, "device": self.device}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_stream(name: str, *, data_dir: str | None = None, download: bool = False, **options: Any) -> Stream:
+    """Build a registered stream, with ``options`` overriding its defaults."""
+    factory, spec = STREAMS.load(name)
+    kwargs = {**spec.kwargs, **options}
+    try:
+        return factory(**kwargs, data_dir=data_dir, download=download)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise ConfigError(f"Stream {name!r}: {exc}.") from None
+        raise
+
+
+def agent_class_and_config(name: str, options: Mapping[str, Any]) -> tuple[type, Any]:
+    """Resolve an agent name and validate its options into its Config."""
+    agent_cls, spec = AGENTS.load(name)
+    config_cls = getattr(agent_cls, "Config", None)
+    if config_cls is None:
+        raise ConfigError(f"Agent {name!r} ({spec.entry_point}) has no Config class.")
+    return agent_cls, config_cls.from_dict({**spec.kwargs, **options}, owner=f"agent {name!r}")
+
+
+def make_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
+               device: str = "cpu") -> Any:
+    """Build agent ``name`` for ``stream``, refusing a kind it does not support."""
+    agent_cls, config = agent_class_and_config(name, options or {})
+    needed = {e.kind for e in stream.experiences}
+    kinds = set(getattr(agent_cls, "kinds", ()))
+    if not needed <= kinds:
+        raise ConfigError(
+            f"Agent {name!r} supports {sorted(kinds) or 'no'} experiences; stream {stream.name!r} "
+            f"needs {sorted(needed)}."
+        )
+    for kind in needed:
+        if not callable(getattr(agent_cls, AGENT_METHOD[kind], None)):
+            raise ConfigError(f"Agent {name!r} declares {kind!r} but has no {AGENT_METHOD[kind]}() method.")
+    return agent_cls(stream=stream, config=config, seed=seed, device=device)
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def run(spec: RunSpec, *, stream: Stream | None = None) -> RunResult:
+    """Run ``spec`` and return its result (nothing is written here).
+
+    Args:
+        spec: What to run.
+        stream: An already-built stream for ``spec.stream`` (saves rebuilding
+            it across seeds and agents).
+
+    Raises:
+        ReplaybenchError: a bad spec, missing data, or a failing agent
+            (wrapped as :class:`AgentError` with the experience it failed on).
+    """
+    stream = stream if stream is not None else make_stream(
+        spec.stream, data_dir=spec.data_dir, download=spec.download, **spec.stream_options)
+    seed_everything(spec.seed)
+    agent = make_agent(spec.agent, stream, seed=spec.seed, options=spec.agent_options, device=spec.device)
+    experiences = list(stream.experiences)
+    if spec.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def score_all(stage: str) -> tuple[list[float], float]:
+        t0 = time.perf_counter()
+        try:
+            row = [evaluate(agent, e, stream) for e in experiences]
+        except ReplaybenchError:
+            raise
+        except Exception as exc:
+            raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} while being evaluated {stage}: {exc}".splitlines()[0]) from exc
+        return row, time.perf_counter() - t0
+
+    start = time.perf_counter()
+    baseline, _ = score_all("before training")
+    R: list[list[float]] = []
+    per_experience: list[dict[str, float]] = []
+    with progress.session():
+        for exp in progress.track(experiences, f"{spec.agent} on {spec.stream} (seed {spec.seed})"):
+            t0 = time.perf_counter()
+            try:
+                stats = agent.learn(exp) or {}
+            except ReplaybenchError:
+                raise
+            except Exception as exc:
+                raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} on experience {exp.index}: {exc}".splitlines()[0]) from exc
+            learn_s = time.perf_counter() - t0
+            row, eval_s = score_all(f"after experience {exp.index}")
+            R.append(row)
+            per_experience.append({"learn_seconds": learn_s, "eval_seconds": eval_s, "peak_rss_mb": _peak_rss_mb(),
+                                   **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))}})
+    costs: dict[str, Any] = {
+        "wall_seconds": time.perf_counter() - start,
+        "learn_seconds": sum(p["learn_seconds"] for p in per_experience),
+        "peak_rss_mb": _peak_rss_mb(),
+        "per_experience": per_experience,
+    }
+    if "replay_samples" in per_experience[0]:
+        costs["replay_samples"] = sum(p.get("replay_samples", 0.0) for p in per_experience)
+    if spec.device.startswith("cuda"):
+        costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    config = agent.config.to_dict() if hasattr(agent.config, "to_dict") else dict(vars(agent.config))
+    return RunResult(
+        spec=spec.to_dict(), R=R, baseline=baseline, metrics=metrics.summarize(R, baseline), costs=costs,
+        provenance=provenance(stream_fingerprint=stream.fingerprint, stream_version=stream.version,
+                              config=config, seed=spec.seed),
+    )
