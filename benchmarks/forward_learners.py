@@ -1,0 +1,220 @@
+"""Time per epoch and peak memory of sigprop and EFP, side by side with backprop.
+
+Every learner trains the same network (hidden widths, batch size, optimiser,
+learning rate) on the same data; backprop is ``agents.naive.NaiveAgent``.
+Each measurement runs in a fresh subprocess, one after another, so that the
+learners do not share allocator state. Reported per learner:
+
+- seconds per epoch (the fastest of ``--repeats`` runs, to damp the noise of
+  a shared machine) and its ratio to backprop's;
+- peak resident memory added by training (VmHWM after training minus VmRSS
+  before it, with the high-water mark reset in between through
+  ``/proc/self/clear_refs``), and its ratio;
+- peak bytes held for backward: tensors saved by autograd and alive at the
+  same time (parameters excluded), and its ratio. This is the activation
+  memory the sigprop paper's claim is about.
+
+``--accuracy`` instead trains each learner for ``--epochs`` epochs on the
+whole training set, in this process, and prints the test error after every
+epoch: the accuracy figures of ``docs/forward.md``.
+
+Learner-specific options go through ``--option LEARNER:KEY=VALUE``.
+
+Usage::
+
+    python benchmarks/forward_learners.py                      # Fashion-MNIST, 784-400-400-10, 1 epoch
+    python benchmarks/forward_learners.py --dataset digits --hidden 64 64 --epochs 3
+    python benchmarks/forward_learners.py --accuracy --learners efp --epochs 30 --option efp:cosine_lr=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LEARNERS = {
+    "backprop": "agents.naive:NaiveAgent",
+    "sigprop": "agents.forward.sigprop:SigpropAgent",
+    "efp": "agents.forward.efp:EFPAgent",
+}
+
+
+def _proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+class SavedTensorMeter:
+    """Tracks the bytes autograd holds for backward, and their peak."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, list] = {}  # storage pointer → [bytes, references]
+        self.current = 0
+        self.peak = 0
+
+    def pack(self, tensor):
+        import torch
+
+        if isinstance(tensor, torch.nn.Parameter) or tensor.device.type == "meta":
+            return tensor
+        return _Held(self, tensor)
+
+    @staticmethod
+    def unpack(held):
+        return held.tensor if isinstance(held, _Held) else held
+
+    def add(self, key: int, nbytes: int) -> None:
+        entry = self.live.setdefault(key, [nbytes, 0])
+        if entry[1] == 0:
+            self.current += entry[0]
+            self.peak = max(self.peak, self.current)
+        entry[1] += 1
+
+    def remove(self, key: int) -> None:
+        entry = self.live[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self.live[key]
+
+
+class _Held:
+    __slots__ = ("meter", "tensor", "key")
+
+    def __init__(self, meter: SavedTensorMeter, tensor) -> None:
+        self.meter, self.tensor = meter, tensor
+        storage = tensor.untyped_storage()
+        self.key = storage.data_ptr()
+        meter.add(self.key, storage.nbytes())
+
+    def __del__(self) -> None:
+        self.meter.remove(self.key)
+
+
+def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
+    """The learner ``name`` with the shared options and its own ``--option`` overrides."""
+    from replaybench.params import parse_option
+    from replaybench.registry import load_entry_point
+
+    cls = load_entry_point(LEARNERS[name])
+    stream = type("Stream", (), {"name": args.dataset, "scenario": "class-il", "n_classes": data.n_classes,
+                                 "input_shape": tuple(data.train_x.shape[1:]), "experiences": ()})()
+    options = {"hidden": tuple(args.hidden), "epochs": epochs, "batch_size": args.batch_size,
+               "optimizer": args.optimizer, "lr": args.lr}
+    for text in args.option:
+        learner, _, option = text.partition(":")
+        if learner == name:
+            key, value = parse_option(option)
+            options[key] = value
+    return cls(stream=stream, config=cls.Config.from_dict(options), seed=args.seed)
+
+
+def run_accuracy(args: argparse.Namespace) -> None:
+    """Train each learner for ``args.epochs`` epochs; print test error per epoch."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from replaybench.protocols import Experience
+    from streams.vision import load_dataset
+
+    data = load_dataset(args.dataset)
+    n = args.subset or len(data.train_x)
+    print(f"{args.dataset}: {n} train / {len(data.test_x)} test, hidden {args.hidden}, batch {args.batch_size}, "
+          f"{args.optimizer} lr {args.lr}, seed {args.seed}, options {args.option}", flush=True)
+    summary = {}
+    for name in args.learners:
+        agent = build(args, name, data, epochs=args.epochs)
+        start = time.perf_counter()
+        stats = agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x[:n],
+                                       train_y=data.train_y[:n], classes=tuple(range(data.n_classes))))
+        error = (agent.predict(data.test_x).argmax(1) != data.test_y).float().mean().item()
+        summary[name] = error
+        print(f"{name}: test error {100 * error:.2f}% after {args.epochs} epochs "
+              f"({time.perf_counter() - start:.0f} s; {stats})", flush=True)
+    print("summary: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.items()))
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    """Train one learner in this process and measure it."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from replaybench.protocols import Experience
+    from streams.vision import load_dataset
+
+    data = load_dataset(args.dataset)
+    n = args.subset or len(data.train_x)
+    agent = build(args, args.worker, data)
+    def experience(size: int, index: int) -> Experience:
+        return Experience(index=index, kind="supervised", train_x=data.train_x[:size], train_y=data.train_y[:size],
+                          classes=tuple(range(data.n_classes)))
+
+    meter = SavedTensorMeter()  # warm-up (allocator, optimiser state), measuring what backward holds
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
+        agent.learn(experience(4 * args.batch_size, 0))
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
+    rss_before = _proc_status_kib("VmRSS")
+    seconds = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        agent.learn(experience(n, epoch + 1))
+        seconds.append(time.perf_counter() - start)
+    peak_rss = _proc_status_kib("VmHWM") - rss_before
+    accuracy = (agent.predict(data.test_x).argmax(1) == data.test_y).float().mean().item()
+    return {"learner": args.worker, "seconds_per_epoch": min(seconds), "peak_rss_mib": peak_rss / 1024,
+            "peak_saved_mib": meter.peak / 2**20, "test_accuracy": accuracy}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[400, 400])
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--subset", type=int, default=0, help="train on the first N items (0: all)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per learner; the fastest counts")
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=list(LEARNERS))
+    parser.add_argument("--option", action="append", default=[], metavar="LEARNER:KEY=VALUE",
+                        help="a config option for one learner, e.g. sigprop:loss=top-k (repeatable)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--accuracy", action="store_true", help="train --epochs epochs and report test error")
+    parser.add_argument("--worker", choices=list(LEARNERS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.accuracy:
+        run_accuracy(args)
+        return
+    if args.worker:
+        print(json.dumps(run_one(args)))
+        return
+
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+    results: dict[str, list[dict]] = {name: [] for name in args.learners}
+    for _ in range(args.repeats):
+        for name in args.learners:  # interleaved, so slow spells of a shared machine hit every learner
+            out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", name],
+                                 check=True, capture_output=True, text=True)
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    best = {name: min(runs, key=lambda r: r["seconds_per_epoch"]) for name, runs in results.items()}
+    base = best.get("backprop")
+    print(f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, "
+          f"{args.epochs} timed epoch(s), {args.threads} thread(s), best of {args.repeats}")
+    print(f"{'learner':<10}{'s/epoch':>9}{'× bp':>7}{'peak RSS MiB':>14}{'× bp':>7}"
+          f"{'saved MiB':>11}{'× bp':>7}{'test acc':>10}")
+    for name, r in best.items():
+        ratios = ["" if base is None else f"{r[k] / base[k]:.2f}" if base[k] else "-"
+                  for k in ("seconds_per_epoch", "peak_rss_mib", "peak_saved_mib")]
+        print(f"{name:<10}{r['seconds_per_epoch']:>9.2f}{ratios[0]:>7}{r['peak_rss_mib']:>14.1f}{ratios[1]:>7}"
+              f"{r['peak_saved_mib']:>11.2f}{ratios[2]:>7}{r['test_accuracy']:>10.4f}")
+
+
+if __name__ == "__main__":
+    main()
