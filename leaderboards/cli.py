@@ -1,0 +1,212 @@
+"""The leaderboard commands: ``submit``, ``verify`` and ``leaderboard show|export|publish|pin|list``.
+
+``replaybench.cli.build_parser`` calls :func:`register_commands`; user errors
+raise :class:`ReplaybenchError` and become one line with exit code 2 there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from replaybench.errors import ConfigError
+
+DEFAULT_OUT = "replaybench-results"
+
+
+def _store(args: argparse.Namespace):
+    from leaderboards.store import Store
+
+    return Store(args.store)
+
+
+def _table(args: argparse.Namespace):
+    from leaderboards.boards import load_board
+    from leaderboards.ranking import board_table
+
+    board = load_board(args.name)
+    with _store(args) as store:
+        return board_table(board, store)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from leaderboards.boards import load_board
+    from leaderboards.export import print_table
+    from leaderboards.ranking import board_table
+    from leaderboards.submit import prepare, read_submit_config, run_submission
+    from leaderboards.wandb_sink import resolve_mode
+
+    board = load_board(args.board)
+    wandb_mode = resolve_mode(args.wandb) if args.wandb is not None else None
+    options = read_submit_config(args.config, args.agent) if args.config else {}
+    prepared = prepare(board, args.agent, config_options=options, data_dir=args.data_dir,
+                       download=args.download, device=args.device)
+    with _store(args) as store:
+        sub_id = run_submission(prepared, store, display_name=args.name or args.agent, out=args.out,
+                                data_dir=args.data_dir, download=args.download, device=args.device,
+                                wandb_mode=wandb_mode, plots=not args.no_plots)
+        print_table(board_table(board, store), highlight=sub_id)
+    print(f"submission #{sub_id} recorded in {store.path}", file=sys.stderr)
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from leaderboards.boards import load_board
+    from leaderboards.verify import DEFAULT_TOLERANCE, verify
+
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    with _store(args) as store:
+        sub = store.submission(args.submission)
+        board = load_board(args.board or sub.board)
+        checks = verify(store, args.submission, board, seed=args.seed, streams=args.stream,
+                        tolerance=tolerance, data_dir=args.data_dir, download=args.download,
+                        device=args.device)
+    for c in checks:
+        print(f"{c.stream} seed {c.seed}: max |ΔR| = {c.max_abs_diff:.3g}  ok")
+    print(f"submission #{args.submission} verified")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from leaderboards.export import print_table
+
+    print_table(_table(args))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from leaderboards.export import render
+    from replaybench.results import atomic_write_text, safe_name
+
+    table = _table(args)
+    text = render(table, args.format)
+    if args.format == "html" and args.out is None:
+        args.out = f"leaderboard-{safe_name(table.board.name)}.html"
+    if args.out is None or args.out == "-":
+        sys.stdout.write(text)
+        return
+    out = Path(args.out)
+    if out.is_dir():
+        out = out / f"leaderboard-{safe_name(table.board.name)}.{args.format}"
+    atomic_write_text(out, text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from leaderboards.export import rows_for_wandb
+    from leaderboards.wandb_sink import log_board, resolve_mode
+
+    mode = resolve_mode(args.mode)
+    table = _table(args)
+    columns, data = rows_for_wandb(table)
+    where = log_board(columns, data, board=table.to_dict(), mode=mode, project=args.project)
+    if where is None:
+        print("W&B is disabled; nothing published.", file=sys.stderr)
+    elif mode == "offline":
+        print(f"wrote offline W&B run {where}; upload it with: wandb sync {where}")
+    else:
+        print(f"published {where}")
+
+
+def cmd_pin(args: argparse.Namespace) -> None:
+    from leaderboards.boards import board_path, load_board, pin_fingerprints
+    from replaybench.registry import STREAMS
+    from replaybench.results import atomic_write_text
+    from replaybench.runner import make_stream
+
+    board = load_board(args.name)
+    path = board_path(args.name)
+    found, mismatched = {}, []
+    for bs in board.streams:
+        if bs.name not in STREAMS:
+            print(f"{bs.name}: not registered yet; left unpinned")
+            continue
+        fingerprint = make_stream(bs.name, data_dir=args.data_dir, download=args.download, **bs.options).fingerprint
+        status = "unchanged" if fingerprint == bs.fingerprint else ("new" if not bs.fingerprint else "CHANGED")
+        print(f"{bs.name}: {fingerprint} ({status})")
+        found[bs.name] = fingerprint
+        if bs.fingerprint and fingerprint != bs.fingerprint:
+            mismatched.append(bs.name)
+    if args.check:
+        if mismatched:
+            raise ConfigError(f"Board {board.name!r} pins stale fingerprints for {', '.join(mismatched)}.")
+        return
+    atomic_write_text(path, pin_fingerprints(path, found))
+    print(f"wrote {path}")
+    if mismatched:
+        print(f"fingerprints changed for {', '.join(mismatched)}: bump the board's version "
+              f"(now {board.version!r}) so old results are not mixed with new ones.")
+
+
+def cmd_boards(args: argparse.Namespace) -> None:
+    from leaderboards.boards import board_names, load_board
+
+    for name in board_names():
+        board = load_board(name)
+        pinned = sum(bool(s.fingerprint) for s in board.streams)
+        print(f"{name:22s} v{board.version:4s} {', '.join(board.stream_names)} "
+              f"({pinned}/{len(board.streams)} pinned) - {board.description}")
+
+
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``submit``, ``verify`` and ``leaderboard`` to the ``replaybench`` parser."""
+
+    def store_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", help="leaderboard SQLite file (default: leaderboard.sqlite in the user data dir)")
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="folder holding dataset files")
+        p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+
+    p = subparsers.add_parser("submit", help="run an agent on every stream × seed of a board and record it")
+    p.add_argument("agent", metavar="AGENT", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("--board", required=True, help="a board name (see 'replaybench leaderboard list') or .toml file")
+    p.add_argument("--name", help="display name on the board (default: AGENT)")
+    p.add_argument("--config", help="TOML with [agent] / [agents.NAME] option tables")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
+                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
+    store_arg(p)
+    data_args(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = subparsers.add_parser("verify", help="re-run one seed of a submission and compare R")
+    p.add_argument("submission", metavar="SUBMISSION", type=int, help="submission id (the # column)")
+    p.add_argument("--board", help="board name or .toml file (default: the submission's board)")
+    p.add_argument("--seed", type=int, help="seed to re-run (default: the board's first)")
+    p.add_argument("--stream", action="append", help="re-run only this stream (repeatable)")
+    p.add_argument("--tolerance", type=float, default=None, help="largest allowed |ΔR| per entry (default 1e-6)")
+    p.add_argument("--device", default="cpu")
+    store_arg(p)
+    data_args(p)
+    p.set_defaults(func=cmd_verify)
+
+    lb = subparsers.add_parser("leaderboard", help="show, export, publish or pin boards")
+    lsub = lb.add_subparsers(dest="leaderboard_command", required=True)
+    p = lsub.add_parser("show", help="the ranked board with mean ± 90%% bootstrap interval")
+    p.add_argument("name", metavar="NAME", help="board name or .toml file")
+    store_arg(p)
+    p.set_defaults(func=cmd_show)
+
+    p = lsub.add_parser("export", help="write the board as Markdown, HTML, CSV or JSON")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--format", required=True, choices=("md", "html", "csv", "json"))
+    p.add_argument("--out", help="file or folder ('-' for stdout; default: stdout, html: leaderboard-NAME.html)")
+    store_arg(p)
+    p.set_defaults(func=cmd_export)
+
+    p = lsub.add_parser("publish", help="write a job_type=leaderboard W&B run holding the board table")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--mode", help="online, offline or disabled (default: $WANDB_MODE, else offline)")
+    p.add_argument("--project", default="replaybench")
+    store_arg(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = lsub.add_parser("pin", help="compute the streams' fingerprints and write them into the board file")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--check", action="store_true", help="only compare; exit 2 if a pinned fingerprint is stale")
+    data_args(p)
+    p.set_defaults(func=cmd_pin)
+
+    p = lsub.add_parser("list", help="the built-in boards")
+    p.set_defaults(func=cmd_boards)

@@ -1,0 +1,336 @@
+"""The leaderboard store: SQLite (stdlib) in WAL mode.
+
+Three tables hold the data: ``submissions`` (one agent entered on one board
+version), ``runs`` (one RunResult per stream × seed, with its provenance) and
+``metrics`` (one row per run and scalar metric); ``verifications`` records
+re-runs. The schema version is SQLite's ``user_version``; :data:`MIGRATIONS`
+brings an older file up to date when it is opened, and a file written by a
+newer replaybench is refused.
+
+Several processes may write at once: every write is one ``BEGIN IMMEDIATE``
+transaction, and a busy database is waited for (``busy_timeout``), never
+skipped. All SQL is parameterised.
+
+Example:
+    >>> store = Store(":memory:")
+    >>> store.schema_version == SCHEMA_VERSION
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from leaderboards.boards import Board
+from leaderboards.redact import redact
+from replaybench.errors import ConfigError, ReplaybenchError
+from replaybench.results import RunResult
+
+STORE_FILE = "leaderboard.sqlite"
+BUSY_TIMEOUT_MS = 60_000
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: submissions, runs, metrics
+        """CREATE TABLE submissions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            board TEXT NOT NULL,
+            board_version TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            config_json TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            source_hash TEXT NOT NULL,
+            source_files_json TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed')),
+            created TEXT NOT NULL,
+            finished TEXT)""",
+        "CREATE INDEX submissions_by_board ON submissions (board, board_version, status)",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
+            stream TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            stream_fingerprint TEXT NOT NULL,
+            stream_version TEXT NOT NULL,
+            r_json TEXT NOT NULL,
+            baseline_json TEXT NOT NULL,
+            result_json TEXT NOT NULL,
+            provenance_json TEXT NOT NULL,
+            git_commit TEXT,
+            replaybench_version TEXT,
+            torch_version TEXT,
+            hardware_json TEXT,
+            wall_seconds REAL,
+            results_path TEXT,
+            created TEXT NOT NULL,
+            UNIQUE (submission_id, stream, seed))""",
+        """CREATE TABLE metrics (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            PRIMARY KEY (run_id, name))""",
+    ),
+    (  # 2: verification re-runs and the verified flag
+        "ALTER TABLE submissions ADD COLUMN verified INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            submission_id INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
+            stream TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            max_abs_diff REAL NOT NULL,
+            tolerance REAL NOT NULL,
+            passed INTEGER NOT NULL,
+            provenance_json TEXT NOT NULL,
+            created TEXT NOT NULL)""",
+    ),
+    (  # 3: where each run was logged in W&B
+        "ALTER TABLE runs ADD COLUMN wandb_run TEXT",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_store_path() -> Path:
+    """``leaderboard.sqlite`` in the user data dir (XDG on Linux)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "replaybench" / STORE_FILE
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(redact(obj), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A row of ``submissions``."""
+
+    id: int
+    board: str
+    board_version: str
+    display_name: str
+    agent: str
+    config: dict[str, Any]
+    config_hash: str
+    source_hash: str
+    source_files: dict[str, str]
+    status: str
+    created: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A row of ``runs`` with its metrics."""
+
+    id: int
+    submission_id: int
+    stream: str
+    seed: int
+    stream_fingerprint: str
+    R: list[list[float]]
+    metrics: dict[str, float]
+    provenance: dict[str, Any]
+    result: dict[str, Any]
+    wandb_run: str | None
+
+
+def check_display_name(name: str) -> str:
+    """A display name is 1–100 printable characters (any of them; outputs escape it)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 100 or not name.isprintable():
+        raise ConfigError(f"The display name must be 1 to 100 printable characters. Got {name!r} instead.")
+    return name.strip()
+
+
+class Store:
+    """A leaderboard database file (created and migrated on open).
+
+    Args:
+        path: The SQLite file, or ``None`` for :func:`default_store_path`.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path not in (None, ":memory:") else (default_store_path() if path is None else None)
+        target = ":memory:" if self.path is None else str(self.path)
+        if self.path is not None:
+            if self.path.is_dir():
+                raise ConfigError(f"The store path {self.path} is a folder; give a file such as {self.path / STORE_FILE}.")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"Cannot open the leaderboard store {target}: {exc}.") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock is taken at BEGIN so writers queue instead of failing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self, target: int = SCHEMA_VERSION) -> None:
+        with self._write() as db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise ReplaybenchError(
+                    f"The leaderboard store {self.path} has schema version {current}, newer than this "
+                    f"replaybench understands ({SCHEMA_VERSION}); upgrade replaybench."
+                )
+            for version in range(current, target):
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+            if target > current:
+                db.execute(f"PRAGMA user_version = {int(target)}")
+
+    # --- writing ------------------------------------------------------------------
+    def add_submission(self, *, board: Board, display_name: str, agent: str, config: Mapping[str, Any],
+                       config_hash: str, source_hash: str, source_files: Mapping[str, str]) -> int:
+        """Open a submission (status 'running') and return its id."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO submissions (board, board_version, display_name, agent, config_json, config_hash, "
+                "source_hash, source_files_json, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (board.name, board.version, redact(check_display_name(display_name)), redact(agent), _dumps(config),
+                 config_hash, source_hash, _dumps(dict(source_files)), now()))
+            return int(cur.lastrowid)
+
+    def add_run(self, submission_id: int, board: Board, result: RunResult, *, results_path: str | None = None,
+                wandb_run: str | None = None) -> int:
+        """Record one run of a submission, refusing a result that does not belong to ``board``.
+
+        Raises:
+            ConfigError: the submission is for another board or board version, the
+                stream or seed is not on the board, or the stream fingerprint differs
+                from the pinned one.
+        """
+        sub = self.submission(submission_id)
+        if (sub.board, sub.board_version) != (board.name, board.version):
+            raise ConfigError(f"Submission {submission_id} is for board {sub.board!r} v{sub.board_version}, "
+                              f"not {board.name!r} v{board.version}; its results cannot be mixed.")
+        stream, seed = result.spec["stream"], int(result.spec["seed"])
+        board.check_fingerprint(stream, result.provenance.get("stream_fingerprint", ""))
+        if seed not in board.seeds:
+            raise ConfigError(f"Seed {seed} is not one of board {board.name!r}'s seeds {list(board.seeds)}.")
+        missing = [m for m in board.metrics if m not in result.metrics]
+        if missing:
+            raise ConfigError(f"The result for {stream} seed {seed} lacks the board's metrics {missing}.")
+        prov = result.provenance
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO runs (submission_id, stream, seed, stream_fingerprint, stream_version, r_json, "
+                "baseline_json, result_json, provenance_json, git_commit, replaybench_version, torch_version, "
+                "hardware_json, wall_seconds, results_path, created, wandb_run) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (submission_id, stream, seed, prov["stream_fingerprint"], str(prov.get("stream_version", "")),
+                 json.dumps(result.R), json.dumps(result.baseline), _dumps(result.to_dict()), _dumps(prov),
+                 prov.get("git_commit"), prov.get("replaybench_version"), prov.get("torch_version"),
+                 _dumps(prov.get("hardware", {})), float(result.costs.get("wall_seconds", 0.0)),
+                 redact(results_path), now(), wandb_run))
+            run_id = int(cur.lastrowid)
+            db.executemany("INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+                           [(run_id, k, float(v)) for k, v in result.metrics.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)])
+            return run_id
+
+    def finish_submission(self, submission_id: int, status: str) -> None:
+        if status not in ("complete", "failed"):
+            raise ValueError(f"status must be 'complete' or 'failed', got {status!r}")
+        with self._write() as db:
+            db.execute("UPDATE submissions SET status = ?, finished = ? WHERE id = ?", (status, now(), submission_id))
+
+    def add_verification(self, submission_id: int, *, stream: str, seed: int, max_abs_diff: float,
+                         tolerance: float, passed: bool, provenance: Mapping[str, Any]) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO verifications (submission_id, stream, seed, max_abs_diff, tolerance, passed, "
+                       "provenance_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (submission_id, stream, seed, max_abs_diff, tolerance, int(passed), _dumps(dict(provenance)),
+                        now()))
+
+    def set_verified(self, submission_id: int, verified: bool) -> None:
+        with self._write() as db:
+            db.execute("UPDATE submissions SET verified = ? WHERE id = ?", (int(verified), submission_id))
+
+    # --- reading ------------------------------------------------------------------
+    _SUBMISSION_COLUMNS = ("id, board, board_version, display_name, agent, config_json, config_hash, source_hash, "
+                           "source_files_json, status, created, verified")
+
+    @staticmethod
+    def _submission(row: tuple) -> Submission:
+        return Submission(id=row[0], board=row[1], board_version=row[2], display_name=row[3], agent=row[4],
+                          config=json.loads(row[5]), config_hash=row[6], source_hash=row[7],
+                          source_files=json.loads(row[8]), status=row[9], created=row[10], verified=bool(row[11]))
+
+    def submission(self, submission_id: int) -> Submission:
+        row = self._db.execute(f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE id = ?",
+                               (submission_id,)).fetchone()
+        if row is None:
+            where = self.path or "the in-memory store"
+            raise ConfigError(f"No submission {submission_id} in {where}.")
+        return self._submission(row)
+
+    def submissions(self, board: str, board_version: str | None = None, *, status: str | None = "complete") -> list[Submission]:
+        """Submissions to ``board`` (optionally one version, one status), oldest first."""
+        sql = f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE board = ?"
+        args: list[Any] = [board]
+        if board_version is not None:
+            sql += " AND board_version = ?"
+            args.append(board_version)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [self._submission(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def runs(self, submission_id: int) -> list[StoredRun]:
+        rows = self._db.execute(
+            "SELECT id, submission_id, stream, seed, stream_fingerprint, r_json, provenance_json, result_json, "
+            "wandb_run FROM runs WHERE submission_id = ? ORDER BY stream, seed", (submission_id,)).fetchall()
+        out = []
+        for r in rows:
+            values = dict(self._db.execute("SELECT name, value FROM metrics WHERE run_id = ?", (r[0],)).fetchall())
+            out.append(StoredRun(id=r[0], submission_id=r[1], stream=r[2], seed=r[3], stream_fingerprint=r[4],
+                                 R=json.loads(r[5]), metrics=values, provenance=json.loads(r[6]),
+                                 result=json.loads(r[7]), wandb_run=r[8]))
+        return out
+
+    def count(self, table: str) -> int:
+        if table not in ("submissions", "runs", "metrics", "verifications"):
+            raise ValueError(f"unknown table {table!r}")
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
