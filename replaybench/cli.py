@@ -123,13 +123,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_quick(args: argparse.Namespace) -> None:
-    board_file = Path(__file__).resolve().parent.parent / "leaderboards" / "boards" / "quick.toml"
-    with board_file.open("rb") as f:
-        board = tomllib.load(f)
-    common = board.get("agent_options", {})
-    per_agent = board.get("agent_options_by_agent", {})
-    opts = {a: {**common, **per_agent.get(a, {})} for a in board["agents"]}
-    results = run_grid(streams=board["streams"], agents=board["agents"], seeds=board["seeds"],
+    from leaderboards.boards import load_board
+
+    board = load_board("quick")
+    opts = {a: board.options_for(a) for a in board.baselines}
+    results = run_grid(streams=board.stream_names, agents=board.baselines, seeds=board.seeds,
                        agent_options=opts, stream_options={}, out=args.out or DEFAULT_OUT,
                        plots=not args.no_plots)
     print_results(results)
@@ -192,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     data_args(show)
     show.set_defaults(func=cmd_streams_show)
+
+    from leaderboards.cli import register_commands
+
+    register_commands(sub)  # submit, verify, leaderboard show|export|publish|pin|list
     return parser
 
 
