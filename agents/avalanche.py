@@ -11,6 +11,7 @@ against the strategy's signature.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +36,22 @@ class AvalancheConfig(TrainingConfig):
     strategy_options: dict = field(default_factory=dict, metadata={"constraint": InstanceOf(dict)})
     """Extra constructor arguments of the strategy, e.g. ``{mem_size = 1000}`` for Replay."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        accepted = inspect.signature(strategy_class(self.variant).__init__).parameters
+        choices = [k for k in accepted if k not in _MANAGED and k not in ("self", "base_kwargs")]
+        for key in self.strategy_options:
+            if key not in choices:
+                raise ConfigError(f"Unknown strategy option {key!r} for avalanche:{self.variant}."
+                                  f"{did_you_mean(key, choices)} Accepted: {', '.join(choices)}.")
+
 
 def strategy_class(name: str) -> type:
     """Look up an Avalanche supervised strategy by class name."""
-    import avalanche.training as training
-    from avalanche.training.templates import SupervisedTemplate
+    with warnings.catch_warnings():  # avalanche's optional solvers warn on import
+        warnings.simplefilter("ignore")
+        import avalanche.training as training
+        from avalanche.training.templates import SupervisedTemplate
 
     known = sorted(n for n, obj in vars(training).items()
                    if inspect.isclass(obj) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate)
@@ -57,13 +69,7 @@ class AvalancheAgent:
     def __init__(self, *, stream: Stream, config: AvalancheConfig, seed: int, device: str = "cpu") -> None:
         from avalanche.training.plugins import EvaluationPlugin
 
-        cls = strategy_class(config.variant)
-        accepted = inspect.signature(cls.__init__).parameters
-        for key in config.strategy_options:
-            if key in _MANAGED or key not in accepted:
-                choices = [k for k in accepted if k not in _MANAGED and k not in ("self", "base_kwargs")]
-                raise ConfigError(f"Unknown strategy option {key!r} for avalanche:{config.variant}."
-                                  f"{did_you_mean(key, choices)} Accepted: {', '.join(choices)}.")
+        cls = strategy_class(config.variant)  # the config has checked the name and options
         self.config = config
         self.device = torch.device(device)
         self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes)
@@ -77,7 +83,9 @@ class AvalancheAgent:
         self.benchmark = to_avalanche_benchmark(stream)
 
     def learn(self, experience: Experience) -> dict[str, float]:
-        self.strategy.train(self.benchmark.train_stream[experience.index], num_workers=0)
+        with warnings.catch_warnings():  # avalanche 0.6 deprecates its own storage-policy calls
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.strategy.train(self.benchmark.train_stream[experience.index], num_workers=0)
         return {}
 
     @torch.no_grad()

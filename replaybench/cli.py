@@ -83,7 +83,7 @@ def print_results(results: Sequence) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # don't squeeze piped tables
     per_seed = Table(title="Per seed")
     for col in ("stream", "agent", "seed", *TABLE_METRICS, "wall s", "peak MB"):
         per_seed.add_column(col, justify="right" if col not in ("stream", "agent") else "left")

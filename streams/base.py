@@ -33,7 +33,7 @@ class TensorStream:
     """The builder's parameters (JSON-ready)."""
     data_digest: str = ""
     """Content hash of the underlying data."""
-    split_record: Sequence[bytes] = ()
+    split_record: Sequence[bytes] = field(default=(), repr=False)
     """Bytes that pin down the split (index arrays, permutations), one per experience."""
     _fingerprint: list = field(default_factory=list, repr=False)
 

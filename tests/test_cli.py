@@ -1,0 +1,128 @@
+"""The command line: the real entry point on tiny budgets, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from replaybench.cli import main
+from streams import datasets
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replaybench", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_run_writes_results_and_prints_tables(tmp_path):
+    proc = run_cli("run", "--stream", "split-digits", "--agent", "naive", "er", "--seeds", "0", "1",
+                   "-o", "epochs=1", "-o", "hidden=[16]", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert files == [f"split-digits__{a}__seed{s}.json" for a in ("er", "naive") for s in (0, 1)]
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    assert "Mean ± std over seeds" in proc.stdout and "forgetting_max" in proc.stdout
+    data = json.loads((tmp_path / "split-digits__er__seed1.json").read_text())
+    assert data["spec"]["seed"] == 1 and data["provenance"]["config"]["epochs"] == 1
+
+
+def test_list_shows_one_line_per_name():
+    proc = run_cli("list", "agents")
+    assert proc.returncode == 0
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert {"naive", "joint", "er", "ewc", "lwf", "avalanche:*"} <= set(names)
+    streams = run_cli("list", "streams").stdout
+    assert "split-fmnist" in streams and "permuted-digits" in streams
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_unknown_stream_lists_known_names():
+    line = _one_line_error(run_cli("run", "--stream", "split-fminst", "--agent", "naive"))
+    assert "Unknown stream 'split-fminst'" in line and "Did you mean 'split-fmnist'" in line and "split-digits" in line
+
+
+def test_unknown_agent_lists_known_names():
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "nieve"))
+    assert "Unknown agent 'nieve'" in line and "naive" in line and "ewc" in line
+
+
+def test_unknown_avalanche_strategy_lists_strategies():
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "avalanche:Replai"))
+    assert "Did you mean 'Replay'" in line
+
+
+def test_malformed_config_names_the_key(tmp_path):
+    bad_key = tmp_path / "bad.toml"
+    bad_key.write_text("[agent]\nlearning_rate = 0.1\n")
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_key)))
+    assert "'learning_rate'" in line and "Did you mean 'lr'" not in line or "lr" in line
+
+    bad_value = tmp_path / "value.toml"
+    bad_value.write_text("[agent]\nepochs = 0\n")
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_value)))
+    assert "'epochs'" in line and "Got 0" in line
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[agent\nlr = \n")
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(broken)))
+    assert "Malformed config" in line
+
+    top = tmp_path / "top.toml"
+    top.write_text("[agents_options]\n")
+    assert "'agents_options'" in _one_line_error(
+        run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(top)))
+
+
+def test_bad_cli_option_is_one_line():
+    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "er", "-o", "memory_size=-3"))
+    assert "The 'memory_size' parameter of agent 'er' must be an int in the range [1, inf). Got -3 instead." in line
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    code = main(["run", "--stream", "split-fmnist", "--agent", "naive", "--data-dir", str(tmp_path / "empty"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "apt-get install dataset-fashion-mnist" in err[0] and "--data-dir" in err[0] and "--download" in err[0]
+
+
+def test_corrupt_idx_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / stem).write_bytes((0x0803).to_bytes(4, "big") + (10).to_bytes(4, "big") + b"\x00" * 20)
+    for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / stem).write_bytes(b"\x00\x00\x09\x99" + b"\x00" * 8)
+    code = main(["run", "--stream", "split-fmnist", "--agent", "naive", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and ("truncated" in err or "magic" in err)
+
+
+def test_a_failing_run_keeps_results_already_written(tmp_path):
+    ok = run_cli("run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
+                 "--out", str(tmp_path), "--no-plots")
+    assert ok.returncode == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bad = run_cli("run", "--stream", "split-digits", "--agent", "naive", "--seeds", "0", "1",
+                  "-o", "lr=1e30", "--out", str(tmp_path), "--no-plots")
+    assert bad.returncode == 2 and "lower the learning rate" in bad.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_streams_show_prints_fingerprint_and_sizes():
+    proc = run_cli("streams", "show", "split-digits")
+    info = json.loads(proc.stdout)
+    assert info["scenario"] == "class-il" and len(info["fingerprint"]) == 64
+    assert info["classes"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert sum(info["train_sizes"]) + sum(info["test_sizes"]) == 1797
