@@ -141,6 +141,8 @@ class Network(nn.Module):
     def _configure(self, batch_size: int, learning: bool) -> None:
         for layer in self.layers.values():
             layer.configure(dt=self.dt, batch_size=batch_size, learning=learning)
+        for connection in self.connections.values():
+            connection.configure(batch_size=batch_size)
         self.batch_size = batch_size
 
     def run(self, inputs: dict[str, torch.Tensor], *, learning: bool) -> None:
@@ -151,7 +153,7 @@ class Network(nn.Module):
             learning: Apply the connections' rules and adapt thresholds.
         """
         time_steps, batch_size = self._check_inputs(inputs)
-        inputs = {name: spikes.bool() for name, spikes in inputs.items()}
+        inputs = {name: spikes.bool().contiguous() for name, spikes in inputs.items()}
         self._configure(batch_size, learning)
         for monitor in self.monitors.values():
             monitor.start(time_steps)

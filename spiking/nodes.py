@@ -28,6 +28,7 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, param
+from spiking import _cpu_kernels
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _REAL = Interval(float, None, None)
@@ -98,8 +99,10 @@ class Nodes(nn.Module):
         self.batch_size = 1
         self.learning = True
         self.trace_decay = math.exp(-self.dt / self.tau_trace)
-        self.register_buffer("s", torch.zeros(1, *self.shape, dtype=torch.bool))
-        self.register_buffer("x", torch.zeros(1, *self.shape))
+        # Batch-shaped state moves with .to() but stays out of state_dict.
+        self.register_buffer("s", torch.zeros(1, *self.shape, dtype=torch.bool), persistent=False)
+        self.register_buffer("x", torch.zeros(1, *self.shape), persistent=False)
+        self._kernels = None  # the fused CPU kernels, chosen in configure()
 
     def configure(self, *, dt: float, batch_size: int, learning: bool = True) -> None:
         """Set the step, the batch size (reallocating state) and the learning mode."""
@@ -111,6 +114,14 @@ class Nodes(nn.Module):
             self.batch_size = batch_size
             self._allocate(batch_size)
         self.reset_state()
+        on_cpu = self.x.device.type == "cpu" and self.x.dtype == torch.float32
+        self._kernels = _cpu_kernels.library() if on_cpu else None
+        if self._kernels is not None:
+            self._cache_kernel_args()
+
+    def _cache_kernel_args(self) -> None:
+        """Bind the kernel's arguments once per run (state is updated in place)."""
+        self._trace_args = (self.x.data_ptr(), self.s.data_ptr(), self.x.numel(), self.trace_decay)
 
     def _decays(self) -> None:
         """Recompute per-step decay factors after ``dt`` changed."""
@@ -134,6 +145,11 @@ class InputNodes(Nodes):
 
     def set_spikes(self, spikes: torch.Tensor) -> None:
         """Take this step's input spikes ``[B, *shape]`` (bool)."""
+        if self._kernels is not None and spikes.is_contiguous():
+            x_ptr, _, count, decay = self._trace_args
+            self._buffers["s"] = spikes
+            self._kernels.trace_step(x_ptr, spikes.data_ptr(), count, decay)
+            return
         self.s = spikes
         self._update_trace()
 
@@ -150,8 +166,8 @@ class LIFNodes(Nodes):
         super().__init__(shape=shape, tau_trace=params.tau_trace)
         self.params = params
         self.decay = math.exp(-self.dt / params.tau_m)
-        self.register_buffer("v", torch.full((1, *self.shape), params.rest))
-        self.register_buffer("refrac", torch.zeros(1, *self.shape))
+        self.register_buffer("v", torch.full((1, *self.shape), params.rest), persistent=False)
+        self.register_buffer("refrac", torch.zeros(1, *self.shape), persistent=False)
 
     def _decays(self) -> None:
         self.decay = math.exp(-self.dt / self.params.tau_m)
@@ -172,6 +188,8 @@ class LIFNodes(Nodes):
 
     def step(self, current: torch.Tensor | None) -> torch.Tensor:
         """Advance one step with input ``current`` ``[B, *shape]`` (or ``None``)."""
+        if self._kernels is not None:
+            return self._fused_step(current)
         p = self.params
         self._start_step()
         self.v.mul_(self.decay).add_(p.rest * (1.0 - self.decay))
@@ -184,6 +202,33 @@ class LIFNodes(Nodes):
         self._after_spike()
         self._update_trace()
         return self.s
+
+    def _cache_kernel_args(self) -> None:
+        super()._cache_kernel_args()
+        p = self.params
+        theta, theta_decay, theta_plus, one_spike = self._fused_adaptive_args()
+        self._one_spike = one_spike
+        buffers = self._buffers
+        self._lif_head = (buffers["v"].data_ptr(), buffers["refrac"].data_ptr())
+        self._lif_tail = (buffers["s"].data_ptr(), None if one_spike else buffers["x"].data_ptr(), theta,
+                          self.batch_size, self.n, self.decay, p.rest, p.reset, p.thresh, p.refractory,
+                          self.dt, self.trace_decay, theta_decay, theta_plus, int(self.learning))
+
+    def _fused_step(self, current: torch.Tensor | None) -> torch.Tensor:
+        """The same step in one pass of the C kernel (see ``_cpu_kernels``)."""
+        kernels = self._kernels
+        if current is not None:
+            current = current.contiguous().data_ptr()
+        most = kernels.lif_step(*self._lif_head, current, *self._lif_tail)
+        if self._one_spike:
+            if most > 1:
+                self._keep_one_spike()
+            kernels.trace_step(*self._trace_args)
+        return self._buffers["s"]
+
+    def _fused_adaptive_args(self) -> tuple[int | None, float, float, bool]:
+        """Pointer to theta, its decay and increment, and one_spike, for the kernel."""
+        return None, 1.0, 0.0, False
 
     def _start_step(self) -> None:
         """Hook for subclasses, run before the voltage decays."""
@@ -217,6 +262,10 @@ class AdaptiveLIFNodes(LIFNodes):
     def threshold(self) -> torch.Tensor:
         return self.theta + self.params.thresh
 
+    def _fused_adaptive_args(self) -> tuple[int | None, float, float, bool]:
+        a = self.adaptive
+        return self.theta.data_ptr(), self.theta_decay, a.theta_plus, a.one_spike
+
     def _start_step(self) -> None:
         if self.learning:
             self.theta.mul_(self.theta_decay)
@@ -236,6 +285,5 @@ class AdaptiveLIFNodes(LIFNodes):
         spiking = flat.any(1)
         rows = spiking.nonzero().squeeze(1)
         pick = torch.multinomial(flat[rows].float(), 1, generator=self.generator).squeeze(1)
-        kept = torch.zeros_like(flat)
-        kept[rows, pick] = True
-        self.s = kept.view_as(self.s)
+        flat.zero_()  # in place: the kernels hold a pointer to s
+        flat[rows, pick] = True

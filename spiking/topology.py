@@ -23,6 +23,7 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, Optional, check_param
+from spiking import _cpu_kernels
 from spiking.learning import LearningRule, batch_outer
 from spiking.nodes import Nodes
 
@@ -74,6 +75,14 @@ class Connection(nn.Module):
             )
         return weight.detach().clone().float()
 
+    def configure(self, *, batch_size: int) -> None:
+        """Called by the network before each run; binds the CPU kernels where they apply."""
+        weight = self._buffers["weight"]
+        on_cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
+        self._kernels = _cpu_kernels.library() if on_cpu else None
+
+    _kernels = None
+
     @property
     def n_synapses(self) -> int:
         """Number of plastic weights (0 for a fixed connection)."""
@@ -118,15 +127,70 @@ class DenseConnection(Connection):
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
         self.register_buffer("weight", self._check_weight(weight, (source.n, target.n)))
+        # Rows/columns changed by the event-driven updates since the last clamp.
+        self._row_marks = torch.zeros(source.n, dtype=torch.uint8)
+        self._col_marks = torch.zeros(target.n, dtype=torch.uint8)
+        self._scratch = torch.empty(max(source.n, target.n))
+        self._unmarked_change = True  # a change the marks do not cover (clamp everything next)
+
+    def configure(self, *, batch_size: int) -> None:
+        super().configure(batch_size=batch_size)
+        if self._kernels is not None:
+            weight = self._buffers["weight"]
+            if not weight.is_contiguous():
+                self._buffers["weight"] = weight = weight.contiguous()
+            self._shape_args = (self.source.n, self.target.n)
+            self._weight_ptr = weight.data_ptr()
+            self._mark_args = (self._row_marks.data_ptr(), self._col_marks.data_ptr())
+            self._scratch_ptr = self._scratch.data_ptr()
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
-        flat = spikes.reshape(spikes.shape[0], -1)
+        batch = spikes.shape[0]
+        if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
+            out = torch.empty(batch, *self.target.shape)  # event-driven: add the rows that spiked
+            self._kernels.dense_forward(spikes.data_ptr(), self._weight_ptr, out.data_ptr(), batch,
+                                        *self._shape_args)
+            return out
+        flat = spikes.reshape(batch, -1)
         return (flat.to(self.weight.dtype) @ self.weight).view(-1, *self.target.shape)
 
     def outer(self, pre, post, reduction, *, alpha, out=None) -> torch.Tensor:
-        out = self.weight if out is None else out
+        if (out is None and self._kernels is not None and (pre.dtype == torch.bool) != (post.dtype == torch.bool)
+                and pre.is_contiguous() and post.is_contiguous()):
+            self._fused_outer(pre, post, reduction, alpha)
+            return self._buffers["weight"]
         batch = pre.shape[0]
+        out = self.weight if out is None else out
+        if out is self.weight:
+            self._unmarked_change = True
         return batch_outer(pre.reshape(batch, -1), post.reshape(batch, -1), reduction, out=out, alpha=alpha)
+
+    def _fused_outer(self, pre, post, reduction, alpha) -> None:
+        batch = pre.shape[0]
+        scale = alpha / batch if reduction == "mean" else alpha
+        mode = 1 if reduction == "max" else 0
+        rows, cols = self._mark_args
+        if pre.dtype == torch.bool:  # rows of the presynaptic neurons that spiked
+            self._kernels.outer_rows(pre.data_ptr(), post.data_ptr(), self._weight_ptr, batch, *self._shape_args,
+                                     scale, mode, rows, self._scratch_ptr)
+        else:  # columns of the postsynaptic neurons that spiked
+            self._kernels.outer_cols(pre.data_ptr(), post.data_ptr(), self._weight_ptr, batch, *self._shape_args,
+                                     scale, mode, cols, self._scratch_ptr)
+
+    def clamp_(self) -> None:
+        # If every change since the last clamp was event-driven, only the marked rows
+        # and columns can have left the bounds.
+        if self._kernels is not None and not self._unmarked_change:
+            self._kernels.clamp_marked(self._weight_ptr, *self._shape_args, *self._mark_args, self.wmin, self.wmax)
+        else:
+            super().clamp_()
+            self._row_marks.zero_()
+            self._col_marks.zero_()
+        self._unmarked_change = False
+
+    def normalize_(self) -> None:
+        super().normalize_()
+        self._unmarked_change = True  # renormalised weights may exceed wmax: the next clamp sees all
 
 
 def _check_image_source(owner: str, source: Nodes, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -256,6 +320,10 @@ class OneToOne(Connection):
         self.register_buffer("weight", torch.tensor(self.strength))
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
+        if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
+            out = torch.empty(spikes.shape)
+            self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength)
+            return out
         return spikes.to(self.weight.dtype) * self.strength
 
     def dense_weight(self) -> torch.Tensor:
@@ -291,6 +359,12 @@ class LateralInhibition(Connection):
         self.register_buffer("weight", torch.tensor(-self.strength))
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
+        if (self.competition_dim is None and self._kernels is not None and spikes.dtype == torch.bool
+                and spikes.is_contiguous()):
+            out = torch.empty(spikes.shape)
+            self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
+                                      self.strength)
+            return out
         s = spikes.to(self.weight.dtype)
         if self.competition_dim is None:
             total = s.reshape(s.shape[0], -1).sum(1).view(-1, *([1] * (s.dim() - 1)))

@@ -186,3 +186,25 @@ def test_spike_counter_counts_each_sample():
     net.run({"X": spikes}, learning=False)
     torch.testing.assert_close(net.monitors["c"].counts, spikes.float().sum(0))
     assert PostPre(params=STDPParams()).reduction == "sum"
+
+
+@pytest.mark.parametrize("reduction", ["sum", "max"])
+def test_fused_cpu_kernels_match_the_tensor_path(reduction, monkeypatch):
+    from spiking import _cpu_kernels
+
+    if _cpu_kernels.library() is None:
+        pytest.skip("no C compiler")
+    spikes = poisson(torch.rand(4, 64), time_steps=60, generator=torch.Generator().manual_seed(2))
+    fused = _dc(reduction)
+    fused.network.run({"X": spikes}, learning=True)
+    monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
+    plain = _dc(reduction)
+    plain.network.run({"X": spikes}, learning=True)
+    assert fused.network.connections["X->Ae"]._kernels is not None
+    assert plain.network.connections["X->Ae"]._kernels is None
+    torch.testing.assert_close(fused.network.monitors["counts"].counts, plain.network.monitors["counts"].counts)
+    assert fused.network.monitors["counts"].counts.sum() >= 10
+    for name in ("X->Ae",):
+        torch.testing.assert_close(fused.network.connections[name].weight, plain.network.connections[name].weight)
+    torch.testing.assert_close(fused.network.layers["Ae"].theta, plain.network.layers["Ae"].theta)
+    torch.testing.assert_close(fused.network.layers["Ae"].v, plain.network.layers["Ae"].v)
