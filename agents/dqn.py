@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,6 +98,22 @@ class DQNConfig(Config):
         if self.batch_size > self.buffer_capacity:
             raise ConfigError(f"The 'batch_size' parameter of DQN must not exceed buffer_capacity "
                               f"({self.buffer_capacity}). Got {self.batch_size} instead.")
+
+
+def flat_discrete_sizes(stream: Any, *, seed: int, owner: str) -> tuple[int, int]:
+    """Observation width and action count of the stream's first task (shared by the RL agents).
+
+    Raises:
+        ConfigError: Unless observations are flat boxes and actions discrete.
+    """
+    probe = stream.experiences[0].env_factory(seed)
+    try:
+        if not hasattr(probe.action_space, "n") or len(probe.observation_space.shape) != 1:
+            raise ConfigError(f"{owner} needs flat observations and a discrete action space; "
+                              f"got {probe.observation_space} and {probe.action_space}.")
+        return probe.observation_space.shape[0], int(probe.action_space.n)
+    finally:
+        probe.close()
 
 
 class TransitionBuffer:
@@ -181,12 +198,7 @@ class DQN:
         self.config = config = config if config is not None else DQNConfig()
         if not isinstance(config, DQNConfig):
             raise ConfigError(f"The 'config' parameter of DQN must be a DQNConfig. Got {type(config).__name__}.")
-        probe = stream.experiences[0].env_factory(seed)
-        if not hasattr(probe.action_space, "n") or len(probe.observation_space.shape) != 1:
-            raise ConfigError("DQN needs flat observations and a discrete action space; "
-                              f"got {probe.observation_space} and {probe.action_space}.")
-        obs_dim, self.n_actions = probe.observation_space.shape[0], int(probe.action_space.n)
-        probe.close()
+        obs_dim, self.n_actions = flat_discrete_sizes(stream, seed=seed, owner="DQN")
         self.seed, self.device = seed, torch.device(device)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x51]))
         with torch.random.fork_rng(devices=[]):
@@ -225,7 +237,9 @@ class DQN:
             if self.rng.random() < epsilon:
                 action = int(self.rng.integers(self.n_actions))
             else:
-                action = int(self.act(obs[None])[0])
+                with torch.no_grad():
+                    obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0).to(self.device)
+                    action = int(self.q_network(obs_tensor).argmax())
             next_obs, reward, terminated, truncated, _ = env.step(action)
             self.buffer.add(obs, action, reward, next_obs, terminated)
             if cfg.reverse_replay:
@@ -260,11 +274,11 @@ class DQN:
         cfg = self.config
         if cfg.prioritized:
             index, weights = self.buffer.sample_prioritized(cfg.batch_size, cfg.priority_alpha, beta)
-            td_error = self._td_update(self.buffer.batch(index), torch.from_numpy(weights).float())
-            self.buffer.update_priorities(index, td_error, cfg.priority_epsilon)
+            loss, td_error = self._td_update(self.buffer.batch(index), torch.from_numpy(weights).float())
+            self.buffer.update_priorities(index, td_error.cpu().numpy(), cfg.priority_epsilon)
         else:
-            td_error = self._td_update(self.buffer.batch(self.buffer.sample_uniform(cfg.batch_size)))
-        return float(np.mean(td_error**2))
+            loss, _ = self._td_update(self.buffer.batch(self.buffer.sample_uniform(cfg.batch_size)))
+        return loss
 
     def _reverse_sweep(self) -> None:
         """TD updates over the last rewarded episode, in chunks from its end to its start."""
@@ -274,8 +288,9 @@ class DQN:
             chunk = slice(max(0, stop - size), stop)
             self._td_update(tuple(torch.as_tensor(t[chunk]) for t in transitions))
 
-    def _td_update(self, batch: tuple[torch.Tensor, ...], weights: torch.Tensor | None = None) -> np.ndarray:
-        """One Adam step on the (weighted) squared TD error; returns the TD errors."""
+    def _td_update(self, batch: tuple[torch.Tensor, ...],
+                   weights: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+        """One Adam step on the (weighted) squared TD error; returns the loss and the TD errors."""
         obs, actions, rewards, next_obs, terminated = (t.to(self.device) for t in batch)
         with torch.no_grad():
             next_value = self.target_network(next_obs.float()).max(dim=1).values
@@ -286,7 +301,7 @@ class DQN:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        td_numpy = td_error.detach().cpu().numpy()
-        if not np.isfinite(td_numpy).all():
-            raise DivergenceError("The DQN's TD errors stopped being finite; lower 'lr'.")
-        return td_numpy
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise DivergenceError(f"The DQN loss became {loss_value}; lower 'lr'.")
+        return loss_value, td_error.detach()

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from agents._nets import mlp
+from agents.dqn import flat_discrete_sizes
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, param
 from replaybench.protocols import Experience
@@ -94,12 +95,7 @@ class PPO:
         self.config = config = config if config is not None else PPOConfig()
         if not isinstance(config, PPOConfig):
             raise ConfigError(f"The 'config' parameter of PPO must be a PPOConfig. Got {type(config).__name__}.")
-        probe = stream.experiences[0].env_factory(seed)
-        if not hasattr(probe.action_space, "n") or len(probe.observation_space.shape) != 1:
-            raise ConfigError("PPO needs flat observations and a discrete action space; "
-                              f"got {probe.observation_space} and {probe.action_space}.")
-        obs_dim, n_actions = probe.observation_space.shape[0], int(probe.action_space.n)
-        probe.close()
+        obs_dim, n_actions = flat_discrete_sizes(stream, seed=seed, owner="PPO")
         self.seed, self.device = seed, torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):

@@ -11,8 +11,9 @@ It also times one whole run through the runner — the 2-task
 cartpole-conflict stream (4k steps per task), one agent, one seed,
 including every evaluation — in wall-clock and CPU seconds.
 
-Each measurement is the best of ``--repeats`` runs (the machine is shared),
-and all of them run in this one process, side by side.
+Rates are env steps per CPU second of this process (``time.process_time``):
+on a shared machine, wall time mostly measures the neighbours. Each rate
+is the best of ``--repeats`` interleaved runs, all in this one process.
 
 Usage:
     python benchmarks/rl_throughput.py [--steps 3000] [--repeats 3]
@@ -40,12 +41,12 @@ def random_loop(steps: int, seed: int) -> float:
     env = gymnasium.make("replaybench/CartPole-v0")
     env.reset(seed=seed)
     env.action_space.seed(seed)
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(steps):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
@@ -64,7 +65,7 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
     buf_act, buf_rew, buf_term = np.zeros(steps, np.int64), np.zeros(steps, np.float32), np.zeros(steps, np.float32)
     obs, _ = env.reset(seed=seed)
     explore = int(cfg.exploration_fraction * steps)
-    start = time.perf_counter()
+    start = time.process_time()
     for step in range(steps):
         epsilon = cfg.epsilon_start + (cfg.epsilon_end - cfg.epsilon_start) * min(1.0, step / explore)
         if rng.random() < epsilon:
@@ -91,16 +92,16 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
             optimizer.step()
         if step % cfg.target_sync_every == 0:
             target_net.load_state_dict(q_net.state_dict())
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def our_dqn(steps: int, seed: int, cfg: DQNConfig) -> float:
     """Steps per second of ``agents.dqn.DQN.learn`` on one experience of the same env."""
     stream = make_cartpole_conflict(n_tasks=1, steps_per_task=steps, task_ids=False)
     agent = DQN(stream=stream, config=cfg, seed=seed)
-    start = time.perf_counter()
+    start = time.process_time()
     agent.learn(stream.experiences[0])
-    return steps / (time.perf_counter() - start)
+    return steps / (time.process_time() - start)
 
 
 def two_task_run(agent_options: dict) -> tuple[float, float, list[list[float]]]:

@@ -56,8 +56,7 @@ DEFAULT_EVAL_SEEDS = (10_007, 10_009, 10_037, 10_039, 10_061)
 """Reset seeds of the greedy evaluation episodes, shared by every task."""
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
-_REAL = Interval(float, None, None)
-_NONZERO_REAL = Interval(float, None, None)  # sign is free (reversed actuator), zero is refused below
+_NONZERO_REAL = Interval(float, None, None)  # sign is free (reversed actuator); zero is refused below
 
 
 # --------------------------------------------------------------------------- environments
@@ -257,10 +256,6 @@ def make_task_env(seed: int | None = None, *, env_id: str, task_params: Mapping[
 
 
 # --------------------------------------------------------------------------- MiniGrid
-MINIGRID_ACTIONS = 7
-"""MiniGrid's full action set (left, right, forward, pickup, drop, toggle, done)."""
-
-
 class MiniGridEncoding(gymnasium.ObservationWrapper):
     """One flat encoding for every MiniGrid task.
 

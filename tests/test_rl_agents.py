@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -160,3 +161,12 @@ def test_bad_configs_fail_at_construction_with_one_line(config_cls, options, mes
     with pytest.raises(ConfigError) as info:
         config_cls.from_dict(options)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("agent_cls", [DQN, PPO])
+def test_agents_refuse_continuous_actions_at_construction(agent_cls):
+    import gymnasium
+
+    pendulum = SimpleNamespace(experiences=[SimpleNamespace(env_factory=lambda seed: gymnasium.make("Pendulum-v1"))])
+    with pytest.raises(ConfigError, match="needs flat observations and a discrete action space"):
+        agent_cls(stream=pendulum, seed=0)
