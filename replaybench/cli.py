@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     from leaderboards.cli import register_commands
 
     register_commands(sub)  # submit, verify, leaderboard show|export|publish|pin|list
+    from replaybench.sweep import register_sweep_command
+
+    register_sweep_command(sub)
     return parser
 
 

@@ -1,0 +1,470 @@
+"""Executors: where a sweep's runs execute.
+
+A run is a pure function, :func:`run_one`, from a spec (``RunSpec.to_dict()``)
+to an :class:`Outcome`. It never raises for a failing run: a raising agent, a
+non-finite result or a timeout comes back as a failure with its traceback.
+Every executor has the same interface, :meth:`Executor.run`, which yields one
+outcome per task as each finishes:
+
+- ``inline``: in this process, one run after another (tests, debugging);
+- ``local``: a pool of spawned worker processes, one CPU (one torch thread)
+  per run; a worker that hangs past the timeout or dies is replaced;
+- ``ray``: tasks of one CPU each on a Ray cluster (``ray.init(address=...)``);
+  without an address a local cluster is started for the sweep;
+- ``slurm``: a submitit job array (``AutoExecutor``; it runs locally where
+  there is no Slurm, and ``cluster="debug"`` runs in-process).
+
+Timeouts are enforced twice: inside the run by ``SIGALRM`` (where the run owns
+the main thread), and by the driver, which kills a run that overruns the
+timeout by a grace period (a stuck C call does not see the signal).
+
+The driver, not the executor, writes results, so a worker needs no shared
+file system (see :mod:`replaybench.sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from replaybench.errors import ConfigError, DivergenceError, ReplaybenchError
+
+EXECUTORS = ("inline", "local", "ray", "slurm")
+GRACE_S = 10.0
+"""How long past its timeout the driver waits before killing a run."""
+
+
+class RunTimeoutError(ReplaybenchError, TimeoutError):
+    """A run exceeded the sweep's per-run timeout."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to execute: its identity and its spec as a plain dict (picklable)."""
+
+    run_id: str
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came back from one run: a result dict, or a failure record."""
+
+    run_id: str
+    result: dict[str, Any] | None
+    """``RunResult.to_dict()`` when the run succeeded."""
+    failure: dict[str, Any] | None
+    """``{"kind", "error", "traceback"}`` when it failed; kind is one of
+    "raised", "nan", "timeout" or "crashed"."""
+    seconds: float
+    host: str
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+def failure_record(kind: str, error: str, tb: str = "") -> dict[str, str]:
+    return {"kind": kind, "error": error.splitlines()[0] if error else kind, "traceback": tb}
+
+
+# --- the pure run -------------------------------------------------------------
+_STREAM_CACHE: dict[str, Any] = {}
+_STREAM_CACHE_SIZE = 4
+
+
+def _cached_stream(spec: Mapping[str, Any]) -> Any:
+    """Build (once per worker) the stream a spec names; runs of a sweep share few streams."""
+    from replaybench.runner import make_stream
+
+    key = json.dumps([spec["stream"], spec.get("stream_options", {}), spec.get("data_dir"),
+                      spec.get("download", False)], sort_keys=True, default=str)
+    if key not in _STREAM_CACHE:
+        if len(_STREAM_CACHE) >= _STREAM_CACHE_SIZE:
+            _STREAM_CACHE.pop(next(iter(_STREAM_CACHE)))
+        _STREAM_CACHE[key] = make_stream(spec["stream"], data_dir=spec.get("data_dir"),
+                                         download=spec.get("download", False), **spec.get("stream_options", {}))
+    return _STREAM_CACHE[key]
+
+
+def _non_finite(result: Any) -> str | None:
+    """Name the first non-finite number in R or the scalar metrics, or None."""
+    for i, row in enumerate(result.R):
+        for j, v in enumerate(row):
+            if not math.isfinite(v):
+                return f"R[{i}][{j}] = {v}"
+    for name, v in result.metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"metric {name!r} = {v}"
+    return None
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise RunTimeoutError("The run exceeded its timeout.")
+
+
+def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: int | None = None,
+            stream: Any = None) -> Outcome:
+    """Run one spec and return its outcome; a failing run is an outcome too.
+
+    Args:
+        spec: ``RunSpec.to_dict()``.
+        timeout_s: Per-run limit, enforced with ``SIGALRM`` when this runs in a
+            main thread (the driver enforces it too).
+        threads: ``torch.set_num_threads`` for this run (None leaves it).
+        stream: An already-built stream (inline runs); else one is built and cached.
+    """
+    from replaybench.results import run_name
+    from replaybench.runner import RunSpec, run
+
+    start = time.perf_counter()
+    run_id = run_name(spec["stream"], spec["agent"], spec["seed"])
+    host = socket.gethostname()
+    alarm = timeout_s is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    previous = None
+    try:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        if alarm:
+            previous = signal.signal(signal.SIGALRM, _raise_timeout)
+            signal.setitimer(signal.ITIMER_REAL, float(timeout_s))
+        try:
+            result = run(RunSpec(**spec), stream=stream if stream is not None else _cached_stream(spec))
+        finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+        bad = _non_finite(result)
+        if bad is not None:
+            raise DivergenceError(f"The run produced a non-finite value: {bad}.")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a failing run is data, the sweep goes on
+        kind = ("timeout" if isinstance(exc, RunTimeoutError) else
+                "nan" if isinstance(exc, DivergenceError) else "raised")
+        message = f"{type(exc).__name__}: {exc}"
+        return Outcome(run_id, None, failure_record(kind, message, traceback.format_exc()),
+                       time.perf_counter() - start, host)
+    return Outcome(run_id, result.to_dict(), None, time.perf_counter() - start, host)
+
+
+# --- the interface --------------------------------------------------------------
+class Executor(Protocol):
+    """Runs tasks and yields one :class:`Outcome` per task, in completion order."""
+
+    name: str
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+def _with_id(outcome: Outcome, run_id: str) -> Outcome:
+    return Outcome(run_id, outcome.result, outcome.failure, outcome.seconds, outcome.host)
+
+
+class InlineExecutor:
+    """Runs each task in this process, in order.
+
+    Args:
+        timeout_s: Per-run limit (``SIGALRM``; only in the main thread).
+        streams: Already-built streams by name, reused when a task's spec has
+            no stream options of its own.
+    """
+
+    name = "inline"
+
+    def __init__(self, *, timeout_s: float | None = None, streams: Mapping[str, Any] | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.streams = dict(streams or {})
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        for task in tasks:
+            stream = self.streams.get(task.spec["stream"]) if not task.spec.get("stream_options") else None
+            yield _with_id(run_one(task.spec, self.timeout_s, None, stream), task.run_id)
+
+    def close(self) -> None:
+        pass
+
+
+# --- local: a spawned process pool ---------------------------------------------------
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the driver dies (kill -9 leaves no orphans)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _worker_main(conn: Any, threads: int) -> None:
+    """A local-pool worker: receive (spec, timeout), send back an Outcome, until told to stop."""
+    _die_with_parent()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        run_id, spec, timeout_s = message
+        try:
+            conn.send(_with_id(run_one(spec, timeout_s, threads), run_id))
+        except (BrokenPipeError, OSError):
+            return
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    task: Task | None = None
+    started: float = 0.0
+
+
+class LocalExecutor:
+    """A pool of ``workers`` spawned processes, one torch thread each.
+
+    A worker is a fresh interpreter (the spawn start method: no forked torch
+    or CUDA state). One that dies is reported as a crashed run and replaced;
+    one that overruns the timeout by :data:`GRACE_S` is killed.
+    """
+
+    name = "local"
+
+    def __init__(self, *, workers: int | None = None, timeout_s: float | None = None, threads: int = 1) -> None:
+        self.workers = workers or default_workers()
+        self.timeout_s = timeout_s
+        self.threads = threads
+        self._pool: list[_Worker] = []
+
+    def _start(self) -> _Worker:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._pool.append(worker)
+        return worker
+
+    def _stop(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+        self._pool.remove(worker)
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        from multiprocessing.connection import wait
+
+        pending = deque(tasks)
+        idle = [self._start() for _ in range(min(self.workers, len(pending)))]
+        busy: list[_Worker] = []
+        deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S
+        while pending or busy:
+            while idle and pending:
+                worker, task = idle.pop(), pending.popleft()
+                worker.task, worker.started = task, time.monotonic()
+                worker.conn.send((task.run_id, dict(task.spec), self.timeout_s))
+                busy.append(worker)
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0)
+            for worker in list(busy):
+                task, outcome = worker.task, None
+                if worker.conn.poll():
+                    try:
+                        outcome = worker.conn.recv()
+                    except (EOFError, OSError):
+                        outcome = None
+                if outcome is not None:
+                    busy.remove(worker)
+                    idle.append(worker)
+                    yield outcome
+                    continue
+                elapsed = time.monotonic() - worker.started
+                if not worker.process.is_alive():
+                    failure = failure_record("crashed", f"The worker process died (exit code {worker.process.exitcode}).")
+                elif deadline_s is not None and elapsed > deadline_s:
+                    failure = failure_record("timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; "
+                                                        "its worker was killed.")
+                else:
+                    continue
+                busy.remove(worker)
+                self._stop(worker)
+                if pending:
+                    idle.append(self._start())
+                yield Outcome(task.run_id, None, failure, elapsed, socket.gethostname())
+
+    def close(self) -> None:
+        for worker in list(self._pool):
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for worker in list(self._pool):
+            worker.process.join(2)
+            self._stop(worker)
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# --- ray ---------------------------------------------------------------------------
+class RayExecutor:
+    """One-CPU Ray tasks, at most as many in flight as the cluster has CPUs.
+
+    Args:
+        address: ``"auto"``, ``"ray://host:10001"`` or another address for
+            ``ray.init``; ``None`` starts a local cluster of ``workers`` CPUs
+            (or joins the one this process already initialised).
+        workers: CPUs of a cluster started here.
+        timeout_s: Per-run limit; an overrunning task is cancelled with force.
+    """
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, workers: int | None = None,
+                 timeout_s: float | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self.timeout_s = timeout_s
+        self._owns_cluster = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address is None:
+                kwargs["num_cpus"] = workers or default_workers()
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise ConfigError(f"Cannot reach the Ray cluster at {address!r}: {exc}".splitlines()[0]) from None
+            self._owns_cluster = address is None
+        # System failures (a lost node, a dead worker) are retried; a raising run is an outcome, not an error.
+        self._remote = ray.remote(num_cpus=1, max_retries=2)(run_one)
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        ray = self._ray
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pending = deque(tasks)
+        in_flight: dict[Any, tuple[Task, float]] = {}
+        deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S
+        while pending or in_flight:
+            while pending and len(in_flight) < slots:
+                task = pending.popleft()
+                in_flight[self._remote.remote(dict(task.spec), self.timeout_s, 1)] = (task, time.monotonic())
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in done:
+                task, started = in_flight.pop(ref)
+                try:
+                    yield _with_id(ray.get(ref), task.run_id)
+                except ray.exceptions.RayError as exc:
+                    yield Outcome(task.run_id, None, failure_record("crashed", f"{type(exc).__name__}: {exc}", str(exc)),
+                                  time.monotonic() - started, "ray")
+            if deadline_s is not None:
+                for ref, (task, started) in list(in_flight.items()):
+                    if time.monotonic() - started > deadline_s:
+                        ray.cancel(ref, force=True)
+                        del in_flight[ref]
+                        yield Outcome(task.run_id, None, failure_record(
+                            "timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; its Ray task was cancelled."),
+                            time.monotonic() - started, "ray")
+
+    def close(self) -> None:
+        if self._owns_cluster:
+            self._ray.shutdown()
+
+
+# --- slurm (submitit) ----------------------------------------------------------------
+class SlurmExecutor:
+    """A submitit job array: Slurm where ``srun`` exists, local subprocesses otherwise.
+
+    Args:
+        folder: Where submitit keeps its job files and logs.
+        cluster: ``None`` (auto-detect), ``"slurm"``, ``"local"`` or ``"debug"``.
+        workers: How many array jobs may run at once (``slurm_array_parallelism``).
+        timeout_s: Per-run limit, passed on as the job's ``timeout_min`` too.
+        partition: A Slurm partition, if the cluster needs one.
+    """
+
+    name = "slurm"
+
+    def __init__(self, *, folder: str | Path, cluster: str | None = None, workers: int | None = None,
+                 timeout_s: float | None = None, partition: str | None = None) -> None:
+        import submitit
+
+        self.timeout_s = timeout_s
+        self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        params: dict[str, Any] = {"name": "replaybench-sweep", "cpus_per_task": 1,
+                                  "slurm_array_parallelism": workers or 64}
+        if timeout_s is not None:
+            params["timeout_min"] = max(1, math.ceil((timeout_s + GRACE_S) / 60))
+        if partition is not None:
+            params["slurm_partition"] = partition
+        self._executor.update_parameters(**params)
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        if not tasks:
+            return
+        specs = [dict(t.spec) for t in tasks]
+        jobs = self._executor.map_array(run_one, specs, [self.timeout_s] * len(specs), [1] * len(specs))
+        waiting = dict(zip(jobs, tasks))
+        started = time.monotonic()
+        while waiting:
+            for job in [j for j in waiting if j.done()]:
+                task = waiting.pop(job)
+                try:
+                    yield _with_id(job.result(), task.run_id)
+                except Exception as exc:  # noqa: BLE001 - the job died: a crashed run, the sweep goes on
+                    yield Outcome(task.run_id, None, failure_record("crashed", f"{type(exc).__name__}: {exc}",
+                                                                    traceback.format_exc()),
+                                  time.monotonic() - started, f"job {job.job_id}")
+            if waiting:
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        pass
+
+
+def make_executor(name: str, *, workers: int | None = None, timeout_s: float | None = None,
+                  address: str | None = None, folder: str | Path | None = None, cluster: str | None = None,
+                  partition: str | None = None, streams: Mapping[str, Any] | None = None) -> Executor:
+    """Build the executor called ``name`` (one of :data:`EXECUTORS`)."""
+    if name == "inline":
+        return InlineExecutor(timeout_s=timeout_s, streams=streams)
+    if name == "local":
+        return LocalExecutor(workers=workers, timeout_s=timeout_s)
+    if name == "ray":
+        return RayExecutor(address=address, workers=workers, timeout_s=timeout_s)
+    if name == "slurm":
+        if folder is None:
+            raise ConfigError("The slurm executor needs a folder for submitit's job files.")
+        return SlurmExecutor(folder=folder, cluster=cluster, workers=workers, timeout_s=timeout_s,
+                             partition=partition)
+    raise ConfigError(f"The 'executor' parameter of sweep must be one of {', '.join(map(repr, EXECUTORS))}. "
+                      f"Got {name!r} instead.")
