@@ -85,9 +85,7 @@ class WaveCore(nn.Module):
         self.encoder = nn.Linear(d_in, lattice.features, bias=bias)
         self.lattice = lattice
         self.readout = nn.Linear(lattice.slots * lattice.features, d_out, bias=bias)
-        # Start as a pure traveling wave (f = 0, the copy boundary) and learn f from there.
-        boundary = lattice.boundary
-        nn.init.zeros_(boundary.map.weight if hasattr(boundary, "map") else boundary.out.weight)
+        lattice.zero_boundary()  # start as a pure traveling wave and learn f from there
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = self.lattice(self.encoder(x))

@@ -75,7 +75,7 @@ def run_table1(args: argparse.Namespace) -> None:
         cls, options = MODELS[model]
         for lr in args.lrs:
             for exp in stream.experiences:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     agent = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=seed)
                     start, curve, reached = time.process_time(), [], None
                     while agent.updates_done < args.max_updates:
@@ -115,6 +115,11 @@ def run_gradient(args: argparse.Namespace) -> None:
         cls, options = MODELS[model]
         agent = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=0)
         out[f"{model}/init"] = gradient_norms(agent, args.max_horizon, 256, torch.Generator().manual_seed(1))
+        if model == "wave-lbc":  # also with a random (nn.Linear default) boundary instead of the zero one
+            other = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=0)
+            other.core.lattice.boundary.map.reset_parameters()
+            out[f"{model}/init-random-f"] = gradient_norms(other, args.max_horizon, 256,
+                                                           torch.Generator().manual_seed(1))
         agent.train_updates(exp, args.train_updates)
         out[f"{model}/trained"] = gradient_norms(agent, args.max_horizon, 256, torch.Generator().manual_seed(1))
         out[f"{model}/trained_accuracy"] = score_sequence(exp, agent.predict(exp.test_x))
@@ -170,9 +175,10 @@ def run_plot(args: argparse.Namespace) -> None:
     if "gradient" in results:
         g = results["gradient"]
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key, style in (("elman-128/init", "C0--"), ("elman-128/trained", "C0-"),
-                           ("wave-lbc/init", "C1--"), ("wave-lbc/trained", "C1-")):
-            ax.semilogy(g["horizons"], g[key], style, marker=".", label=key)
+        for key, style in (("elman-128/init", "C0--"), ("elman-128/trained", "C0-"), ("wave-lbc/init", "C1--"),
+                           ("wave-lbc/init-random-f", "C2--"), ("wave-lbc/trained", "C1-")):
+            if key in g:
+                ax.semilogy(g["horizons"], [max(v, 1e-8) for v in g[key]], style, marker=".", label=key)
         ax.axvline(8, color="gray", ls=":", label="s = 8")
         ax.set_xlabel("horizon k (steps after x(1))")
         ax.set_ylabel("||dL_k / dx(1)||")
@@ -202,7 +208,8 @@ def main() -> None:
     t1 = sub.add_parser("table1")
     t1.add_argument("--models", nargs="+", default=["elman-128", "wave-lbc", "wave-sbc"])
     t1.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 1e-2])
-    t1.add_argument("--seeds", type=int, default=1)
+    t1.add_argument("--seeds", type=int, default=1, help="agent seeds per configuration")
+    t1.add_argument("--first-seed", type=int, default=0)
     t1.add_argument("--tag", default="table1", help="results go to docs/wave_<tag>.json (starts with table1)")
     t1.add_argument("--seed", type=int, default=0, help="data seed")
     t1.add_argument("--horizon", type=int, default=16)

@@ -158,6 +158,18 @@ class WaveLattice(nn.Module):
             self.boundary = AttentionBoundary(slots=slots, features=features, heads=heads,
                                               position_bias=position_bias)
 
+    @torch.no_grad()
+    def zero_boundary(self) -> None:
+        """Set f to 0 (the copy boundary) while keeping its parameters trainable.
+
+        Zeroes W_f (and b) of the LBC, or the output map W_o of the SBC.
+        """
+        if isinstance(self.boundary, LinearBoundary):
+            for p in self.boundary.map.parameters():
+                p.zero_()
+        elif isinstance(self.boundary, AttentionBoundary):
+            self.boundary.out.weight.zero_()
+
     def initial_state(self, batch: int, *, device: torch.device | str | None = None) -> torch.Tensor:
         """An empty lattice [batch, s, d]."""
         return torch.zeros(batch, self.slots, self.features, device=device)

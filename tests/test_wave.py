@@ -186,3 +186,13 @@ def test_runner_trains_and_scores_a_wave_agent_on_a_sequence_stream() -> None:
     result = run(spec)
     R = torch.tensor(result.R)
     assert R.shape == (2, 2) and (R[-1] > 0.9).all()
+
+
+@pytest.mark.parametrize("boundary", ["linear", "attention"])
+def test_zero_boundary_turns_the_lattice_into_a_delay_line(boundary: str) -> None:
+    drive = torch.randn(2, 9, 4)
+    lattice = WaveLattice(slots=3, features=4, boundary=boundary, bias=boundary == "linear", heads=2)
+    assert not torch.equal(lattice(drive), WaveLattice(slots=3, features=4, boundary="copy")(drive))
+    lattice.zero_boundary()
+    assert torch.equal(lattice(drive), WaveLattice(slots=3, features=4, boundary="copy")(drive))
+    assert all(p.requires_grad for name, p in lattice.boundary.named_parameters() if name != "position_bias")
