@@ -20,6 +20,7 @@ from replaybench.errors import ConfigError, ReplaybenchError
 DEFAULT_OUT = "replaybench-results"
 CONFIG_KEYS = ("agent", "agents", "stream", "seeds", "out")
 TABLE_METRICS = ("acc", "forgetting_max", "forgetting_first_last", "bwt", "fwt", "plasticity")
+OPTIONAL_METRICS = ("intransigence",)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -57,8 +58,12 @@ def options_for(agent: str, cfg: Mapping[str, Any], cli_options: Sequence[str]) 
 def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[int],
              agent_options: Mapping[str, Mapping[str, Any]], stream_options: Mapping[str, Any],
              out: str | None, data_dir: str | None = None, download: bool = False, device: str = "cpu",
-             plots: bool = True) -> list:
-    """Validate every spec, then run and write each one; returns the results."""
+             plots: bool = True, intransigence: bool = False) -> list:
+    """Validate every spec, then run and write each one; returns the results.
+
+    With ``intransigence``, a ``joint`` reference run per (stream, seed), with
+    the options of the training loop, supplies a*_k (Chaudhry et al. 2018).
+    """
     from replaybench.results import write_result
     from replaybench.runner import RunSpec, agent_class_and_config, make_stream, run
 
@@ -68,14 +73,32 @@ def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[i
     for a in agents:  # fail on a bad agent name or option before any work starts
         agent_class_and_config(a, agent_options.get(a, {}))
     built = {s: make_stream(s, data_dir=data_dir, download=download, **stream_options) for s in streams}
+    joint: dict[tuple[str, int], list[list[float]]] = {}
     results = []
     for spec in specs:
-        result = run(spec, stream=built[spec.stream])
+        key = (spec.stream, spec.seed)
+        if intransigence and key not in joint:
+            joint[key] = run(RunSpec(stream=spec.stream, agent="joint", seed=spec.seed, data_dir=data_dir,
+                                     download=download, device=device,
+                                     agent_options=_training_options(spec.agent_options)),
+                             stream=built[spec.stream]).R
+        result = run(spec, stream=built[spec.stream], joint_R=joint.get(key))
         if out:
             path = write_result(result, out, heatmap=plots)
             print(f"wrote {path}", file=sys.stderr)
         results.append(result)
     return results
+
+
+def _training_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a joint reference accepts (its training loop's), taken from ``options``."""
+    import dataclasses
+
+    from replaybench.registry import AGENTS
+
+    joint_cls, _ = AGENTS.load("joint")
+    names = {f.name for f in dataclasses.fields(joint_cls.Config)}
+    return {k: v for k, v in options.items() if k in names}
 
 
 def print_results(results: Sequence) -> None:
@@ -84,23 +107,25 @@ def print_results(results: Sequence) -> None:
     from rich.table import Table
 
     console = Console() if sys.stdout.isatty() else Console(width=200)  # don't squeeze piped tables
+    shown = [*TABLE_METRICS, *(k for k in OPTIONAL_METRICS if all(k in r.metrics for r in results))]
     per_seed = Table(title="Per seed")
-    for col in ("stream", "agent", "seed", *TABLE_METRICS, "wall s", "peak MB"):
+    for col in ("stream", "agent", "seed", *shown, "wall s", "peak MB"):
         per_seed.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     groups: dict[tuple[str, str], list] = {}
     for r in results:
         m = r.metrics
         per_seed.add_row(r.spec["stream"], r.spec["agent"], str(r.spec["seed"]),
-                         *(f"{m[k]:.3f}" for k in TABLE_METRICS),
+                         *(f"{m[k]:.3f}" for k in shown),
                          f"{r.costs['wall_seconds']:.1f}", f"{r.costs['peak_rss_mb']:.0f}")
         groups.setdefault((r.spec["stream"], r.spec["agent"]), []).append(r)
     console.print(per_seed)
     summary = Table(title="Mean ± std over seeds")
-    for col in ("stream", "agent", "seeds", *TABLE_METRICS, "wall s"):
+    for col in ("stream", "agent", "seeds", *shown, "wall s", "peak MB"):
         summary.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     for (stream, agent), rs in groups.items():
-        cells = [mean_std([r.metrics[k] for r in rs]) for k in TABLE_METRICS]
-        summary.add_row(stream, agent, str(len(rs)), *cells, mean_std([r.costs["wall_seconds"] for r in rs], 1))
+        cells = [mean_std([r.metrics[k] for r in rs]) for k in shown]
+        summary.add_row(stream, agent, str(len(rs)), *cells, mean_std([r.costs["wall_seconds"] for r in rs], 1),
+                        f"{max(r.costs['peak_rss_mb'] for r in rs):.0f}")
     console.print(summary)
 
 
@@ -118,7 +143,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     opts = {a: options_for(a, cfg, args.option) for a in args.agent}
     results = run_grid(streams=[args.stream], agents=args.agent, seeds=seeds, agent_options=opts,
                        stream_options=cfg.get("stream", {}), out=out, data_dir=args.data_dir,
-                       download=args.download, device=args.device, plots=not args.no_plots)
+                       download=args.download, device=args.device, plots=not args.no_plots,
+                       intransigence=args.intransigence)
     print_results(results)
 
 
@@ -172,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
+    p.add_argument("--intransigence", action="store_true",
+                   help="also run a joint reference per seed and report intransigence")
     data_args(p)
     p.set_defaults(func=cmd_run)
 

@@ -105,13 +105,15 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def run(spec: RunSpec, *, stream: Stream | None = None) -> RunResult:
+def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float]] | None = None) -> RunResult:
     """Run ``spec`` and return its result (nothing is written here).
 
     Args:
         spec: What to run.
         stream: An already-built stream for ``spec.stream`` (saves rebuilding
             it across seeds and agents).
+        joint_R: R of a ``joint`` run on the same stream and seed; when given,
+            intransigence is computed against its diagonal.
 
     Raises:
         ReplaybenchError: a bad spec, missing data, or a failing agent
@@ -165,7 +167,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None) -> RunResult:
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     config = agent.config.to_dict() if hasattr(agent.config, "to_dict") else dict(vars(agent.config))
     return RunResult(
-        spec=spec.to_dict(), R=R, baseline=baseline, metrics=metrics.summarize(R, baseline), costs=costs,
+        spec=spec.to_dict(), R=R, baseline=baseline, metrics=metrics.summarize(R, baseline, joint_R), costs=costs,
         provenance=provenance(stream_fingerprint=stream.fingerprint, stream_version=stream.version,
                               config=config, seed=spec.seed),
     )

@@ -126,3 +126,12 @@ def test_streams_show_prints_fingerprint_and_sizes():
     assert info["scenario"] == "class-il" and len(info["fingerprint"]) == 64
     assert info["classes"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
     assert sum(info["train_sizes"]) + sum(info["test_sizes"]) == 1797
+
+
+def test_intransigence_is_measured_against_a_joint_reference(tmp_path):
+    code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=2", "-o", "hidden=[16]",
+                 "--intransigence", "--out", str(tmp_path), "--no-plots"])
+    assert code == 0
+    data = json.loads((tmp_path / "split-digits__naive__seed0.json").read_text())
+    assert "intransigence" in data["metrics"]
+    assert -1.0 <= data["metrics"]["intransigence"] <= 1.0
