@@ -148,6 +148,20 @@ def run_flipflop(args: argparse.Namespace) -> None:
             save("flipflop", {"lr": args.lr, "length": args.length, "runs": runs})
 
 
+def table1_markdown(rows: list[dict[str, Any]]) -> str:
+    """Updates to threshold per model, lr and task (one entry per seed; "-" = not reached, final accuracy)."""
+    lines = ["| model | lr | T1 | T2 | T3 | T4 |", "| --- | --- | --- | --- | --- | --- |"]
+    for model, lr in sorted({(r["model"], r["lr"]) for r in rows}):
+        cells = []
+        for task in ("T1", "T2", "T3", "T4"):
+            runs = sorted((r for r in rows if (r["model"], r["lr"], r["task"]) == (model, lr, task)),
+                          key=lambda r: r["seed"])
+            cells.append(", ".join(str(r["updates_to_threshold"]) if r["updates_to_threshold"]
+                                   else f"- ({r['final_accuracy']:.3f})" for r in runs) or "n/a")
+        lines.append(f"| {model} | {lr:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run_plot(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -169,9 +183,11 @@ def run_plot(args: argparse.Namespace) -> None:
             ax.set_title(task)
             ax.set_xlabel("updates")
         axes[0].set_ylabel("test sign accuracy")
-        axes[-1].legend(fontsize=7)
-        fig.tight_layout()
+        handles = {h.get_label(): h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")}
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
         fig.savefig(DOCS / "wave_table1.png", dpi=110)
+        print(table1_markdown(rows))
     if "gradient" in results:
         g = results["gradient"]
         fig, ax = plt.subplots(figsize=(6, 4))

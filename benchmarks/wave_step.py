@@ -12,16 +12,27 @@ the LBC (and, for reference, the SBC). Forward and forward+backward over a
 from __future__ import annotations
 
 import argparse
+import timeit
 
 import torch
-from torch.utils import benchmark
 
 from memories.wave import WaveLattice
 
 
-def time_it(stmt: str, env: dict, min_run_time: float) -> float:
-    """Median seconds per call of ``stmt``."""
-    return benchmark.Timer(stmt=stmt, globals=env, num_threads=1).blocked_autorange(min_run_time=min_run_time).median
+def best_times(stmts: list[str], env: dict, rounds: int, number: int) -> list[float]:
+    """Seconds per call of each statement: the best of ``rounds`` interleaved rounds of ``number`` calls.
+
+    Interleaving and taking the minimum keep the ratios fair on a shared,
+    loaded machine, where a median would mostly measure the neighbours.
+    """
+    timers = [timeit.Timer(stmt, globals=env) for stmt in stmts]
+    for timer in timers:
+        timer.timeit(max(1, number // 10))  # warm-up
+    best = [float("inf")] * len(stmts)
+    for _ in range(rounds):
+        for i, timer in enumerate(timers):
+            best[i] = min(best[i], timer.timeit(number) / number)
+    return best
 
 
 def main() -> None:
@@ -30,7 +41,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=64, help="sequence length of the BPTT comparison")
-    parser.add_argument("--min-run-time", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--number", type=int, default=200, help="calls per round (divided by --steps for BPTT)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -52,10 +64,12 @@ def main() -> None:
         (f"{args.steps} steps fwd+bwd", "rnn(x_seq)[0].sum().backward()",
          "lbc(encoder(x_seq)).sum().backward()", "sbc(encoder(x_seq)).sum().backward()"),
     ]
-    print(f"s={s} d={d} batch={b}; nn.RNN hidden={s * d}; torch {torch.__version__}, 1 thread")
+    print(f"s={s} d={d} batch={b}; nn.RNN hidden={s * d}; torch {torch.__version__}, 1 thread; "
+          f"best of {args.rounds} interleaved rounds")
     print(f"{'measurement':<24}{'nn.RNN':>12}{'wave LBC':>12}{'LBC/RNN':>10}{'wave SBC':>12}{'SBC/RNN':>10}")
     for name, rnn_stmt, lbc_stmt, sbc_stmt in rows:
-        t_rnn, t_lbc, t_sbc = (time_it(stmt, env, args.min_run_time) for stmt in (rnn_stmt, lbc_stmt, sbc_stmt))
+        number = args.number if "steps" not in name else max(1, args.number // args.steps)
+        t_rnn, t_lbc, t_sbc = best_times([rnn_stmt, lbc_stmt, sbc_stmt], env, args.rounds, number)
         print(f"{name:<24}{t_rnn * 1e6:>10.1f}us{t_lbc * 1e6:>10.1f}us{t_lbc / t_rnn:>9.2f}x"
               f"{t_sbc * 1e6:>10.1f}us{t_sbc / t_rnn:>9.2f}x")
     print("target: wave LBC one step <= 2.00x nn.RNN one step")
