@@ -113,7 +113,8 @@ class PPO:
         return logits.argmax(dim=1).cpu().numpy()
 
     def _value(self, obs: np.ndarray) -> torch.Tensor:
-        return self.critic(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).squeeze(-1)
+        """State values on the CPU, where the rollout buffers live."""
+        return self.critic(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).squeeze(-1).cpu()
 
     def learn(self, experience: Experience) -> dict[str, float]:
         """Train on one task for at most ``experience.step_budget`` env steps."""
@@ -139,9 +140,9 @@ class PPO:
 
             # Rollout: n_steps steps of every env.
             for t in range(n_steps):
-                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-                with torch.no_grad():
-                    dist = torch.distributions.Categorical(logits=self.actor(obs_t))
+                obs_t = torch.as_tensor(obs, dtype=torch.float32)
+                with torch.no_grad():  # sampled on the CPU, with the agent's own generator
+                    dist = torch.distributions.Categorical(logits=self.actor(obs_t.to(self.device)).cpu())
                     action = torch.multinomial(dist.probs, 1, generator=self.generator).squeeze(1)
                     buf_values[t] = self._value(obs)
                 buf_obs[t], buf_actions[t], buf_logprobs[t] = obs_t, action, dist.log_prob(action)

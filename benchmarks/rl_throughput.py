@@ -24,6 +24,7 @@ Targets (issue #4): our DQN ≥ 0.8× the plain loop; the 2-task run ≤ 30 s on
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import gymnasium
@@ -127,7 +128,8 @@ def main() -> None:
                                            plain_dqn_loop(args.steps, repeat, cfg, fused=False))
         best["plain (fused Adam)"] = max(best["plain (fused Adam)"], plain_dqn_loop(args.steps, repeat, cfg, fused=True))
         best["random actions"] = max(best["random actions"], random_loop(args.steps * 10, repeat))
-    print(f"DQN env steps per second on replaybench/CartPole-v0, {args.steps} steps, best of {args.repeats}")
+    print(f"DQN env steps per CPU second on replaybench/CartPole-v0, {args.steps} steps, best of {args.repeats} "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     for name, rate in best.items():
         print(f"  {name:22s} {rate:10.0f} steps/s")
     print(f"ratio ours / plain (default Adam): {best['ours'] / best['plain (default Adam)']:.2f}")
