@@ -170,3 +170,21 @@ def test_agents_refuse_continuous_actions_at_construction(agent_cls):
     pendulum = SimpleNamespace(experiences=[SimpleNamespace(env_factory=lambda seed: gymnasium.make("Pendulum-v1"))])
     with pytest.raises(ConfigError, match="needs flat observations and a discrete action space"):
         agent_cls(stream=pendulum, seed=0)
+
+
+@pytest.mark.parametrize("builder", ["acrobot", "mountaincar", "minigrid", "cartpole-hidden"])
+def test_agents_run_on_every_stream_kind(builder):
+    from streams import rl
+
+    if builder == "minigrid":
+        pytest.importorskip("minigrid")
+    stream = {"acrobot": lambda: rl.make_acrobot_variants(n_tasks=2, steps_per_task=300),
+              "mountaincar": lambda: rl.make_mountaincar_variants(n_tasks=2, steps_per_task=300),
+              "minigrid": lambda: rl.make_minigrid_sequence(n_tasks=2, steps_per_task=300),
+              "cartpole-hidden": lambda: make_cartpole_conflict(task_ids=False, hide_velocity=True,
+                                                                steps_per_task=300)}[builder]()
+    for agent in (DQN(stream=stream, config=DQNConfig(learning_starts=100, reverse_replay=True), seed=0),
+                  PPO(stream=stream, config=PPOConfig(rollout_steps=32), seed=0)):
+        stats = agent.learn(stream.experiences[1])
+        assert all(np.isfinite(v) or k == "mean_episode_return" for k, v in stats.items())
+        assert 0.0 <= evaluate_rl(agent, stream.experiences[0]) <= 1.0
