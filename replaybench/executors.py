@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,9 @@ from replaybench.errors import ConfigError, DivergenceError, ReplaybenchError
 EXECUTORS = ("inline", "local", "ray", "slurm")
 GRACE_S = 10.0
 """How long past its timeout the driver waits before killing a run."""
+STARTUP_GRACE_S = 300.0
+"""How long a run's setup (a fresh interpreter importing torch, building the stream) may take
+before its clock starts; Ray and Slurm, which do not report the start, add it to every deadline."""
 
 
 class RunTimeoutError(ReplaybenchError, TimeoutError):
@@ -111,12 +114,18 @@ def _non_finite(result: Any) -> str | None:
     return None
 
 
+def _warm_up_torch() -> None:
+    """Import what the first optimizer would import lazily (torch.optim pulls in torch._dynamo,
+    seconds on a fresh interpreter), so that it is not charged to the first run's timeout."""
+    import torch._dynamo  # noqa: F401
+
+
 def _raise_timeout(signum: int, frame: Any) -> None:
     raise RunTimeoutError("The run exceeded its timeout.")
 
 
 def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: int | None = None,
-            stream: Any = None) -> Outcome:
+            stream: Any = None, on_start: Callable[[], None] | None = None) -> Outcome:
     """Run one spec and return its outcome; a failing run is an outcome too.
 
     Args:
@@ -125,9 +134,10 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
             main thread (the driver enforces it too).
         threads: ``torch.set_num_threads`` for this run (None leaves it).
         stream: An already-built stream (inline runs); else one is built and cached.
+        on_start: Called when setup is done and the run's clock starts.
     """
     from replaybench.results import run_name
-    from replaybench.runner import RunSpec, run
+    from replaybench.runner import RunSpec, agent_class_and_config, run
 
     start = time.perf_counter()
     run_id = run_name(spec["stream"], spec["agent"], spec["seed"])
@@ -139,11 +149,17 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
             import torch
 
             torch.set_num_threads(threads)
+        # Building the stream and importing the agent happen once per worker: not charged to the limit.
+        stream = stream if stream is not None else _cached_stream(spec)
+        agent_class_and_config(spec["agent"], spec.get("agent_options", {}))
+        _warm_up_torch()
+        if on_start is not None:
+            on_start()
         if alarm:
             previous = signal.signal(signal.SIGALRM, _raise_timeout)
             signal.setitimer(signal.ITIMER_REAL, float(timeout_s))
         try:
-            result = run(RunSpec(**spec), stream=stream if stream is not None else _cached_stream(spec))
+            result = run(RunSpec(**spec), stream=stream)
         finally:
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -228,9 +244,13 @@ def _worker_main(conn: Any, threads: int) -> None:
             return
         run_id, spec, timeout_s = message
         try:
-            conn.send(_with_id(run_one(spec, timeout_s, threads), run_id))
+            conn.send(_with_id(run_one(spec, timeout_s, threads, on_start=lambda: conn.send(STARTED)), run_id))
         except (BrokenPipeError, OSError):
             return
+
+
+STARTED = "started"
+"""What a local worker sends when a run's setup is done and its clock starts."""
 
 
 @dataclass
@@ -239,6 +259,8 @@ class _Worker:
     conn: Any
     task: Task | None = None
     started: float = 0.0
+    running: bool = False
+    """Setup is done and the run's clock is running."""
 
 
 class LocalExecutor:
@@ -286,17 +308,21 @@ class LocalExecutor:
         while pending or busy:
             while idle and pending:
                 worker, task = idle.pop(), pending.popleft()
-                worker.task, worker.started = task, time.monotonic()
+                worker.task, worker.started, worker.running = task, time.monotonic(), False
                 worker.conn.send((task.run_id, dict(task.spec), self.timeout_s))
                 busy.append(worker)
             wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0)
             for worker in list(busy):
                 task, outcome = worker.task, None
-                if worker.conn.poll():
+                while outcome is None and worker.conn.poll():
                     try:
-                        outcome = worker.conn.recv()
+                        message = worker.conn.recv()
                     except (EOFError, OSError):
-                        outcome = None
+                        break
+                    if message == STARTED:
+                        worker.started, worker.running = time.monotonic(), True
+                    else:
+                        outcome = message
                 if outcome is not None:
                     busy.remove(worker)
                     idle.append(worker)
@@ -305,8 +331,11 @@ class LocalExecutor:
                 elapsed = time.monotonic() - worker.started
                 if not worker.process.is_alive():
                     failure = failure_record("crashed", f"The worker process died (exit code {worker.process.exitcode}).")
-                elif deadline_s is not None and elapsed > deadline_s:
+                elif deadline_s is not None and worker.running and elapsed > deadline_s:
                     failure = failure_record("timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; "
+                                                        "its worker was killed.")
+                elif deadline_s is not None and not worker.running and elapsed > STARTUP_GRACE_S:
+                    failure = failure_record("timeout", f"The run's setup took over {STARTUP_GRACE_S:g} s; "
                                                         "its worker was killed.")
                 else:
                     continue
@@ -373,7 +402,7 @@ class RayExecutor:
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending = deque(tasks)
         in_flight: dict[Any, tuple[Task, float]] = {}
-        deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S
+        deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S + STARTUP_GRACE_S
         while pending or in_flight:
             while pending and len(in_flight) < slots:
                 task = pending.popleft()
@@ -423,7 +452,7 @@ class SlurmExecutor:
         params: dict[str, Any] = {"name": "replaybench-sweep", "cpus_per_task": 1,
                                   "slurm_array_parallelism": workers or 64}
         if timeout_s is not None:
-            params["timeout_min"] = max(1, math.ceil((timeout_s + GRACE_S) / 60))
+            params["timeout_min"] = max(1, math.ceil((timeout_s + GRACE_S + STARTUP_GRACE_S) / 60))
         if partition is not None:
             params["slurm_partition"] = partition
         self._executor.update_parameters(**params)

@@ -228,9 +228,9 @@ def persist(out: Path, outcome: Outcome, spec: RunSpec, *, plots: bool) -> tuple
 class BoardRecorder:
     """Records finished runs as rows of the leaderboard store, one submission per agent config.
 
-    A submission stays 'running' until all its planned runs are recorded, so a
-    resumed sweep finds it (same board version, agent, config hash and
-    display name) and adds the missing rows instead of opening another.
+    A submission stays 'running' until all its planned runs are recorded. A
+    resumed sweep finds its submission again (same board version, agent,
+    config hash and display name, not 'failed') and adds only missing rows.
     """
 
     def __init__(self, *, board: str, store: str | None, plans: Sequence[PlannedRun],
@@ -249,6 +249,7 @@ class BoardRecorder:
         self._planned: dict[str, set[tuple[str, int]]] = {}
         self._submissions: dict[str, int] = {}
         self._recorded: dict[int, set[tuple[str, int]]] = {}
+        self._complete: set[int] = set()
         for plan in plans:
             self._planned.setdefault(self._key(plan.spec), set()).add((plan.spec.stream, plan.spec.seed))
 
@@ -264,10 +265,13 @@ class BoardRecorder:
         if key not in self._submissions:
             config = result.provenance.get("config", dict(spec.agent_options))
             digest = config_hash(config)
-            running = [s for s in self.store.submissions(self.board.name, self.board.version, status="running")
-                       if (s.agent, s.config_hash, s.display_name) == (spec.agent, digest, self.display_name)]
-            if running:
-                sub_id = running[-1].id
+            mine = [s for s in self.store.submissions(self.board.name, self.board.version, status=None)
+                    if (s.agent, s.config_hash, s.display_name) == (spec.agent, digest, self.display_name)
+                    and s.status != "failed"]
+            if mine:
+                sub_id = mine[-1].id
+                if mine[-1].status == "complete":
+                    self._complete.add(sub_id)
             else:
                 files = agent_source_files(AGENTS.load(spec.agent)[0])
                 sub_id = self.store.add_submission(board=self.board, display_name=self.display_name, agent=spec.agent,
@@ -282,8 +286,9 @@ class BoardRecorder:
         if (spec.stream, spec.seed) not in self._recorded[sub_id]:
             self.store.add_run(sub_id, self.board, result, results_path=str(path))
             self._recorded[sub_id].add((spec.stream, spec.seed))
-        if self._recorded[sub_id] >= self._planned[self._key(spec)]:
+        if sub_id not in self._complete and self._recorded[sub_id] >= self._planned[self._key(spec)]:
             self.store.finish_submission(sub_id, "complete")
+            self._complete.add(sub_id)
 
     def close(self) -> None:
         self.store.close()
