@@ -228,7 +228,7 @@ class DQN:
         obs, _ = env.reset(seed=int(episode_seeds[0]))
         min_return = experience.info.get("min_return", 0.0)
         episode: list[tuple] = []
-        episode_return, losses, self.last_curve = 0.0, [], []
+        episode_return, losses, self.last_curve, replayed = 0.0, [], [], 0
         explore_steps = max(1, int(cfg.exploration_fraction * budget))
 
         for step in range(budget):
@@ -250,6 +250,7 @@ class DQN:
             if step >= cfg.learning_starts and step % cfg.train_every == 0:
                 beta = cfg.priority_beta + (1.0 - cfg.priority_beta) * step / budget
                 losses.append(self._train_step(beta))
+                replayed += cfg.batch_size
             if step % cfg.target_sync_every == 0:
                 self.target_network.load_state_dict(self.q_network.state_dict())
 
@@ -260,6 +261,7 @@ class DQN:
                         self.last_rewarded_episode = tuple(np.array(x) for x in zip(*episode))
                     if step >= cfg.learning_starts and self.last_rewarded_episode is not None:
                         self._reverse_sweep()
+                        replayed += len(self.last_rewarded_episode[1])
                     episode = []
                 obs, _ = env.reset()
                 episode_return = 0.0
@@ -268,7 +270,9 @@ class DQN:
         return {"episodes": float(len(returns)),
                 "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
                 "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-                "buffer_size": float(len(self.buffer))}
+                "buffer_size": float(len(self.buffer)),
+                "replay_samples": float(replayed),
+                "memory_bytes": float(self.buffer.nbytes)}
 
     def _train_step(self, beta: float) -> float:
         cfg = self.config

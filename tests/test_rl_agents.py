@@ -78,8 +78,12 @@ def test_per_task_buffer_is_emptied_and_reservoir_is_kept():
     sizes = {}
     for name, options in (("finetune", FINETUNE), ("replay", REPLAY)):
         agent = DQN(stream=stream, config=DQNConfig(learning_starts=100, **options), seed=0)
-        sizes[name] = [agent.learn(e)["buffer_size"] for e in stream.experiences]
+        stats = [agent.learn(e) for e in stream.experiences]
+        sizes[name] = [s["buffer_size"] for s in stats]
         assert len(agent.last_curve) > 0 and agent.last_curve[-1][0] <= 300
+        # One 64-transition batch per step from step 100 to 299; the bytes follow the buffer.
+        assert [s["replay_samples"] for s in stats] == [200 * 64] * 2
+        assert stats[1]["memory_bytes"] == sizes[name][1] * (2 * 6 * 4 + 8 + 4 + 4)
     assert sizes == {"finetune": [300, 300], "replay": [300, 600]}
 
 
