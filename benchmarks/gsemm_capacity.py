@@ -26,7 +26,7 @@ Run (about 3 minutes on one core)::
 
     .venv/bin/python benchmarks/gsemm_capacity.py --plot docs/gsemm_capacity.png
 
-``--lisem-coupling-scan --seeds 6`` instead measures how LISEM's recall at
+``--lisem-coupling-scan --seeds 4`` instead measures how LISEM's recall at
 N = 100 depends on α_c (the table behind LISEM's α_c in ``docs/gsemm.md``).
 """
 
@@ -57,19 +57,20 @@ def make_model(name: str, patterns: torch.Tensor):
     return cls.from_patterns(patterns, cycles=[range(len(patterns))], config=config)
 
 
-def lap_in_order(sequence: list[int], start: int, n_memories: int) -> bool:
-    return sequence[: n_memories + 1] == [(start + i) % n_memories for i in range(n_memories + 1)]
+def laps_in_order(sequence: list[int], start: int, n_memories: int, laps: int = 1) -> bool:
+    visits = laps * n_memories + 1
+    return sequence[:visits] == [(start + i) % n_memories for i in range(visits)]
 
 
-def laps_from_cues(model, dwell: float) -> list[bool]:
-    """Cue up to MAX_CUES memories (last 25% zeroed) at once; which run one lap in order?"""
+def laps_from_cues(model, dwell: float, laps: int = 1) -> list[bool]:
+    """Cue up to MAX_CUES memories (last 25% zeroed) at once; which run ``laps`` laps in order?"""
     patterns, n_memories = model.patterns, model.n_memories
     starts = torch.linspace(0, n_memories - 1, min(n_memories, MAX_CUES)).round().long()
     cues = patterns[starts].clone()
     cues[:, -patterns.shape[1] // 4 :] = 0
-    steps = int((n_memories + 1) * dwell / model.config.dt)
+    steps = int((laps * n_memories + 1) * dwell / model.config.dt)
     sequences = model.recall(cues, steps=steps, record_every=5).sequences(min_dwell=3)
-    return [lap_in_order(s, int(start), n_memories) for s, start in zip(sequences, starts)]
+    return [laps_in_order(s, int(start), n_memories, laps) for s, start in zip(sequences, starts)]
 
 
 def success_rate(name: str, n_memories: int, n_features: int, seeds: int) -> float:
@@ -104,10 +105,10 @@ def smallest_n(name: str, n_memories: int, seeds: int, log: list[str]) -> int | 
 
 
 def lisem_coupling_scan(seeds: int) -> None:
-    """LISEM at N = 100 and the paper's T_d = 100: how often a cue runs a lap, per α_c."""
-    n_features, couplings, lengths = 100, (0.004, 0.0045, 0.005, 0.0055), (3, 4, 5, 7)
+    """LISEM at N = 100 and the paper's T_d = 100: how often a cue runs two laps, per α_c."""
+    n_features, couplings, lengths = 100, (0.004, 0.0045, 0.005, 0.0055, 0.007, 0.01), (3, 4, 5, 7)
     print(f"LISEM, N={n_features}, T_d=100, Euler dt=0.2: fraction of cues (up to {MAX_CUES} per draw, "
-          f"{seeds} draws) that run one lap in order")
+          f"{seeds} draws) that run two laps in order")
     print("| α_c | " + " | ".join(f"K={k}" for k in lengths) + " |")
     print("|---|" + "---|" * len(lengths))
     for alpha_c in couplings:
@@ -118,7 +119,7 @@ def lisem_coupling_scan(seeds: int) -> None:
             for seed in range(seeds):
                 patterns = random_patterns(k, n_features, generator=torch.Generator().manual_seed(seed))
                 model = LISEM.from_patterns(patterns, cycles=[range(k)], config=config)
-                hits += laps_from_cues(model, 250.0)  # dwell ≈ 150 at α_c = 0.0055, longer below
+                hits += laps_from_cues(model, 250.0, laps=2)  # dwell ≈ 150 at α_c = 0.0055, longer below
             rates.append(sum(hits) / len(hits))
         print(f"| {alpha_c:g} | " + " | ".join(f"{r:.2f}" for r in rates) + " |", flush=True)
 

@@ -35,8 +35,8 @@ def zero_last_quarter(x: torch.Tensor) -> torch.Tensor:
 
 def fast(cls, **overrides):
     """Paper defaults, except a coarser step so tests stay fast, and for LISEM
-    α_c = 0.0055: at the reference's 0.004 LISEM's transitions hinge on the
-    crosstalk between the particular patterns (docs/gsemm.md, "LISEM")."""
+    α_c = 0.0055: at the reference's 0.004 most LISEM recalls stall (measured
+    in docs/gsemm.md, "LISEM's α_c")."""
     lisem = {"alpha_c": 0.0055, "dt": 0.2} if cls is LISEM else {}
     return cls.config_class(**{"dt": 0.1, "integrator": "euler", **lisem, **overrides})
 
@@ -276,6 +276,8 @@ def test_cue_with_wrong_dimension_gets_a_clear_error(cls):
         model.recall(torch.full((N,), float("nan")), steps=10)
     with pytest.raises(ConfigError, match=r"'steps' parameter of .*recall must be an int in the range \[1, inf\)"):
         model.recall(torch.ones(N), steps=0)
+    with pytest.raises(ConfigError, match="all-zero row"):
+        model.store(torch.zeros(2, N))
 
 
 def test_recall_without_memories_is_refused():
@@ -303,6 +305,9 @@ def test_state_dict_round_trip_and_device_moves():
     double = fresh.double()
     assert double.xi.dtype == torch.float64 and double.recall(cue, steps=5).states.dtype == torch.float64
     assert double.nbytes == 2 * model.nbytes
+    double.load_state_dict(model.state_dict())  # a float32 state dict into a float64 model
+    assert double.xi.dtype == torch.float64
+    torch.testing.assert_close(double.patterns, p.double())
 
 
 @pytest.mark.slow

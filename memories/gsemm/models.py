@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -143,7 +143,7 @@ class GSEMM(nn.Module):
         transitions: Tensor | None = None,
         cycles: Sequence[Sequence[int]] | None = None,
         config: GSEMMConfig | None = None,
-    ) -> GSEMM:
+    ) -> Self:
         """Build a model with the given memories and transitions set directly.
 
         Args:
@@ -153,13 +153,14 @@ class GSEMM(nn.Module):
             config: The model's config.
 
         Returns:
-            The model, on the patterns' device and dtype.
+            The model, on the patterns' device and (floating) dtype.
         """
         patterns = torch.as_tensor(patterns)
         if patterns.ndim != 2:
             raise ConfigError(f"Expected patterns of shape [K, N], got shape {tuple(patterns.shape)}.")
         n_memories, n_features = patterns.shape
-        model = cls(n_features=n_features, config=config)
+        dtype = patterns.dtype if patterns.is_floating_point() else torch.get_default_dtype()
+        model = cls(n_features=n_features, config=config).to(device=patterns.device, dtype=dtype)
         if transitions is not None and cycles is not None:
             raise ConfigError("Give either 'transitions' or 'cycles', not both.")
         if cycles is not None:
@@ -341,7 +342,9 @@ class GSEMM(nn.Module):
         # The weights grow with every new memory: take the stored shapes.
         for key in _WEIGHT_BUFFERS:
             if prefix + key in state_dict:
-                setattr(self, key, torch.empty_like(state_dict[prefix + key], device=self.xi.device))
+                current = getattr(self, key)
+                shape = state_dict[prefix + key].shape
+                setattr(self, key, torch.empty(shape, dtype=current.dtype, device=current.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kw)
 
     def _params(self) -> dict[str, float]:
