@@ -34,16 +34,18 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from leaderboards.boards import load_board
     from leaderboards.export import print_table
     from leaderboards.ranking import board_table
+    from leaderboards.store import check_display_name
     from leaderboards.submit import prepare, read_submit_config, run_submission
     from leaderboards.wandb_sink import resolve_mode
 
     board = load_board(args.board)
+    display_name = check_display_name(args.name or args.agent)
     wandb_mode = resolve_mode(args.wandb) if args.wandb is not None else None
     options = read_submit_config(args.config, args.agent) if args.config else {}
     prepared = prepare(board, args.agent, config_options=options, data_dir=args.data_dir,
                        download=args.download, device=args.device)
     with _store(args) as store:
-        sub_id = run_submission(prepared, store, display_name=args.name or args.agent, out=args.out,
+        sub_id = run_submission(prepared, store, display_name=display_name, out=args.out,
                                 data_dir=args.data_dir, download=args.download, device=args.device,
                                 wandb_mode=wandb_mode, plots=not args.no_plots)
         print_table(board_table(board, store), highlight=sub_id)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from leaderboards.boards import Board
+from leaderboards.redact import redact
 from leaderboards.store import Store, check_display_name
 from replaybench.errors import ConfigError
 from replaybench.protocols import Stream
@@ -173,7 +174,7 @@ def run_submission(prepared: PreparedSubmission, store: Store, *, display_name: 
                    wandb_mode: str | None = None, plots: bool = True) -> int:
     """Run every stream × seed of the board, recording each run; return the submission id."""
     board = prepared.board
-    display_name = check_display_name(display_name)
+    display_name = redact(check_display_name(display_name))
     files = dict(prepared.source_files)
     sub_id = store.add_submission(board=board, display_name=display_name, agent=prepared.agent,
                                   config=prepared.options, config_hash=config_hash(prepared.options),

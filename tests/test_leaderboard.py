@@ -272,12 +272,16 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
 
 CONCURRENT_WRITER = """
 import sys, time
+from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
 from test_leaderboard import make_board, make_result
 from leaderboards.store import Store
 board = make_board(seeds=list(range(40)))
 store = Store(sys.argv[1])
-while time.time() < float(sys.argv[2]):
+barrier = Path(sys.argv[2])
+(barrier / sys.argv[3]).touch()
+deadline = time.time() + 120
+while len(list(barrier.iterdir())) < 2 and time.time() < deadline:  # start together
     time.sleep(0.005)
 sid = store.add_submission(board=board, display_name=sys.argv[3], agent="naive", config={{}}, config_hash="c",
                            source_hash="d", source_files={{}})
@@ -288,14 +292,13 @@ store.finish_submission(sid, "complete")
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
-    import time
-
     path = tmp_path / "shared.sqlite"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     Store(path).close()
     script = CONCURRENT_WRITER.format(root=str(Path(__file__).resolve().parent.parent),
                                       tests=str(Path(__file__).resolve().parent))
-    start = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(start), f"writer-{i}"],
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(barrier), f"writer-{i}"],
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
