@@ -117,6 +117,29 @@ def test_successor_column_is_the_empirical_successor_distribution():
     torch.testing.assert_close(model.phi[:, 0], torch.tensor([0.0, 2 / 3, 1 / 3]))
 
 
+def test_hebbian_terms_are_the_negative_energy_gradient():
+    # docs/gsemm.md derives the rule from E with the features clamped to x_t and
+    # the delay signal holding x_{t-1}: -∂E/∂Φ is then post (t) × delayed pre
+    # (t-1), and -∂E/∂Ξ moves column t toward x_t (and t-1 toward its own
+    # pattern, the term the rule leaves out).
+    from memories.gsemm import equations
+
+    p = patterns(4).double()
+    config = DSEMConfig()
+    xi = p.T.clone().requires_grad_()
+    phi = transitions_from_cycles([range(4)], 4).double().requires_grad_()
+    v, v_d = p[2:3], config.beta_d * p[1:2]
+    energy = equations.dsem_energy(v, v_d, xi, phi, alpha_s=config.alpha_s, alpha_c=config.alpha_c, gamma=config.gamma)
+    grad_xi, grad_phi = torch.autograd.grad(energy.sum(), (xi, phi))
+    cos = torch.nn.functional.cosine_similarity
+    expected_phi = torch.zeros(4, 4, dtype=torch.float64)
+    expected_phi[2, 1] = 1.0  # the rule's ΔΦ Hebbian term p_t p_{t-1}ᵀ
+    assert cos(-grad_phi.flatten(), expected_phi.flatten(), dim=0) > 0.98
+    assert cos(-grad_xi[:, 2], p[2], dim=0) > 0.999  # the rule's ΔΞ Hebbian term x_t p_tᵀ
+    assert cos(-grad_xi[:, 1], p[1], dim=0) > 0.999  # the dropped term: x_{t-1} into its own column
+    assert grad_xi[:, [0, 3]].abs().max() < 1e-6 * grad_xi.abs().max()
+
+
 # ------------------------------------------------------------------ recall
 
 
