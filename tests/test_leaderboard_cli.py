@@ -213,3 +213,28 @@ def test_two_processes_submitting_at_once_lose_no_row(paths, tmp_path):
         subs = store.submissions("tiny")
         assert sorted(s.display_name for s in subs) == ["p0", "p1"]
         assert all(len(store.runs(s.id)) == 1 for s in subs)
+
+
+def test_builtin_baselines_accept_their_board_options():
+    from leaderboards.boards import board_names
+    from replaybench.runner import agent_class_and_config
+
+    for name in board_names():
+        board = load_board(name)
+        for agent in board.baselines:
+            agent_class_and_config(agent, board.options_for(agent))  # raises on an unknown or bad option
+
+
+def test_pin_fills_registered_streams_and_check_finds_stale_pins(tmp_path, capsys):
+    path = tmp_path / "p.toml"
+    path.write_text(TINY.format(fingerprint="") + '\n[streams.not-registered-yet]\nfingerprint = ""\n')
+    assert main(["leaderboard", "pin", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "not-registered-yet: not registered yet; left unpinned" in out
+    board = load_board(str(path))
+    assert board.stream("split-digits").fingerprint == load_board("quick").stream("split-digits").fingerprint
+    assert board.stream("not-registered-yet").fingerprint == ""
+    assert main(["leaderboard", "pin", str(path), "--check"]) == 0
+    path.write_text(path.read_text().replace(board.stream("split-digits").fingerprint, "0" * 64))
+    assert main(["leaderboard", "pin", str(path), "--check"]) == 2
+    assert "stale fingerprints for split-digits" in capsys.readouterr().err
