@@ -11,3 +11,13 @@ AGENTS.register("ewc", "agents.ewc:EWCAgent", summary="elastic weight consolidat
 AGENTS.register("lwf", "agents.lwf:LwFAgent", summary="learning without forgetting (Li & Hoiem 2017)")
 AGENTS.register("avalanche:*", "agents.avalanche:AvalancheAgent",
                 summary="any Avalanche SupervisedTemplate strategy, e.g. avalanche:Replay")
+
+# Continual RL (agents/dqn.py, agents/ppo.py): one DQN, variants by config.
+AGENTS.register("dqn-finetune", "agents.dqn:DQN", summary="DQN; replay buffer emptied at each task (RL lower bound)",
+                buffer="per-task")
+AGENTS.register("dqn-replay", "agents.dqn:DQN", summary="DQN; 20k reservoir buffer kept across tasks", buffer="reservoir")
+AGENTS.register("dqn-prioritized", "agents.dqn:DQN", summary="DQN; kept buffer sampled by |TD error| (Schaul 2016)",
+                buffer="reservoir", prioritized=True)
+AGENTS.register("dqn-reverse", "agents.dqn:DQN", summary="DQN; kept buffer + backward sweep of the last rewarded episode",
+                buffer="reservoir", reverse_replay=True)
+AGENTS.register("ppo", "agents.ppo:PPO", summary="PPO, on-policy, nothing kept across tasks (RL naive baseline)")

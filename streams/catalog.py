@@ -1,4 +1,4 @@
-"""Registers the built-in streams: the tables of ``standard.toml``."""
+"""Registers the built-in streams: the tables of every ``*.toml`` file here."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 from replaybench.registry import STREAMS
 
-STANDARD_FILE = Path(__file__).with_name("standard.toml")
+STREAM_FILES = sorted(Path(__file__).parent.glob("*.toml"))
 
 
-def _register_standard() -> None:
-    with STANDARD_FILE.open("rb") as f:
+def _register(path: Path) -> None:
+    with path.open("rb") as f:
         tables = tomllib.load(f)
     for name, table in tables.items():
         params = dict(table)
@@ -20,4 +20,5 @@ def _register_standard() -> None:
         STREAMS.register(name, builder, summary=summary, name=name, **params)
 
 
-_register_standard()
+for _path in STREAM_FILES:
+    _register(_path)
