@@ -11,8 +11,8 @@ them against it); the tensor code remains the path on CUDA and wherever no C
 compiler exists. ``REPLAYBENCH_SPIKING_KERNELS=0`` turns them off.
 
 The library is built with the system C compiler into
-``$XDG_CACHE_HOME/replaybench`` (keyed by the source's hash) and loaded with
-ctypes; there is no Python extension module and no torch header.
+``$XDG_CACHE_HOME/replaybench`` (keyed by the source's hash and the CPU's
+features) and loaded with ctypes; there is no extension module, no torch header.
 """
 
 from __future__ import annotations
@@ -26,105 +26,120 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import torch
-
 _SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
+#define R restrict
 
-/* One LIF step over count = B * n neurons (theta: [n] or NULL, current: NULL for none).
-   Returns the largest number of spikes of one sample. */
-int lif_step(float *v, float *refrac, const float *current, uint8_t *s, float *x, float *theta,
-             int64_t batch, int64_t n, float decay, float rest, float reset, float thresh,
-             float refractory, float dt, float trace_decay, float theta_decay, float theta_plus,
-             int learning) {
-    float rest_term = rest * (1.0f - decay);
+/* One LIF step over B x n neurons (theta: [n] or NULL; current, x: NULL for none). The loops
+   are branch-free so that the compiler vectorises them. Returns the most spikes of one sample. */
+int lif_step(float *R v, float *R refrac, const float *R current, uint8_t *R s, float *R x,
+             float *R theta, int64_t batch, int64_t n, float decay, float rest_term, float reset,
+             float thresh, float refractory, float dt, float trace_decay, float theta_decay,
+             float theta_plus, int learning, float *R scratch) {
     int most = 0;
     if (theta && learning)
         for (int64_t j = 0; j < n; j++) theta[j] *= theta_decay;
     for (int64_t b = 0; b < batch; b++) {
-        int spikes = 0;
+        float *R vb = v + b * n, *R rb = refrac + b * n;
+        uint8_t *R sb = s + b * n;
+        const float *R cb = current ? current + b * n : 0;
         for (int64_t j = 0; j < n; j++) {
-            int64_t k = b * n + j;
-            float vk = v[k] * decay + rest_term;
-            if (current && !(refrac[k] > 0.0f)) vk += current[k];
-            float rk = refrac[k] - dt;
+            float vk = vb[j] * decay + rest_term;
+            if (cb) vk += rb[j] > 0.0f ? 0.0f : cb[j];
             float th = theta ? thresh + theta[j] : thresh;
-            uint8_t sk = vk >= th;
-            if (sk) { rk = refractory; vk = reset; spikes++; }
-            v[k] = vk; refrac[k] = rk; s[k] = sk;
-            if (x) x[k] = sk ? 1.0f : x[k] * trace_decay;
+            int spike = vk >= th;
+            vb[j] = spike ? reset : vk;
+            rb[j] = spike ? refractory : rb[j] - dt;
+            sb[j] = (uint8_t)spike;
         }
+        int spikes = 0;
+        for (int64_t j = 0; j < n; j++) spikes += sb[j];
         if (spikes > most) most = spikes;
-    }
-    if (theta && learning && theta_plus != 0.0f)
-        for (int64_t j = 0; j < n; j++) {
-            int64_t fired = 0;
-            for (int64_t b = 0; b < batch; b++) fired += s[b * n + j];
-            if (fired) theta[j] += theta_plus * (float)fired;
+        if (x) {
+            float *R xb = x + b * n;
+            for (int64_t j = 0; j < n; j++) xb[j] = sb[j] ? 1.0f : xb[j] * trace_decay;
         }
+    }
+    if (theta && learning && theta_plus != 0.0f && most > 0) {
+        /* theta += theta_plus * (spikes summed over the batch): one rounding, as the tensor code */
+        memset(scratch, 0, sizeof(float) * n);
+        for (int64_t b = 0; b < batch; b++) {
+            const uint8_t *R sb = s + b * n;
+            for (int64_t j = 0; j < n; j++) scratch[j] += (float)sb[j];
+        }
+        for (int64_t j = 0; j < n; j++) theta[j] += theta_plus * scratch[j];
+    }
     return most;
 }
 
-void trace_step(float *x, const uint8_t *s, int64_t count, float decay) {
+/* Keep one spike per sample: the floor(u[b] * count)-th of its spikes, in index order. */
+void keep_one_spike(uint8_t *R s, const float *R u, int64_t batch, int64_t n) {
+    for (int64_t b = 0; b < batch; b++) {
+        uint8_t *R sb = s + b * n;
+        int64_t count = 0;
+        for (int64_t j = 0; j < n; j++) count += sb[j];
+        if (count < 2) continue;
+        int64_t keep = (int64_t)(u[b] * (float)count);
+        if (keep > count - 1) keep = count - 1;
+        for (int64_t j = 0, seen = 0; j < n; j++) {
+            if (!sb[j]) continue;
+            sb[j] = seen == keep;
+            seen++;
+        }
+    }
+}
+
+void trace_step(float *R x, const uint8_t *R s, int64_t count, float decay) {
     for (int64_t k = 0; k < count; k++) x[k] = s[k] ? 1.0f : x[k] * decay;
 }
 
 /* out[b, :] = sum over i with s[b, i] of w[i, :] */
-void dense_forward(const uint8_t *s, const float *w, float *out, int64_t batch, int64_t n, int64_t m) {
+void dense_forward(const uint8_t *R s, const float *R w, float *R out, int64_t batch, int64_t n,
+                   int64_t m) {
     memset(out, 0, sizeof(float) * batch * m);
     for (int64_t b = 0; b < batch; b++) {
-        float *o = out + b * m;
-        const uint8_t *sb = s + b * n;
+        float *R o = out + b * m;
+        const uint8_t *R sb = s + b * n;
         for (int64_t i = 0; i < n; i++) {
             if (!sb[i]) continue;
-            const float *row = w + i * m;
+            const float *R row = w + i * m;
             for (int64_t j = 0; j < m; j++) o[j] += row[j];
         }
     }
 }
 
-/* w[i, :] += alpha * R_b(s[b, i] * post[b, :]); reduction 0 = sum, 1 = max. Marks touched rows. */
-void outer_rows(const uint8_t *s, const float *post, float *w, int64_t batch, int64_t n, int64_t m,
-                float alpha, int reduction, uint8_t *mark, float *scratch) {
-    if (reduction == 0) {
-        for (int64_t b = 0; b < batch; b++) {
-            const float *p = post + b * m;
-            for (int64_t i = 0; i < n; i++) {
-                if (!s[b * n + i]) continue;
-                float *row = w + i * m;
-                for (int64_t j = 0; j < m; j++) row[j] += alpha * p[j];
-                mark[i] = 1;
-            }
-        }
-        return;
-    }
+/* w[i, :] += alpha * R_b(s[b, i] * post[b, :]); reduction 0 = sum, 1 = max. Marks touched rows.
+   Row by row, so that each touched weight row is read and written once. */
+void outer_rows(const uint8_t *R s, const float *R post, float *R w, int64_t batch, int64_t n,
+                int64_t m, float alpha, int reduction, uint8_t *R mark, float *R scratch) {
     for (int64_t i = 0; i < n; i++) {
         int found = 0;
         for (int64_t b = 0; b < batch; b++) {
             if (!s[b * n + i]) continue;
-            const float *p = post + b * m;
+            const float *R p = post + b * m;
             if (!found) { memcpy(scratch, p, sizeof(float) * m); found = 1; }
-            else for (int64_t j = 0; j < m; j++) if (p[j] > scratch[j]) scratch[j] = p[j];
+            else if (reduction == 0) for (int64_t j = 0; j < m; j++) scratch[j] += p[j];
+            else for (int64_t j = 0; j < m; j++) scratch[j] = p[j] > scratch[j] ? p[j] : scratch[j];
         }
         if (!found) continue;
-        float *row = w + i * m;
+        float *R row = w + i * m;
         for (int64_t j = 0; j < m; j++) row[j] += alpha * scratch[j];
         mark[i] = 1;
     }
 }
 
 /* w[:, j] += alpha * R_b(pre[b, :] * s[b, j]); marks touched columns. */
-void outer_cols(const float *pre, const uint8_t *s, float *w, int64_t batch, int64_t n, int64_t m,
-                float alpha, int reduction, uint8_t *mark, float *scratch) {
+void outer_cols(const float *R pre, const uint8_t *R s, float *R w, int64_t batch, int64_t n,
+                int64_t m, float alpha, int reduction, uint8_t *R mark, float *R scratch) {
     for (int64_t j = 0; j < m; j++) {
         int found = 0;
         for (int64_t b = 0; b < batch; b++) {
             if (!s[b * m + j]) continue;
-            const float *p = pre + b * n;
+            const float *R p = pre + b * n;
             if (!found) { memcpy(scratch, p, sizeof(float) * n); found = 1; }
             else if (reduction == 0) for (int64_t i = 0; i < n; i++) scratch[i] += p[i];
-            else for (int64_t i = 0; i < n; i++) if (p[i] > scratch[i]) scratch[i] = p[i];
+            else for (int64_t i = 0; i < n; i++) scratch[i] = p[i] > scratch[i] ? p[i] : scratch[i];
         }
         if (!found) continue;
         for (int64_t i = 0; i < n; i++) w[i * m + j] += alpha * scratch[i];
@@ -133,32 +148,33 @@ void outer_cols(const float *pre, const uint8_t *s, float *w, int64_t batch, int
 }
 
 /* out[b, j] = -strength * (number of spikes of sample b other than j's) */
-void inhibit_all(const uint8_t *s, float *out, int64_t batch, int64_t n, float strength) {
+void inhibit_all(const uint8_t *R s, float *R out, int64_t batch, int64_t n, float strength) {
     for (int64_t b = 0; b < batch; b++) {
-        const uint8_t *sb = s + b * n;
+        const uint8_t *R sb = s + b * n;
         float total = 0.0f;
-        for (int64_t j = 0; j < n; j++) total += sb[j];
-        for (int64_t j = 0; j < n; j++) out[b * n + j] = (total - sb[j]) * -strength;
+        for (int64_t j = 0; j < n; j++) total += (float)sb[j];
+        for (int64_t j = 0; j < n; j++) out[b * n + j] = (total - (float)sb[j]) * -strength;
     }
 }
 
-void one_to_one(const uint8_t *s, float *out, int64_t count, float strength) {
+void one_to_one(const uint8_t *R s, float *R out, int64_t count, float strength) {
     for (int64_t k = 0; k < count; k++) out[k] = s[k] ? strength : 0.0f;
 }
 
 /* Clamp the marked rows and columns of w to [lo, hi] and clear the marks. */
-void clamp_marked(float *w, int64_t n, int64_t m, uint8_t *rows, uint8_t *cols, float lo, float hi) {
+void clamp_marked(float *R w, int64_t n, int64_t m, uint8_t *R rows, uint8_t *R cols, float lo,
+                  float hi) {
     for (int64_t i = 0; i < n; i++) {
         if (!rows[i]) continue;
-        float *row = w + i * m;
+        float *R row = w + i * m;
         for (int64_t j = 0; j < m; j++) row[j] = row[j] < lo ? lo : (row[j] > hi ? hi : row[j]);
         rows[i] = 0;
     }
     for (int64_t j = 0; j < m; j++) {
         if (!cols[j]) continue;
         for (int64_t i = 0; i < n; i++) {
-            float *e = w + i * m + j;
-            *e = *e < lo ? lo : (*e > hi ? hi : *e);
+            float e = w[i * m + j];
+            w[i * m + j] = e < lo ? lo : (e > hi ? hi : e);
         }
         cols[j] = 0;
     }
@@ -167,7 +183,8 @@ void clamp_marked(float *w, int64_t n, int64_t m, uint8_t *rows, uint8_t *cols, 
 
 _P, _I64, _F, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
-    "lif_step": (_INT, [_P, _P, _P, _P, _P, _P, _I64, _I64] + [_F] * 9 + [_INT]),
+    "lif_step": (_INT, [_P, _P, _P, _P, _P, _P, _I64, _I64] + [_F] * 9 + [_INT, _P]),
+    "keep_one_spike": (None, [_P, _P, _I64, _I64]),
     "trace_step": (None, [_P, _P, _I64, _F]),
     "dense_forward": (None, [_P, _P, _P, _I64, _I64, _I64]),
     "outer_rows": (None, [_P, _P, _P, _I64, _I64, _I64, _F, _INT, _P, _P]),
@@ -176,13 +193,14 @@ _SIGNATURES = {
     "inhibit_all": (None, [_P, _P, _I64, _I64, _F]),
     "one_to_one": (None, [_P, _P, _I64, _F]),
 }
+_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
 
 
 def _build() -> ctypes.CDLL | None:
     if os.environ.get("REPLAYBENCH_SPIKING_KERNELS", "1") == "0" or sys.platform == "win32":
         return None
-    flags = ["-O3", "-shared", "-fPIC", "-std=c99"]
-    digest = hashlib.sha256((_SOURCE + " ".join(flags)).encode()).hexdigest()[:16]
+    # -march=native code runs only on this kind of CPU: key the cache by its features too.
+    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS) + _cpu_features()).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "replaybench"
     library = cache / f"spiking_kernels_{digest}.so"
     if not library.exists():
@@ -193,8 +211,10 @@ def _build() -> ctypes.CDLL | None:
                 source = Path(tmp) / "kernels.c"
                 source.write_text(_SOURCE)
                 built = Path(tmp) / library.name
-                subprocess.run([compiler, *flags, str(source), "-o", str(built)], check=True,
-                               capture_output=True, timeout=120)
+                try:
+                    _compile(compiler, _FLAGS, source, built)
+                except subprocess.CalledProcessError:  # a compiler without -march=native
+                    _compile(compiler, [f for f in _FLAGS if f != "-march=native"], source, built)
                 os.replace(built, library)  # atomic: concurrent builders agree
         except (OSError, subprocess.SubprocessError) as error:
             warnings.warn(f"spiking: no fused CPU kernels ({error}); using the tensor path", stacklevel=3)
@@ -206,6 +226,23 @@ def _build() -> ctypes.CDLL | None:
     return lib
 
 
+def _compile(compiler: str, flags: list[str], source: Path, output: Path) -> None:
+    subprocess.run([compiler, *flags, str(source), "-o", str(output)], check=True, capture_output=True,
+                   timeout=120)
+
+
+def _cpu_features() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.machine() + platform.processor()
+
+
 _LIB: list = []
 
 
@@ -214,17 +251,3 @@ def library() -> ctypes.CDLL | None:
     if not _LIB:
         _LIB.append(_build())
     return _LIB[0]
-
-
-def usable(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels can run on these tensors (CPU, float32/bool, contiguous)."""
-    if library() is None:
-        return False
-    for t in tensors:
-        if t.device.type != "cpu" or not t.is_contiguous() or t.dtype not in (torch.float32, torch.bool):
-            return False
-    return True
-
-
-def ptr(tensor: torch.Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()

@@ -139,7 +139,11 @@ class Network(nn.Module):
             layer.reset_state()
 
     def _configure(self, batch_size: int, learning: bool) -> None:
+        # Only layers at either end of a plastic connection need spike traces, and only when learning.
+        plastic = self.plastic if learning else []
+        traced = {id(c.source) for c in plastic} | {id(c.target) for c in plastic}
         for layer in self.layers.values():
+            layer.track_traces = id(layer) in traced
             layer.configure(dt=self.dt, batch_size=batch_size, learning=learning)
         for connection in self.connections.values():
             connection.configure(batch_size=batch_size)

@@ -103,6 +103,8 @@ class Nodes(nn.Module):
         self.register_buffer("s", torch.zeros(1, *self.shape, dtype=torch.bool), persistent=False)
         self.register_buffer("x", torch.zeros(1, *self.shape), persistent=False)
         self._kernels = None  # the fused CPU kernels, chosen in configure()
+        self.track_traces = True
+        """Update ``x``; the network turns it off for layers no learning rule reads."""
 
     def configure(self, *, dt: float, batch_size: int, learning: bool = True) -> None:
         """Set the step, the batch size (reallocating state) and the learning mode."""
@@ -137,7 +139,8 @@ class Nodes(nn.Module):
         self.x.zero_()
 
     def _update_trace(self) -> None:
-        self.x.mul_(self.trace_decay).masked_fill_(self.s, 1.0)
+        if self.track_traces:
+            self.x.mul_(self.trace_decay).masked_fill_(self.s, 1.0)
 
 
 class InputNodes(Nodes):
@@ -148,7 +151,8 @@ class InputNodes(Nodes):
         if self._kernels is not None and spikes.is_contiguous():
             x_ptr, _, count, decay = self._trace_args
             self._buffers["s"] = spikes
-            self._kernels.trace_step(x_ptr, spikes.data_ptr(), count, decay)
+            if self.track_traces:
+                self._kernels.trace_step(x_ptr, spikes.data_ptr(), count, decay)
             return
         self.s = spikes
         self._update_trace()
@@ -210,9 +214,12 @@ class LIFNodes(Nodes):
         self._one_spike = one_spike
         buffers = self._buffers
         self._lif_head = (buffers["v"].data_ptr(), buffers["refrac"].data_ptr())
-        self._lif_tail = (buffers["s"].data_ptr(), None if one_spike else buffers["x"].data_ptr(), theta,
-                          self.batch_size, self.n, self.decay, p.rest, p.reset, p.thresh, p.refractory,
-                          self.dt, self.trace_decay, theta_decay, theta_plus, int(self.learning))
+        x = buffers["x"].data_ptr() if self.track_traces and not one_spike else None
+        self._scratch = torch.empty(self.n)
+        self._lif_tail = (buffers["s"].data_ptr(), x, theta, self.batch_size, self.n, self.decay,
+                          p.rest * (1.0 - self.decay), p.reset, p.thresh, p.refractory, self.dt,
+                          self.trace_decay, theta_decay, theta_plus, int(self.learning),
+                          self._scratch.data_ptr())
 
     def _fused_step(self, current: torch.Tensor | None) -> torch.Tensor:
         """The same step in one pass of the C kernel (see ``_cpu_kernels``)."""
@@ -223,7 +230,8 @@ class LIFNodes(Nodes):
         if self._one_spike:
             if most > 1:
                 self._keep_one_spike()
-            kernels.trace_step(*self._trace_args)
+            if self.track_traces:
+                kernels.trace_step(*self._trace_args)
         return self._buffers["s"]
 
     def _fused_adaptive_args(self) -> tuple[int | None, float, float, bool]:
@@ -275,15 +283,22 @@ class AdaptiveLIFNodes(LIFNodes):
         # one_spike keeps a single emitted spike per sample.
         if self.learning and self.adaptive.theta_plus:
             self.theta.add_(self.s.sum(0), alpha=self.adaptive.theta_plus)
-        if self.adaptive.one_spike:
+        if self.adaptive.one_spike and (self.s.view(self.batch_size, -1).sum(1) > 1).any():
             self._keep_one_spike()
 
     def _keep_one_spike(self) -> None:
+        """Keep one spike per sample, uniform among its spikes (as BindsNET's multinomial draw).
+
+        One uniform ``u`` per sample picks the ``floor(u * count)``-th spike in index order;
+        the kernel and the tensor code pick the same one.
+        """
         flat = self.s.view(self.batch_size, -1)
-        if not (flat.sum(1) > 1).any():
+        u = torch.rand(self.batch_size, generator=self.generator, device=flat.device)
+        if self._kernels is not None:
+            self._kernels.keep_one_spike(flat.data_ptr(), u.data_ptr(), self.batch_size, self.n)
             return
-        spiking = flat.any(1)
-        rows = spiking.nonzero().squeeze(1)
-        pick = torch.multinomial(flat[rows].float(), 1, generator=self.generator).squeeze(1)
-        flat.zero_()  # in place: the kernels hold a pointer to s
-        flat[rows, pick] = True
+        count = flat.sum(1, keepdim=True)
+        keep = (u[:, None] * count).long().clamp_max(count - 1)
+        rank = flat.cumsum(1) - 1
+        chosen = flat & (rank == keep)
+        self.s = torch.where(count > 1, chosen, flat).view_as(self.s)

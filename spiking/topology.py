@@ -80,8 +80,12 @@ class Connection(nn.Module):
         weight = self._buffers["weight"]
         on_cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
         self._kernels = _cpu_kernels.library() if on_cpu else None
+        if self._kernels is not None and self._out.shape[:1] != (batch_size,):
+            self._out = torch.empty(batch_size, *self.target.shape)
 
     _kernels = None
+    _out = torch.empty(0)
+    """The kernels' output buffer, reused every step (fresh pages each step cost page faults)."""
 
     @property
     def n_synapses(self) -> int:
@@ -89,7 +93,10 @@ class Connection(nn.Module):
         return self.weight.numel() if self.rule is not None else 0
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
-        """Input to the target ``[B, *target.shape]`` from source spikes."""
+        """Input to the target ``[B, *target.shape]`` from source spikes.
+
+        On the CPU kernels' path the result is a buffer that the next call overwrites.
+        """
         raise NotImplementedError
 
     def outer(self, pre, post, reduction, *, alpha, out=None) -> torch.Tensor:
@@ -147,7 +154,7 @@ class DenseConnection(Connection):
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         batch = spikes.shape[0]
         if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
-            out = torch.empty(batch, *self.target.shape)  # event-driven: add the rows that spiked
+            out = self._out  # event-driven: add the rows that spiked
             self._kernels.dense_forward(spikes.data_ptr(), self._weight_ptr, out.data_ptr(), batch,
                                         *self._shape_args)
             return out
@@ -321,7 +328,7 @@ class OneToOne(Connection):
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
-            out = torch.empty(spikes.shape)
+            out = self._out
             self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength)
             return out
         return spikes.to(self.weight.dtype) * self.strength
@@ -361,7 +368,7 @@ class LateralInhibition(Connection):
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         if (self.competition_dim is None and self._kernels is not None and spikes.dtype == torch.bool
                 and spikes.is_contiguous()):
-            out = torch.empty(spikes.shape)
+            out = self._out
             self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
                                       self.strength)
             return out

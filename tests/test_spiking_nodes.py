@@ -70,13 +70,32 @@ def test_adaptive_threshold_sums_spikes_over_the_batch_and_freezes_without_learn
     torch.testing.assert_close(nodes.theta, torch.tensor([2.0, 1.0, 0.0]))
 
 
-def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all():
+@pytest.mark.parametrize("fused", [True, False])
+def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all(fused, monkeypatch):
+    from spiking import _cpu_kernels
+
+    if not fused:
+        monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
     nodes = AdaptiveLIFNodes(shape=(5,), params=LIFParams(), adaptive=AdaptiveParams(one_spike=True),
                              generator=torch.Generator().manual_seed(0))
-    nodes.configure(dt=1.0, batch_size=3)
-    s = nodes.step(torch.full((3, 5), 50.0))
-    assert s.sum(1).tolist() == [1, 1, 1]
-    assert (nodes.v == -60.0).all()
+    nodes.configure(dt=1.0, batch_size=400)
+    drive = torch.full((400, 5), 50.0)
+    drive[0, 1:] = 0.0  # sample 0: only neuron 0 crosses
+    s = nodes.step(drive)
+    assert s.sum(1).tolist() == [1] * 400 and s[0, 0]
+    assert (nodes.v == -60.0).sum() == 1 + 399 * 5
+    assert nodes.x.sum() == 400  # the trace follows the emitted spike only
+    # Uniform among the crossing neurons (BindsNET draws with multinomial).
+    frequencies = s[1:].float().mean(0)
+    assert ((frequencies - 0.2).abs() < 0.07).all(), frequencies
+    torch.testing.assert_close(nodes.theta, torch.full((5,), 0.05 * 399) + torch.tensor([0.05, 0, 0, 0, 0]))
+    if fused:
+        reference = s.clone()
+        monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
+        plain = AdaptiveLIFNodes(shape=(5,), params=LIFParams(), adaptive=AdaptiveParams(one_spike=True),
+                                 generator=torch.Generator().manual_seed(0))
+        plain.configure(dt=1.0, batch_size=400)
+        assert torch.equal(plain.step(drive), reference)
 
 
 def test_poisson_rate_matches_the_process_and_is_seeded():
