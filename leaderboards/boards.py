@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -234,11 +233,6 @@ def parse_board(data: Mapping[str, Any], *, path: Path | None = None) -> Board:
                  agent_options=MappingProxyType(dict(agent_options)),
                  agent_options_by_agent=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in by_agent.items()}),
                  path=path)
-
-
-def with_seeds(board: Board, seeds: tuple[int, ...]) -> Board:
-    """The same board restricted to ``seeds`` (for a verify re-run)."""
-    return dataclasses.replace(board, seeds=tuple(seeds))
 
 
 def pin_fingerprints(path: Path, fingerprints: Mapping[str, str]) -> str:

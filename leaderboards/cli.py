@@ -7,6 +7,7 @@ raise :class:`ReplaybenchError` and become one line with exit code 2 there.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
     board = load_board(args.board)
     display_name = check_display_name(args.name or args.agent)
-    wandb_mode = resolve_mode(args.wandb) if args.wandb is not None else None
+    wandb_flag = args.wandb if args.wandb is not None else os.environ.get("WANDB_MODE")
+    wandb_mode = resolve_mode(wandb_flag) if wandb_flag is not None else None  # W&B only when asked
     options = read_submit_config(args.config, args.agent) if args.config else {}
     prepared = prepare(board, args.agent, config_options=options, data_dir=args.data_dir,
                        download=args.download, device=args.device)
@@ -165,7 +167,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML with [agent] / [agents.NAME] option tables")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
     p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
-                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
+                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline); "
+                        "without this flag, runs are logged only if WANDB_MODE is set")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
     store_arg(p)

@@ -33,6 +33,11 @@ hidden = [32]
 """
 
 
+@pytest.fixture(autouse=True)
+def no_wandb_by_default(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # submit logs to W&B when WANDB_MODE is set
+
+
 @pytest.fixture(scope="module")
 def tiny_board(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("boards") / "tiny.toml"
