@@ -1,0 +1,75 @@
+"""The two SNN agents on a real split stream (split mnist5k, a few images per class)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.snn import SNNClassifier, SNNConfig, SNNFeatures
+from replaybench.errors import ConfigError
+from streams.vision import make_split
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spinning costs far more than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return make_split(name="split-mnist5k-tiny", dataset="mnist5k", n_experiences=5, train_per_class=60)
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+def test_classifier_reads_out_stdp_features_and_keeps_old_classes(stream):
+    config = SNNConfig(n_neurons=30, time_steps=64, batch_size=8)
+    agent = SNNClassifier(stream=stream, config=config, seed=0)
+    first, second = stream.experiences[0], stream.experiences[1]
+    stats = agent.learn(first)
+    assert stats["plastic_synapses"] == 784 * 30 and stats["mean_spikes_per_sample"] > 1
+    logits = agent.predict(first.test_x)
+    assert logits.shape == (len(first.test_x), stream.n_classes)
+    assert _accuracy(logits, first.test_y) >= 0.9  # digits 0 and 1
+    agent.learn(second)
+    assert _accuracy(agent.predict(second.test_x), second.test_y) >= 0.6  # digits 2, 3 among 4 seen classes
+    # Rates accumulate over experiences, so the old classes can still be predicted.
+    assert _accuracy(agent.predict(first.test_x), first.test_y) >= 0.5
+
+
+def test_features_embed_spike_counts_that_separate_classes(stream):
+    agent = SNNFeatures(stream=stream, config=SNNConfig(n_neurons=30, time_steps=64, batch_size=8), seed=0)
+    assert agent.kinds == frozenset({"unsupervised"})
+    exp = stream.experiences[0]
+    agent.learn(exp)
+    train, test = agent.embed(exp.train_x), agent.embed(exp.test_x)
+    assert train.shape == (len(exp.train_x), 30) and (test >= 0).all()
+    assert torch.equal(test, test.round())  # counts
+    centroids = torch.stack([train[exp.train_y == c].mean(0) for c in exp.classes])
+    nearest = torch.cdist(test, centroids).argmin(1)
+    assert _accuracy(torch.nn.functional.one_hot(nearest, 2).float(), exp.test_y - min(exp.classes)) >= 0.9
+
+
+def test_lc_snn_classifier_with_ngram_readout(stream):
+    config = SNNConfig(architecture="lc-snn", n_filters=8, time_steps=40, batch_size=16, readout="ngram")
+    agent = SNNClassifier(stream=stream, config=config, seed=0)
+    exp = stream.experiences[0]
+    agent.learn(exp)
+    logits = agent.predict(exp.test_x[:50])
+    assert logits.shape == (50, stream.n_classes)
+    assert _accuracy(logits, exp.test_y[:50]) >= 0.7
+
+
+def test_bad_configs_fail_at_construction(stream):
+    with pytest.raises(ConfigError, match="'ngram' readout needs"):
+        SNNClassifier(stream=stream, config=SNNConfig(readout="ngram"), seed=0)
+    with pytest.raises(ConfigError, match="Did you mean 'n_neurons'"):
+        SNNConfig.from_dict({"n_neuron": 10})
+    with pytest.raises(ConfigError, match="'reduction' parameter of SNNConfig"):
+        SNNConfig(reduction="median")
