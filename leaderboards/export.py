@@ -83,11 +83,11 @@ def to_json(table: BoardTable) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; }
-th, td { padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th { cursor: pointer; background: #f4f4f4; user-select: none; }
 th[aria-sort=ascending]::after { content: " ▲"; }
 th[aria-sort=descending]::after { content: " ▼"; }
-td.text, th.text { text-align: left; }
+td.text, th.text { text-align: left; white-space: normal; }
 caption { caption-side: bottom; padding-top: 0.8em; font-size: 0.9em; color: #555; text-align: left; }
 code { font-size: 0.9em; }
 """
