@@ -213,6 +213,8 @@ class WaveLBCAgent(SequenceAgent):
     @dataclass(frozen=True)
     class Config(WaveConfig):
         owner_name: ClassVar[str] = "WaveLBCAgent"
+        lr: float = param(3e-2, Interval(float, 0, None, closed="neither"))
+        """Adam learning rate: the lattice's few weights learn fastest at 3e-2 (docs/wave.md, Table 1)."""
 
     def build_core(self, d_in: int, d_out: int) -> nn.Module:
         c = self.config
