@@ -418,8 +418,10 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.download:
         values["download"] = True
-    if args.option:
-        values["agent_options"] = {**values.get("agent_options", {}), **dict(parse_option(o) for o in args.option)}
+    if args.option:  # last wins, as in 'replaybench run': over the file's shared and per-agent options
+        cli = dict(parse_option(o) for o in args.option)
+        values["agent_options"] = {**values.get("agent_options", {}), **cli}
+        values["agent_options_by_agent"] = {a: {**opts, **cli} for a, opts in values.get("agent_options_by_agent", {}).items()}
     return SweepConfig.from_dict(values)
 
 

@@ -1,0 +1,85 @@
+"""Sweep scaling: the same grid of 8 quick runs, inline, in a local pool, and on a local Ray cluster.
+
+The grid is split-digits × {naive, er} × seeds 0-3, an MLP 64-256-256-10
+trained for ``--epochs`` epochs per experience (about 5 s of one core per run
+at the default). Each executor runs the whole sweep from this process, and
+its time includes its own start-up: spawning and warming the pool's workers,
+or starting the Ray cluster (``ray.init(num_cpus=workers)``) and its workers.
+The inline reference runs in this already-warm process. The results of all
+executors are checked to be equal. CPU seconds (this process and the pool's
+workers) show the pool's start-up cost apart from the machine's load: on
+idle cores its wall time approaches its CPU seconds / workers.
+
+    python benchmarks/sweep_scaling.py [--epochs 200] [--workers 2] [--executors inline local ray]
+
+Targets (issue #10), on 2 cores: local pool with 2 workers ≥ 1.7× faster
+than inline; local Ray ≤ 1.2× the local pool's time. The load average is
+printed before and after: on a shared machine the ratios are only as good as
+the cores that were free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from replaybench.executors import run_one
+from replaybench.sweep import SweepConfig, expand_grid, run_sweep
+
+
+def grid(out: Path, executor: str, epochs: int, workers: int) -> SweepConfig:
+    return SweepConfig.from_dict({
+        "streams": ["split-digits"], "agents": ["naive", "er"], "seeds": [0, 1, 2, 3],
+        "agent_options": {"epochs": epochs, "hidden": [256, 256]},
+        "agent_options_by_agent": {"er": {"memory_size": 200}},
+        "executor": executor, "workers": workers, "out": str(out)})
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its reaped children (the local pool's workers, once joined)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=200, help="epochs per experience (run length)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executors", nargs="+", default=["inline", "local", "ray"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # inline runs use one core, like each pool worker
+
+    print(f"cpus {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        warm_up = expand_grid(grid(Path(tmp) / "warm", "inline", 1, 1))[0].spec  # imports, off the clock
+        run_one(warm_up.to_dict())
+        seconds, results = {}, {}
+        for name in args.executors:
+            cfg = grid(Path(tmp) / name, name, args.epochs, args.workers)
+            start, cpu_start = time.perf_counter(), _cpu_seconds()
+            report = run_sweep(cfg, show_progress=False, plots=False)
+            seconds[name], cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+            if report.failures:
+                raise SystemExit(f"{name}: failed runs {sorted(report.failures)}")
+            results[name] = {i: r.R for i, r in report.results.items()}
+            # Ray's workers are the raylet's children, not ours: their CPU time is not counted.
+            cpu_text = f"{cpu:6.1f} CPU s" if name != "ray" else "(CPU s of Ray workers not visible)"
+            print(f"{name:7s} {seconds[name]:7.1f} s wall for {len(report.results)} runs, {cpu_text}", flush=True)
+    reference = results[args.executors[0]]
+    same = all(r == reference for r in results.values())
+    print(f"load average after {os.getloadavg()[0]:.1f}; results equal across executors: {same}")
+    if "inline" in seconds and "local" in seconds:
+        print(f"local pool ({args.workers} workers) speed-up over inline: {seconds['inline'] / seconds['local']:.2f}× "
+              "(target ≥ 1.7×)")
+    if "ray" in seconds and "local" in seconds:
+        print(f"local Ray time / local pool time: {seconds['ray'] / seconds['local']:.2f} (target ≤ 1.2)")
+
+
+if __name__ == "__main__":
+    main()
