@@ -204,6 +204,8 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
     console.print(t)
     if not table.rows:
         console.print(f"No complete submissions to {escape(b.name)} v{escape(b.version)} yet.")
+    if table.hidden_partial:
+        console.print(f"({table.hidden_partial} submission(s) without every stream × seed of the board not shown.)")
     if table.hidden_other_versions:
         console.print(f"({table.hidden_other_versions} submission(s) to other versions of {escape(b.name)} not shown.)")
 

@@ -3,8 +3,9 @@
 For each submission and metric, the value of one seed is the metric's mean
 over the board's streams; a row shows the mean over seeds and a 90%
 percentile-bootstrap interval over seeds (Continual World reports its
-metrics the same way; Efron & Tibshirani 1993, ch. 13). Rows are ranked by
-the primary metric in the board's direction; equal means share a rank
+metrics the same way; Efron & Tibshirani 1993, ch. 13). Only submissions
+with a run for every stream × seed of the board are ranked. Rows are ranked
+by the primary metric in the board's direction; equal means share a rank
 (competition ranking: 1, 2, 2, 4) and are listed oldest submission first.
 
 Example:
@@ -99,6 +100,8 @@ class BoardTable:
     rows: tuple[Row, ...]
     hidden_other_versions: int = 0
     """Complete submissions to other versions of the board (not comparable, not shown)."""
+    hidden_partial: int = 0
+    """Complete submissions lacking some stream × seed of the board (not shown)."""
 
     def to_dict(self) -> dict[str, Any]:
         b = self.board
@@ -141,9 +144,13 @@ def rank_rows(unranked: Sequence[tuple[Submission, Mapping[str, Interval]]], *, 
 
 def board_table(board: Board, store: Store) -> BoardTable:
     """Rank every complete submission to this version of ``board``."""
-    unranked, extras = [], {}
+    unranked, extras, partial = [], {}, 0
+    needed = {(s, seed) for s in board.stream_names for seed in board.seeds}
     for sub in store.submissions(board.name, board.version):
         runs = store.runs(sub.id)
+        if not needed <= {(r.stream, r.seed) for r in runs}:
+            partial += 1  # e.g. a sweep over some of the seeds: not comparable with full entries
+            continue
         ivs, seeds = {}, ()
         for metric in board.metrics:
             per_seed = seed_values(board, runs, metric)
@@ -162,4 +169,4 @@ def board_table(board: Board, store: Store) -> BoardTable:
     ranked = rank_rows(unranked, metric=board.primary_metric, higher_is_better=board.direction == "higher")
     rows = tuple(Row(rank, sub, extras[sub.id][0], ivs, extras[sub.id][1]) for rank, sub, ivs in ranked)
     others = len(store.submissions(board.name)) - len(store.submissions(board.name, board.version))
-    return BoardTable(board, rows, others)
+    return BoardTable(board, rows, others, partial)

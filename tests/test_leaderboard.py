@@ -197,6 +197,10 @@ def test_seed_value_is_mean_over_streams_and_incomplete_runs_are_not_ranked():
         assert row.metrics["acc"].mean == pytest.approx(np.mean([0.3, 0.7, 0.5]))
         assert row.per_stream["s2"]["acc"].mean == pytest.approx(np.mean([0.4, 0.8, 0.5]))
         assert row.seeds == (0, 1, 2)
+        short = submit(store, board, "two seeds", [0.9, 0.9])  # complete, but seed 2 is missing
+        table = board_table(board, store)
+        assert [r.submission.id for r in table.rows] == [sid] and table.hidden_partial == 1
+        assert short not in [r.submission.id for r in table.rows]
 
 
 # --- store ------------------------------------------------------------------------
