@@ -20,7 +20,7 @@ from replaybench.errors import ConfigError, ReplaybenchError
 DEFAULT_OUT = "replaybench-results"
 CONFIG_KEYS = ("agent", "agents", "stream", "seeds", "out")
 TABLE_METRICS = ("acc", "forgetting_max", "forgetting_first_last", "bwt", "fwt", "plasticity")
-OPTIONAL_METRICS = ("intransigence",)
+OPTIONAL_METRICS = ("intransigence", "forward_transfer_cw")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def options_for(agent: str, cfg: Mapping[str, Any], cli_options: Sequence[str]) 
 def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[int],
              agent_options: Mapping[str, Mapping[str, Any]], stream_options: Mapping[str, Any],
              out: str | None, data_dir: str | None = None, download: bool = False, device: str = "cpu",
-             plots: bool = True, intransigence: bool = False) -> list:
+             plots: bool = True, intransigence: bool = False, forward_transfer: bool = False) -> list:
     """Validate every spec, then run and write each one; returns the results.
 
     With ``intransigence``, a ``joint`` reference run per (stream, seed), with
@@ -68,7 +68,8 @@ def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[i
     from replaybench.runner import RunSpec, agent_class_and_config, make_stream, run
 
     specs = [RunSpec(stream=s, agent=a, seed=seed, agent_options=agent_options.get(a, {}),
-                     stream_options=stream_options, data_dir=data_dir, download=download, device=device)
+                     stream_options=stream_options, data_dir=data_dir, download=download, device=device,
+                     forward_transfer_reference=forward_transfer)
              for s in streams for a in agents for seed in seeds]
     for a in agents:  # fail on a bad agent name or option before any work starts
         agent_class_and_config(a, agent_options.get(a, {}))
@@ -144,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     results = run_grid(streams=[args.stream], agents=args.agent, seeds=seeds, agent_options=opts,
                        stream_options=cfg.get("stream", {}), out=out, data_dir=args.data_dir,
                        download=args.download, device=args.device, plots=not args.no_plots,
-                       intransigence=args.intransigence)
+                       intransigence=args.intransigence, forward_transfer=args.forward_transfer)
     print_results(results)
 
 
@@ -200,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
     p.add_argument("--intransigence", action="store_true",
                    help="also run a joint reference per seed and report intransigence")
+    p.add_argument("--forward-transfer", action="store_true",
+                   help="RL: also train on each task alone and report Continual World's forward transfer")
     data_args(p)
     p.set_defaults(func=cmd_run)
 

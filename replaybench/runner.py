@@ -13,7 +13,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -43,6 +43,10 @@ class RunSpec:
     data_dir: str | None = None
     download: bool = False
     device: str = "cpu"
+    forward_transfer_reference: bool = False
+    """Also train a fresh agent on each task alone and report Continual World's
+    forward transfer (streams that offer ``single_task(i)``, agents that keep
+    ``last_curve``)."""
 
     def __post_init__(self) -> None:
         check_param("RunSpec", "seed", self.seed, Interval(int, 0, None))
@@ -52,7 +56,8 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"stream": self.stream, "agent": self.agent, "seed": self.seed,
                 "agent_options": dict(self.agent_options), "stream_options": dict(self.stream_options),
-                "data_dir": self.data_dir, "download": self.download, "device": self.device}
+                "data_dir": self.data_dir, "download": self.download, "device": self.device,
+                "forward_transfer_reference": self.forward_transfer_reference}
 
 
 def seed_everything(seed: int) -> None:
@@ -141,6 +146,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     baseline, _ = score_all("before training")
     R: list[list[float]] = []
     per_experience: list[dict[str, float]] = []
+    curves: list[list[tuple[int, float]]] = []
     with progress.session():
         for exp in progress.track(experiences, f"{spec.agent} on {spec.stream} (seed {spec.seed})"):
             t0 = time.perf_counter()
@@ -151,6 +157,8 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             except Exception as exc:
                 raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} on experience {exp.index}: {exc}".splitlines()[0]) from exc
             learn_s = time.perf_counter() - t0
+            if hasattr(agent, "last_curve"):
+                curves.append([tuple(point) for point in agent.last_curve])
             row, eval_s = score_all(f"after experience {exp.index}")
             R.append(row)
             per_experience.append({"learn_seconds": learn_s, "eval_seconds": eval_s, "peak_rss_mb": _peak_rss_mb(),
@@ -166,8 +174,43 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     if spec.device.startswith("cuda"):
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     config = agent.config.to_dict() if hasattr(agent.config, "to_dict") else dict(vars(agent.config))
+    summary = metrics.summarize(R, baseline, joint_R)
+    extras: dict[str, Any] = {"train_curves": curves} if curves else {}
+    if spec.forward_transfer_reference:
+        per_task = _forward_transfer(spec, stream, curves)
+        extras["forward_transfer_per_task"] = per_task
+        finite = [v for v in per_task if np.isfinite(v)]
+        summary["forward_transfer_cw"] = float(np.mean(finite)) if finite else float("nan")
     return RunResult(
-        spec=spec.to_dict(), R=R, baseline=baseline, metrics=metrics.summarize(R, baseline, joint_R), costs=costs,
+        spec=spec.to_dict(), R=R, baseline=baseline, metrics=summary, costs=costs,
         provenance=provenance(stream_fingerprint=stream.fingerprint, stream_version=stream.version,
                               config=config, seed=spec.seed),
+        extras=extras,
     )
+
+
+def _forward_transfer(spec: RunSpec, stream: Stream, curves: list) -> list[float]:
+    """Continual World's FT_i for every task but the first, against single-task runs.
+
+    The reference for task i is a fresh agent (same config and seed) trained
+    on task i alone; both training curves are resampled on the same grid of
+    the task's step budget before their AUCs are compared.
+    """
+    from replaybench.rl_metrics import episode_curve_on_grid, forward_transfer_auc
+
+    single_task = getattr(stream, "single_task", None)
+    if single_task is None or len(curves) != len(stream.experiences):
+        raise ConfigError(
+            f"Forward transfer needs a stream with single_task() and an agent that keeps last_curve; "
+            f"{stream.name!r} with {spec.agent!r} has neither or not both.")
+    reference = replace(spec, forward_transfer_reference=False)
+    out = []
+    for i, exp in enumerate(stream.experiences):
+        if i == 0:  # the first task's "transfer" is from nothing: CW reports it, but it is 0 by construction
+            continue
+        ref_curve = run(reference, stream=single_task(i)).extras["train_curves"][0]
+        grid = dict(step_budget=exp.step_budget, n_points=100, max_return=exp.info.get("max_return", 1.0),
+                    min_return=exp.info.get("min_return", 0.0))
+        out.append(forward_transfer_auc(episode_curve_on_grid(curves[i], **grid),
+                                        episode_curve_on_grid(ref_curve, **grid)))
+    return out

@@ -321,6 +321,10 @@ class RLStream:
         """The runner's scorer for this stream: :func:`evaluate_rl`."""
         return evaluate_rl(agent, experience)
 
+    def single_task(self, index: int) -> RLStream:
+        """Task ``index`` alone (the runner's forward-transfer reference): :func:`single_task_stream`."""
+        return single_task_stream(self, index)
+
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
         return {"name": self.name, "version": self.version, "scenario": self.scenario,
