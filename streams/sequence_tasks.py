@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.params import Interval, OneOf, check_param
 from replaybench.protocols import Experience
 from streams.base import TensorStream
@@ -237,7 +237,7 @@ def score_sequence(experience: Experience, outputs: torch.Tensor) -> float:
     argmax state accuracy over all steps.
     """
     if outputs.shape[:2] != experience.test_x.shape[:2]:
-        raise ConfigError(f"Expected outputs of shape [N, T, ...] = {tuple(experience.test_x.shape[:2])}. "
+        raise ReplaybenchError(f"Expected outputs of shape [N, T, ...] = {tuple(experience.test_x.shape[:2])}. "
                           f"Got {tuple(outputs.shape)} instead.")
     if experience.info["family"] == "flipflop":
         return flipflop_accuracies(experience, outputs)["accuracy"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.protocols import Stream
 from streams.sequence_tasks import (
     VB_TABLE1_TASK_IDS,
@@ -85,6 +85,8 @@ def test_vb_compose_stream_and_score() -> None:
     flipped = exp.test_y.clone()
     flipped[:, 8:, 0] *= -1
     assert sign_agreement(flipped, exp.test_y, exp.info["output_mask"]) == pytest.approx(7 / 8)
+    with pytest.raises(ReplaybenchError, match=r"Expected outputs of shape \[N, T, ...\] = \(8, 16\)"):
+        score_sequence(exp, exp.test_y[:, :3])
 
 
 def test_fingerprints_are_content_hashes() -> None:
