@@ -25,18 +25,20 @@ REPLAY = "agents.replay:BiologicalReplay"
 CONFIGS: dict[str, tuple[str, dict]] = {
     "naive": ("naive", {}),
     "er": ("er", {}),
+    "er-balanced": ("er", {"class_balanced": True}),
     "replay-sleep": (REPLAY, {"sleep": True}),
     "replay-gsemm": (REPLAY, {"memory_model": "gsemm"}),
     "replay-gsemm-latent": (REPLAY, {"memory_model": "gsemm", "latent_layer": 1}),
-    "replay-sequence": (REPLAY, {"memory_model": "gsemm", "latent_layer": 1, "sequence_replay": True}),
+    "replay-sequence": (REPLAY, {"memory_model": "gsemm", "sequence_replay": True}),
     "replay-prioritized": (REPLAY, {"priority": "loss"}),
     "replay-forgetting": (REPLAY, {"priority": "forgetting"}),
     "replay-latent": (REPLAY, {"latent_layer": 1}),
     "replay-cls": (REPLAY, {"cls_distill": 1.0}),
     "replay-decay": (REPLAY, {"decay": 0.3, "gist": 0.1}),
+    "replay-gsemm-cls": (REPLAY, {"memory_model": "gsemm", "cls_distill": 1.0}),
     "joint": ("joint", {}),
 }
-BUDGETED = {"er"} | {n for n, (a, _) in CONFIGS.items() if a == REPLAY}
+BUDGETED = {"er", "er-balanced"} | {n for n, (a, _) in CONFIGS.items() if a == REPLAY}
 
 
 def main() -> None:

@@ -198,7 +198,8 @@ class GSEMMReplayMemory:
             model = DSEM(n_features=self.n_features, config=self.config)
             slots = model.store(centred, cyclic=True)
             # Merged exemplars share a memory: its norm is their mean norm.
-            norms = torch.zeros(model.n_memories).index_reduce_(0, slots, centred.norm(dim=1), "mean", include_self=False)
+            counts = torch.zeros(model.n_memories).index_add_(0, slots, torch.ones(len(slots)))
+            norms = torch.zeros(model.n_memories).index_add_(0, slots, centred.norm(dim=1)) / counts
             self.classes[c] = _ClassMemory(model=model, norms=norms, mean=mean)
 
     def _shrink(self, c: int, k: int) -> None:
