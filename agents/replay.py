@@ -98,6 +98,9 @@ class ReplayConfig(TrainingConfig):
     """GSEMM: replay each minibatch as a contiguous window of the recalled
     sequences (time-compressed: one item per memory visited, whatever its
     dwell) instead of uniform draws from them."""
+    sequence_windows: int = param(8, Interval(int, 1, None))
+    """Sequence replay: contiguous windows per minibatch (one window would
+    replay a single class's sequence per step)."""
 
 
 class BiologicalReplay(SupervisedAgent):
@@ -134,7 +137,6 @@ class BiologicalReplay(SupervisedAgent):
                 raise ConfigError(f"A memory of {c.memory_bytes} bytes holds no item of stream {stream.name}.")
             self.memory = ScoredReservoir(capacity=capacity, generator=self.generator, metadata_bytes=metadata)
         self.pool_x = self.pool_y = None  # GSEMM's recalled replay items
-        self.pool_cursor = 0
         self.slow = copy.deepcopy(self.network).requires_grad_(False) if c.cls_distill > 0 else None
         self.input_mean = torch.zeros(stream.experiences[0].train_x[0].numel())
         self.inputs_seen = 0
@@ -147,9 +149,10 @@ class BiologicalReplay(SupervisedAgent):
         if self.memory is None:
             if self.pool_x is None or len(self.pool_x) == 0:
                 return None
-            if c.sequence_replay:
-                idx = (self.pool_cursor + torch.arange(n)) % len(self.pool_x)
-                self.pool_cursor = int(idx[-1] + 1) % len(self.pool_x)
+            if c.sequence_replay:  # a few contiguous stretches of the recalled sequences, in order
+                length = max(1, n // c.sequence_windows)
+                starts = torch.randint(len(self.pool_x), (-(-n // length),), generator=self.generator)
+                idx = ((starts[:, None] + torch.arange(length)) % len(self.pool_x)).flatten()[:n]
             else:
                 idx = torch.randint(len(self.pool_x), (n,), generator=self.generator)
             return self.pool_x[idx], self.pool_y[idx], None
@@ -229,7 +232,7 @@ class BiologicalReplay(SupervisedAgent):
         else:
             self.gsemm.add(stored.flatten(1), y)
             pool = self.gsemm.recall_pool(cue_fraction=c.cue_fraction, steps=c.recall_steps)
-            self.pool_x, self.pool_y, self.pool_cursor = pool.x, pool.y, 0
+            self.pool_x, self.pool_y = pool.x, pool.y
             self.stats.update(memory_bytes=float(self.gsemm.nbytes), gsemm_memories=float(len(self.gsemm)),
                               gsemm_completed=pool.completed, gsemm_items_per_cue=pool.items_per_cue,
                               gsemm_pool=float(len(pool.x)))

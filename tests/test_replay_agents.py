@@ -86,13 +86,13 @@ def test_gsemm_recall_replays_stored_sequences_in_order():
 
 
 def test_sequence_replay_draws_contiguous_windows(digits):
-    agent = _agent(digits, memory_model="gsemm", sequence_replay=True, memory_bytes=200_000)
+    agent = _agent(digits, memory_model="gsemm", sequence_replay=True, sequence_windows=4, memory_bytes=200_000)
     agent.learn(digits.experiences[0])
-    pool = len(agent.pool_x)
-    assert pool > 0
-    first = agent._draw(5)[0]
-    second = agent._draw(5)[0]
-    assert torch.equal(first, agent.pool_x[:5]) and torch.equal(second, agent.pool_x[5:10])
+    assert len(agent.pool_x) > 20 and agent.stats["gsemm_items_per_cue"] > 1
+    agent.pool_x = torch.arange(100.0)[:, None]  # stand-in pool whose items name their position
+    position = agent._draw(20)[0].view(4, 5).long()
+    steps = (position[:, 1:] - position[:, :-1]) % 100
+    assert torch.all(steps == 1)  # 4 windows of 5 consecutive recalled items
 
 
 def test_prioritised_sampling_favours_high_loss_items(digits):
