@@ -14,12 +14,15 @@ Three experiments, each a subcommand; results are written to
   model, at initialisation and after training on repeat copy.
 - ``flipflop``: learning curves of TI and TD accuracy on the time-of-day
   automaton (P = 6) and the relative-timing variant, to see the phases.
+- ``spectrum``: the Elman RNN's TI/TD curves on the time-of-day automaton
+  with |λ_max| of its Jacobian at the null-input fixed point.
 
 Run (each takes minutes on one CPU thread)::
 
     .venv/bin/python benchmarks/wave_experiments.py table1
     .venv/bin/python benchmarks/wave_experiments.py gradient
     .venv/bin/python benchmarks/wave_experiments.py flipflop
+    .venv/bin/python benchmarks/wave_experiments.py spectrum
     .venv/bin/python benchmarks/wave_experiments.py plot
 """
 
@@ -137,7 +140,8 @@ def run_flipflop(args: argparse.Namespace) -> None:
         exp = stream.experiences[0]
         for model in args.models:
             cls, options = MODELS[model]
-            options = {**options, "hidden": args.hidden} if "hidden" in options else options
+            if "hidden" in options:
+                options, model = {**options, "hidden": args.hidden}, f"{model.split('-')[0]}-{args.hidden}"
             agent = cls(stream=stream, config=cls.Config(lr=args.lr, bias=True, **options), seed=args.seed)
             curve = []
             while agent.updates_done < args.max_updates:
@@ -145,7 +149,7 @@ def run_flipflop(args: argparse.Namespace) -> None:
                 curve.append({"updates": agent.updates_done, **flipflop_accuracies(exp, agent.predict(exp.test_x))})
             print(clock, model, curve[-1], flush=True)
             runs.append({"clock": clock, "model": model, "curve": curve})
-            save("flipflop", {"lr": args.lr, "length": args.length, "runs": runs})
+            save("flipflop", {"lr": args.lr, "length": args.length, "hidden": args.hidden, "runs": runs})
 
 
 def table1_markdown(rows: list[dict[str, Any]]) -> str:
@@ -160,6 +164,41 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
                                    else f"- ({r['final_accuracy']:.3f})" for r in runs) or "n/a")
         lines.append(f"| {model} | {lr:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def null_input_spectral_radius(core: torch.nn.Module) -> float:
+    """|λ_max| of the Elman RNN's Jacobian at its fixed point under null input.
+
+    The fixed point h* = tanh(W_hh h* + b) is found by Newton's method from 0
+    (it may be unstable, so iterating the map would not find it); the
+    Jacobian there is diag(1 - h*²) W_hh.
+    """
+    rnn = core.rnn
+    w = rnn.weight_hh_l0.detach().double()
+    b = (rnn.bias_hh_l0 + rnn.bias_ih_l0).detach().double() if rnn.bias else torch.zeros(len(w), dtype=w.dtype)
+    h = torch.zeros(len(w), dtype=w.dtype)
+    eye = torch.eye(len(w), dtype=w.dtype)
+    for _ in range(50):
+        f = torch.tanh(w @ h + b)
+        jacobian = (1 - f**2).unsqueeze(1) * w
+        h = h - torch.linalg.solve(eye - jacobian, h - f)
+    jacobian = (1 - torch.tanh(w @ h + b) ** 2).unsqueeze(1) * w
+    return torch.linalg.eigvals(jacobian).abs().max().item()
+
+
+def run_spectrum(args: argparse.Namespace) -> None:
+    stream = make_flipflop_periods(periods=(6,), length=args.length, n_train=args.n_train, n_test=512,
+                                   seed=args.seed)
+    exp = stream.experiences[0]
+    agent = ElmanAgent(stream=stream, config=ElmanAgent.Config(lr=args.lr, bias=True, hidden=args.hidden),
+                       seed=args.seed)
+    curve = []
+    while agent.updates_done < args.max_updates:
+        agent.train_updates(exp, args.eval_every)
+        curve.append({"updates": agent.updates_done, **flipflop_accuracies(exp, agent.predict(exp.test_x)),
+                      "rho": null_input_spectral_radius(agent.core)})
+        print(curve[-1], flush=True)
+    save("spectrum", {"lr": args.lr, "hidden": args.hidden, "curve": curve})
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -216,6 +255,23 @@ def run_plot(args: argparse.Namespace) -> None:
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(DOCS / "wave_flipflop.png", dpi=110)
+    if "spectrum" in results:
+        curve = results["spectrum"]["curve"]
+        u = [c["updates"] for c in curve]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(u, [c["ti_accuracy"] for c in curve], "C0-", label="TI accuracy")
+        ax.plot(u, [c["td_accuracy"] for c in curve], "C0--", label="TD accuracy")
+        ax.set_xlabel("updates")
+        ax.set_ylabel("test accuracy")
+        twin = ax.twinx()
+        twin.plot(u, [c["rho"] for c in curve], "C3.-", label="|λ_max| of J at the null-input fixed point")
+        twin.axhline(1.0, color="C3", ls=":")
+        twin.set_ylabel("|λ_max|")
+        lines = ax.get_lines() + twin.get_lines()[:1]
+        ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
+        ax.set_title("Elman RNN on the time-of-day automaton (P = 6)")
+        fig.tight_layout()
+        fig.savefig(DOCS / "wave_spectrum.png", dpi=110)
 
 
 def main() -> None:
@@ -247,10 +303,20 @@ def main() -> None:
     ff.add_argument("--max-updates", type=int, default=3000)
     ff.add_argument("--eval-every", type=int, default=50)
     ff.add_argument("--seed", type=int, default=0)
+    sp = sub.add_parser("spectrum")
+    sp.add_argument("--hidden", type=int, default=64)
+    sp.add_argument("--length", type=int, default=48)
+    sp.add_argument("--n-train", type=int, default=2048)
+    sp.add_argument("--lr", type=float, default=3e-3)
+    sp.add_argument("--max-updates", type=int, default=1500)
+    sp.add_argument("--eval-every", type=int, default=50)
+    sp.add_argument("--seed", type=int, default=0)
     sub.add_parser("plot")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"table1": run_table1, "gradient": run_gradient, "flipflop": run_flipflop, "plot": run_plot}[args.experiment](args)
+    experiments = {"table1": run_table1, "gradient": run_gradient, "flipflop": run_flipflop,
+                   "spectrum": run_spectrum, "plot": run_plot}
+    experiments[args.experiment](args)
 
 
 if __name__ == "__main__":
