@@ -58,7 +58,8 @@ def options_for(agent: str, cfg: Mapping[str, Any], cli_options: Sequence[str]) 
 def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[int],
              agent_options: Mapping[str, Mapping[str, Any]], stream_options: Mapping[str, Any],
              out: str | None, data_dir: str | None = None, download: bool = False, device: str = "cpu",
-             plots: bool = True, intransigence: bool = False, forward_transfer: bool = False) -> list:
+             plots: bool = True, intransigence: bool = False, forward_transfer: bool = False,
+             wandb_mode: str | None = None) -> list:
     """Validate every spec, then run and write each one; returns the results.
 
     With ``intransigence``, a ``joint`` reference run per (stream, seed), with
@@ -84,9 +85,14 @@ def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[i
                                      agent_options=_training_options(spec.agent_options)),
                              stream=built[spec.stream]).R
         result = run(spec, stream=built[spec.stream], joint_R=joint.get(key))
+        path = None
         if out:
             path = write_result(result, out, heatmap=plots)
             print(f"wrote {path}", file=sys.stderr)
+        if wandb_mode is not None:  # each run is logged as soon as it is written
+            from leaderboards.wandb_sink import log_run
+
+            log_run(result, mode=wandb_mode, results_path=path)
         results.append(result)
     return results
 
@@ -142,10 +148,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     seeds = args.seeds if args.seeds is not None else cfg.get("seeds", [0])
     out = args.out or cfg.get("out") or DEFAULT_OUT
     opts = {a: options_for(a, cfg, args.option) for a in args.agent}
+    wandb_mode = None
+    if args.wandb is not None:
+        from leaderboards.wandb_sink import resolve_mode
+
+        wandb_mode = resolve_mode(args.wandb)
     results = run_grid(streams=[args.stream], agents=args.agent, seeds=seeds, agent_options=opts,
                        stream_options=cfg.get("stream", {}), out=out, data_dir=args.data_dir,
                        download=args.download, device=args.device, plots=not args.no_plots,
-                       intransigence=args.intransigence, forward_transfer=args.forward_transfer)
+                       intransigence=args.intransigence, forward_transfer=args.forward_transfer,
+                       wandb_mode=wandb_mode)
     print_results(results)
 
 
@@ -201,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
     p.add_argument("--intransigence", action="store_true",
                    help="also run a joint reference per seed and report intransigence")
+    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
+                   help="log each run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
     p.add_argument("--forward-transfer", action="store_true",
                    help="RL: also train on each task alone and report Continual World's forward transfer")
     data_args(p)

@@ -135,3 +135,16 @@ def test_intransigence_is_measured_against_a_joint_reference(tmp_path):
     data = json.loads((tmp_path / "split-digits__naive__seed0.json").read_text())
     assert "intransigence" in data["metrics"]
     assert -1.0 <= data["metrics"]["intransigence"] <= 1.0
+
+
+def test_run_logs_each_run_to_wandb_offline(tmp_path, monkeypatch):
+    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wb"))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
+                 "--wandb", "--out", str(tmp_path / "out"), "--no-plots"])
+    assert code == 0
+    runs = list((tmp_path / "wb").rglob("offline-run-*"))
+    assert len(runs) == 1 and any(p.stat().st_size > 0 for p in runs[0].glob("run-*.wandb"))
+    assert list(runs[0].rglob("*.table.json"))
