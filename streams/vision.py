@@ -16,6 +16,7 @@ parameters (so in its fingerprint); the runner holds agents to it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 
@@ -192,6 +193,8 @@ def _domain_base(owner: str, dataset: str, train_per_class: int | None, data_dir
     data = load_dataset(dataset, data_dir, download)
     classes = list(range(data.n_classes))
     keep = np.sort(np.concatenate(_take_per_class(data.train_y, classes, train_per_class)))
+    if len(keep) == len(data.train_y):  # every item kept: share the dataset's tensors
+        return data, keep, data.train_x, data.train_y
     index = torch.from_numpy(keep)
     return data, keep, data.train_x[index], data.train_y[index]
 
@@ -205,9 +208,18 @@ def rotate_images(x: torch.Tensor, degrees: float) -> torch.Tensor:
     cos, sin = math.cos(theta), math.sin(theta)
     # affine_grid maps output to input coordinates, so it takes the inverse rotation;
     # y points down in image coordinates, which makes this a counter-clockwise turn on screen.
-    affine = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
-    grid = torch.nn.functional.affine_grid(affine, list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    affine = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=x.dtype)
+    grid = torch.nn.functional.affine_grid(affine, [1, *x.shape[1:]], align_corners=False)
+    out = torch.empty_like(x)
+    for start in range(0, len(x), _ROTATE_CHUNK):  # chunks bound the sampling temporaries
+        chunk = x[start : start + _ROTATE_CHUNK]
+        out[start : start + len(chunk)] = torch.nn.functional.grid_sample(
+            chunk, grid.expand(len(chunk), *grid.shape[1:]), mode="bilinear", padding_mode="zeros",
+            align_corners=False)
+    return out
+
+
+_ROTATE_CHUNK = 4096
 
 
 def make_rotated(
@@ -253,13 +265,15 @@ def make_rotated(
         raise ConfigError(f"Rotation needs images [C, H, W]; dataset {dataset!r} gives {tuple(base_train.shape[1:])}.")
     experiences, records = [], []
     for i, angle in enumerate(angles):
+        train_x, test_x = rotate_images(base_train, angle), rotate_images(data.test_x, angle)
         experiences.append(Experience(
-            index=i, kind="supervised",
-            train_x=rotate_images(base_train, angle), train_y=train_y,
-            test_x=rotate_images(data.test_x, angle), test_y=data.test_y,
+            index=i, kind="supervised", train_x=train_x, train_y=train_y, test_x=test_x, test_y=data.test_y,
             classes=tuple(range(data.n_classes)), info={"angle": angle, **online},
         ))
-        records.append(np.float64(angle).tobytes() + keep.astype(np.int64).tobytes())
+        # The rotated pixels are hashed too: interpolation numerics may differ across torch versions.
+        pixels = hashlib.sha256(train_x.contiguous().numpy())
+        pixels.update(test_x.contiguous().numpy())
+        records.append(np.float64(angle).tobytes() + keep.astype(np.int64).tobytes() + pixels.digest())
     params = {"dataset": dataset, "n_experiences": n_experiences, "angles": angles,
               "train_per_class": train_per_class, **online}
     return TensorStream(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import needs_fashion_mnist
+from conftest import fashion_mnist_available, needs_fashion_mnist
 from replaybench.cli import main
 from replaybench.errors import ConfigError, DataCorruptError, DataMissingError
 from replaybench.runner import make_stream
@@ -292,3 +292,29 @@ def test_bad_stream_options_are_one_line_errors(table, expected, tmp_path, capsy
     assert code == 2 and len(err) == 1, err
     assert expected in err[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _pinned(stream_names):
+    from leaderboards.boards import board_names, load_board
+
+    pins = []
+    for board in board_names():
+        pins += [(s.name, dict(s.options), s.fingerprint) for s in load_board(board).streams
+                 if s.fingerprint and s.name in stream_names]
+    return pins
+
+
+def test_pinned_fingerprints_are_stable():
+    """The leaderboards pin these fingerprints: a loader or split change must not move them."""
+    names = ["split-digits", "split-mnist5k"] + (["split-fmnist"] if fashion_mnist_available() else [])
+    pins = _pinned(names)
+    assert {name for name, _, _ in pins} == set(names)
+    for name, options, fingerprint in pins:
+        assert make_stream(name, **options).fingerprint == fingerprint, name
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_pinned_permuted_fmnist_fingerprint_is_stable():
+    for name, options, fingerprint in _pinned(["permuted-fmnist"]):
+        assert make_stream(name, **options).fingerprint == fingerprint
