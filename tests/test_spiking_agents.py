@@ -7,6 +7,7 @@ import torch
 
 from agents.snn import SNNClassifier, SNNConfig, SNNFeatures
 from replaybench.errors import ConfigError
+from replaybench.evaluation import evaluate
 from streams.vision import make_split
 
 
@@ -37,6 +38,7 @@ def test_classifier_reads_out_stdp_features_and_keeps_old_classes(stream):
     logits = agent.predict(first.test_x)
     assert logits.shape == (len(first.test_x), stream.n_classes)
     assert _accuracy(logits, first.test_y) >= 0.9  # digits 0 and 1
+    assert evaluate(agent, first, stream) >= 0.9  # as the runner scores it
     agent.learn(second)
     assert _accuracy(agent.predict(second.test_x), second.test_y) >= 0.6  # digits 2, 3 among 4 seen classes
     # Rates accumulate over experiences, so the old classes can still be predicted.
