@@ -324,6 +324,7 @@ class LocalExecutor:
                     else:
                         outcome = message
                 if outcome is not None:
+                    worker.task = None
                     busy.remove(worker)
                     idle.append(worker)
                     yield outcome
@@ -346,13 +347,14 @@ class LocalExecutor:
                 yield Outcome(task.run_id, None, failure, elapsed, socket.gethostname())
 
     def close(self) -> None:
+        """Stop idle workers cleanly; kill busy ones (an interrupted run is rerun on resume)."""
         for worker in list(self._pool):
-            try:
-                worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for worker in list(self._pool):
-            worker.process.join(2)
+            if worker.task is None:
+                try:
+                    worker.conn.send(None)
+                    worker.process.join(2)
+                except (BrokenPipeError, OSError):
+                    pass
             self._stop(worker)
 
 
