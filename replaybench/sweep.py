@@ -300,7 +300,8 @@ class SweepReport:
     """What a sweep (or a resumed part of it) did."""
 
     out: Path
-    planned: list[str]
+    plans: dict[str, RunSpec]
+    """Every run of the grid by identity, in grid order."""
     executed: list[str] = field(default_factory=list)
     """Runs executed by this invocation, in completion order."""
     skipped: list[str] = field(default_factory=list)
@@ -308,9 +309,34 @@ class SweepReport:
     results: dict[str, RunResult] = field(default_factory=dict)
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @property
+    def planned(self) -> list[str]:
+        return list(self.plans)
+
+    def spec(self, run_id: str) -> RunSpec:
+        return self.plans[run_id]
+
 
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _plan_folder(config: SweepConfig, plans: Sequence[PlannedRun], out: Path, *, resume: bool,
+                 skip_failed: bool) -> tuple[SweepReport, list[Task]]:
+    """Read what the folder already holds, apply the resume rule, write the manifest; return what to run."""
+    done = {p.run_id: r for p in plans if (r := read_completed(out, p.run_id)) is not None}
+    failed = {p.run_id for p in plans if failure_path(out, p.run_id).is_file() and p.run_id not in done}
+    if (done or failed) and not resume:
+        raise ConfigError(f"The folder {out} already holds {len(done) + len(failed)} of this sweep's {len(plans)} "
+                          "runs; pass --resume to continue it, or choose another --out.")
+    report = SweepReport(out=out, plans={p.run_id: p.spec for p in plans}, results=dict(done))
+    for run_id in failed if skip_failed else ():
+        report.failures[run_id] = json.loads(failure_path(out, run_id).read_text())
+    report.skipped = [i for i in report.planned if i in done or i in report.failures]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MANIFEST, json.dumps({"config": config.to_dict(), "runs": {
+        p.run_id: p.spec.to_dict() for p in plans}}, indent=1, default=dict))
+    return report, [Task(p.run_id, p.spec.to_dict()) for p in plans if p.run_id not in report.skipped]
 
 
 def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = False, plots: bool = True,
@@ -324,40 +350,28 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
     plans = expand_grid(config)
     streams = validate(config, plans)
     out = Path(config.out)
-    by_id = {p.run_id: p for p in plans}
-    done = {p.run_id: r for p in plans if (r := read_completed(out, p.run_id)) is not None}
-    failed = {p.run_id for p in plans if failure_path(out, p.run_id).is_file() and p.run_id not in done}
-    if (done or failed) and not resume:
-        raise ConfigError(f"The folder {out} already holds {len(done) + len(failed)} of this sweep's {len(plans)} "
-                          "runs; pass --resume to continue it, or choose another --out.")
-    report = SweepReport(out=out, planned=list(by_id), results=dict(done))
-    final_failures = failed if skip_failed else set()
-    for run_id in final_failures:
-        report.failures[run_id] = json.loads(failure_path(out, run_id).read_text())
-    report.skipped = [i for i in by_id if i in done or i in final_failures]
-    todo = [Task(p.run_id, p.spec.to_dict()) for p in plans if p.run_id not in report.skipped]
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / MANIFEST, json.dumps({"config": config.to_dict(), "runs": {
-        p.run_id: p.spec.to_dict() for p in plans}}, indent=1, default=dict))
-
     recorder = None
-    if config.board is not None:
+    if config.board is not None:  # checks the board's fingerprints and seeds: before any work too
         recorder = BoardRecorder(board=config.board, store=config.store, plans=plans, streams=streams,
                                  display_name=f"sweep {out.resolve().name}")
-        for run_id, result in done.items():  # rows lost between a JSON write and a kill
-            recorder.record(by_id[run_id].spec, result, result_path(out, run_id))
-    if report.skipped:
-        _log(f"resuming {out}: {len(report.skipped)} of {len(plans)} runs already finished, {len(todo)} to run")
-    executor = make_executor(config.executor, workers=config.workers, timeout_s=config.timeout_s,
-                             address=config.address, folder=out / ".submitit", cluster=config.cluster,
-                             partition=config.partition, streams=streams)
-    bar = sys.stderr.isatty() if show_progress is None else show_progress
-    start = time.monotonic()
+    executor = None
     try:
+        report, todo = _plan_folder(config, plans, out, resume=resume, skip_failed=skip_failed)
+        if recorder is not None:
+            for run_id in report.skipped:  # rows lost between a JSON write and a kill
+                if run_id in report.results:
+                    recorder.record(report.spec(run_id), report.results[run_id], result_path(out, run_id))
+        if report.skipped:
+            _log(f"resuming {out}: {len(report.skipped)} of {len(plans)} runs already finished, {len(todo)} to run")
+        executor = make_executor(config.executor, workers=config.workers, timeout_s=config.timeout_s,
+                                 address=config.address, folder=out / ".submitit", cluster=config.cluster,
+                                 partition=config.partition, streams=streams)
+        bar = sys.stderr.isatty() if show_progress is None else show_progress
+        start = time.monotonic()
         with progress.session(bar):
             outcomes = executor.run(todo)
             for k, outcome in enumerate(progress.track(outcomes, f"sweep ({config.executor})", total=len(todo)), 1):
-                spec = by_id[outcome.run_id].spec
+                spec = report.spec(outcome.run_id)
                 path, result = persist(out, outcome, spec, plots=plots)
                 report.executed.append(outcome.run_id)
                 if result is not None:
@@ -375,7 +389,8 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
         _log(f"sweep interrupted; finished runs are in {out}; continue with --resume")
         raise
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         if recorder is not None:
             recorder.close()
     return report

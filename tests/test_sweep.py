@@ -228,6 +228,9 @@ def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
         runs = store.runs(sub.id)
         seed1 = json.loads(next((tmp_path / "o").glob("*seed1*.json")).read_text())
         assert sorted(r.seed for r in runs) == [0, 1] and next(r for r in runs if r.seed == 1).R == seed1["R"]
+    # a seed the board does not have is refused before any work
+    assert main([*args[:-3], "--seeds", "7", "--out", str(tmp_path / "q"), *board]) == 2
+    assert "Seeds [7] are not on board 'quick'" in capsys.readouterr().err and not (tmp_path / "q").exists()
     # runs finished without their store row (a kill between the two writes) get it on resume, once
     assert main([*args, "--out", str(tmp_path / "p")]) == 0
     for _ in range(2):
