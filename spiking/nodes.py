@@ -224,9 +224,10 @@ class LIFNodes(Nodes):
     def _fused_step(self, current: torch.Tensor | None) -> torch.Tensor:
         """The same step in one pass of the C kernel (see ``_cpu_kernels``)."""
         kernels = self._kernels
-        if current is not None:
-            current = current.contiguous().data_ptr()
-        most = kernels.lif_step(*self._lif_head, current, *self._lif_tail)
+        if current is not None:  # keep the contiguous float32 copy alive during the call
+            current = current.to(torch.float32).contiguous()
+        most = kernels.lif_step(*self._lif_head, None if current is None else current.data_ptr(),
+                                *self._lif_tail)
         if self._one_spike:
             if most > 1:
                 self._keep_one_spike()
