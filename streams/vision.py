@@ -168,10 +168,12 @@ def make_permuted(
     for i in range(n_experiences):
         perm = np.arange(n_pixels) if i == 0 else rng.permutation(n_pixels)
         p = torch.from_numpy(perm)
+        # The identity shares the data; every other permutation is one copy.
+        train_flat, test_flat = (base_train, base_test) if i == 0 else (base_train[:, p], base_test[:, p])
         experiences.append(Experience(
             index=i, kind="supervised",
-            train_x=base_train[:, p].reshape(-1, *shape), train_y=train_y,
-            test_x=base_test[:, p].reshape(-1, *shape), test_y=data.test_y,
+            train_x=train_flat.reshape(-1, *shape), train_y=train_y,
+            test_x=test_flat.reshape(-1, *shape), test_y=data.test_y,
             classes=tuple(classes), info=dict(online),
         ))
         records.append(perm.astype(np.int64).tobytes() + keep.astype(np.int64).tobytes())
