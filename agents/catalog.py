@@ -21,3 +21,10 @@ AGENTS.register("dqn-prioritized", "agents.dqn:DQN", summary="DQN; kept buffer s
 AGENTS.register("dqn-reverse", "agents.dqn:DQN", summary="DQN; kept buffer + backward sweep of the last rewarded episode",
                 buffer="reservoir", reverse_replay=True)
 AGENTS.register("ppo", "agents.ppo:PPO", summary="PPO, on-policy, nothing kept across tasks (RL naive baseline)")
+
+# Sequence agents (agents/sequence.py) for the variable-binding and flip-flop streams.
+AGENTS.register("wave-lbc", "agents.sequence:WaveLBCAgent", summary="traveling-wave memory, linear boundary (Karuvally 2024)")
+AGENTS.register("wave-sbc", "agents.sequence:WaveSBCAgent",
+                summary="traveling-wave memory, self-attention boundary (Karuvally 2024)")
+AGENTS.register("elman", "agents.sequence:ElmanAgent", summary="Elman RNN, tanh, no bias (EMT's model)")
+AGENTS.register("lstm", "agents.sequence:LSTMAgent", summary="LSTM sequence baseline")
