@@ -22,7 +22,7 @@ import torch
 
 from replaybench import metrics, progress
 from replaybench.errors import AgentError, ConfigError, ReplaybenchError
-from replaybench.evaluation import AGENT_METHOD, evaluate
+from replaybench.evaluation import AGENT_METHOD, evaluate_scores
 from replaybench.params import Interval, check_param
 from replaybench.protocols import Stream
 from replaybench.registry import AGENTS, STREAMS
@@ -88,10 +88,27 @@ def agent_class_and_config(name: str, options: Mapping[str, Any]) -> tuple[type,
     return agent_cls, config_cls.from_dict({**spec.kwargs, **options}, owner=f"agent {name!r}")
 
 
+def online_options(name: str, stream: Stream, options: Mapping[str, Any]) -> dict[str, Any]:
+    """An online stream (one pass, batches of k) fixes ``epochs = 1`` and ``batch_size = k``."""
+    sizes = {e.info["online_batch_size"] for e in stream.experiences if "online_batch_size" in e.info}
+    if not sizes:
+        return dict(options)
+    (k,) = sizes
+    agent_cls, _ = AGENTS.load(name)
+    fields = getattr(getattr(agent_cls, "Config", None), "__dataclass_fields__", {})
+    if "epochs" not in fields or "batch_size" not in fields:
+        raise ConfigError(f"Stream {stream.name!r} is online (one pass in batches of {k}); agent {name!r} "
+                          "has no epochs/batch_size options to follow it.")
+    if options.get("epochs", 1) != 1 or options.get("batch_size", k) != k:
+        raise ConfigError(f"Stream {stream.name!r} is online (one pass in batches of {k}); "
+                          f"got epochs={options.get('epochs', 1)}, batch_size={options.get('batch_size', k)}.")
+    return {**options, "epochs": 1, "batch_size": k}
+
+
 def make_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
                device: str = "cpu") -> Any:
     """Build agent ``name`` for ``stream``, refusing a kind it does not support."""
-    agent_cls, config = agent_class_and_config(name, options or {})
+    agent_cls, config = agent_class_and_config(name, online_options(name, stream, options or {}))
     needed = {e.kind for e in stream.experiences}
     kinds = set(getattr(agent_cls, "kinds", ()))
     if not needed <= kinds:
@@ -132,18 +149,22 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     if spec.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 
-    def score_all(stage: str) -> tuple[list[float], float]:
+    secondary: dict[str, list[list[float]]] = {}
+
+    def score_all(stage: str) -> tuple[list[float], dict[str, list[float]], float]:
+        """R's row (the primary score) and the row of every secondary score."""
         t0 = time.perf_counter()
         try:
-            row = [evaluate(agent, e, stream) for e in experiences]
+            cells = [evaluate_scores(agent, e, stream) for e in experiences]
         except ReplaybenchError:
             raise
         except Exception as exc:
             raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} while being evaluated {stage}: {exc}".splitlines()[0]) from exc
-        return row, time.perf_counter() - t0
+        others = {k: [c[k] for c in cells] for k in cells[0] if k != "score"}
+        return [c["score"] for c in cells], others, time.perf_counter() - t0
 
     start = time.perf_counter()
-    baseline, _ = score_all("before training")
+    baseline, _, _ = score_all("before training")
     R: list[list[float]] = []
     per_experience: list[dict[str, float]] = []
     curves: list[list[tuple[int, float]]] = []
@@ -159,8 +180,10 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             learn_s = time.perf_counter() - t0
             if hasattr(agent, "last_curve"):
                 curves.append([tuple(point) for point in agent.last_curve])
-            row, eval_s = score_all(f"after experience {exp.index}")
+            row, others, eval_s = score_all(f"after experience {exp.index}")
             R.append(row)
+            for key, values in others.items():
+                secondary.setdefault(key, []).append(values)
             per_experience.append({"learn_seconds": learn_s, "eval_seconds": eval_s, "peak_rss_mb": _peak_rss_mb(),
                                    **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))}})
     costs: dict[str, Any] = {
@@ -175,7 +198,9 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     config = agent.config.to_dict() if hasattr(agent.config, "to_dict") else dict(vars(agent.config))
     summary = metrics.summarize(R, baseline, joint_R)
-    extras: dict[str, Any] = {"train_curves": curves} if curves else {}
+    extras: dict[str, Any] = {f"R_{key}": rows for key, rows in secondary.items()}
+    if curves:
+        extras["train_curves"] = curves
     if spec.forward_transfer_reference:
         per_task = _forward_transfer(spec, stream, curves)
         extras["forward_transfer_per_task"] = per_task

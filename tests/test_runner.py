@@ -123,3 +123,30 @@ class RLOnlyAgent(RaisingAgent):
 def test_kind_mismatch_is_refused(digits):
     with pytest.raises(ConfigError, match="supports \\['rl'\\]"):
         run(RunSpec(stream="split-digits", agent=f"{__file__}:RLOnlyAgent"), stream=digits)
+
+
+def test_an_online_stream_fixes_one_pass_in_small_batches():
+    stream = make_stream("split-digits", online_batch_size=10)
+    result = run(RunSpec(stream="split-digits", agent="naive", agent_options={"hidden": [16]},
+                         stream_options={"online_batch_size": 10}), stream=stream)
+    assert result.provenance["config"]["epochs"] == 1 and result.provenance["config"]["batch_size"] == 10
+    with pytest.raises(ConfigError, match="online"):
+        run(RunSpec(stream="split-digits", agent="naive", agent_options={"epochs": 3}), stream=stream)
+
+
+class IdentityEmbedder(RaisingAgent):
+    kinds = frozenset({"unsupervised"})
+
+    def learn(self, experience):
+        assert experience.train_y is None  # labels never reach an unsupervised agent
+
+    def embed(self, x):
+        return x.flatten(1)
+
+
+def test_secondary_scores_are_kept_beside_R():
+    result = run(RunSpec(stream="unsup-split-digits", agent=f"{__file__}:IdentityEmbedder"))
+    knn = result.extras["R_knn_accuracy"]
+    assert len(knn) == 5 and all(len(row) == 5 for row in knn)
+    assert min(min(row) for row in result.R) > 0.85  # raw pixels separate two digits well
+    assert min(min(row) for row in knn) > 0.85
