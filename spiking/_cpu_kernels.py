@@ -110,9 +110,22 @@ void dense_forward(const uint8_t *R s, const float *R w, float *R out, int64_t b
 }
 
 /* w[i, :] += alpha * R_b(s[b, i] * post[b, :]); reduction 0 = sum, 1 = max. Marks touched rows.
-   Row by row, so that each touched weight row is read and written once. */
+   Sum adds event by event (measured faster); max goes row by row through a scratch row. */
 void outer_rows(const uint8_t *R s, const float *R post, float *R w, int64_t batch, int64_t n,
                 int64_t m, float alpha, int reduction, uint8_t *R mark, float *R scratch) {
+    if (reduction == 0) {
+        for (int64_t b = 0; b < batch; b++) {
+            const float *R p = post + b * m;
+            const uint8_t *R sb = s + b * n;
+            for (int64_t i = 0; i < n; i++) {
+                if (!sb[i]) continue;
+                float *R row = w + i * m;
+                for (int64_t j = 0; j < m; j++) row[j] += alpha * p[j];
+                mark[i] = 1;
+            }
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         int found = 0;
         for (int64_t b = 0; b < batch; b++) {
