@@ -164,7 +164,7 @@ def worker_brian2(args) -> dict:
     base = _rss_mb()
     net.run(steps * b2.ms)  # warm-up (and code generation)
     start, cpu = time.perf_counter(), time.thread_time()
-    for _ in batches[1:]:
+    for _ in range(args.batches):
         net.run(steps * b2.ms)
     seconds, cpu = time.perf_counter() - start, time.thread_time() - cpu
     return _result("brian2-numpy", args, seconds, cpu, _peak_mb() - base)
