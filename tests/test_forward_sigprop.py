@@ -70,41 +70,50 @@ def test_target_travels_forward_through_the_same_weights(digits):
     assert t1.shape == (10, 32) and t2.shape == (10, 24)
 
 
-def _reference_batch_matrices(h, t_classes, t_prev_classes, labels):
-    """The B×B matrices written per sample, as in the reference code."""
+def _reference_losses(h, t_classes, t_prev_classes, labels, k):
+    """The three losses written per sample over B×B matrices, as the reference code does."""
     t, tp = t_classes[labels], t_prev_classes[labels]
-    if h.dim() > 2:  # [B, C, H, W] → mean over positions of the per-position products
+    if h.dim() > 2:  # [B, C, H, W]: mean over positions of the per-position products
         y = torch.einsum("acp,bcp->ab", h.flatten(2), t.flatten(2)) / h[0, 0].numel()
         yy = torch.einsum("acp,bcp->ab", tp.flatten(2), tp.flatten(2)) / tp[0, 0].numel()
     else:
         y, yy = h @ t.t(), tp @ tp.t()
-    return y, yy
+    log_p = F.log_softmax(y, dim=1)
+    top = torch.zeros_like(yy).scatter_(1, yy.topk(k, dim=1).indices, 1.0)
+    tied = (yy == yy.max(1, keepdim=True).values).float()
+    return {"max-rand": F.cross_entropy(y, yy.argmax(1)),
+            "top-k": -(top * log_p).sum(1).mean(),
+            "max-all": -(tied * log_p).sum(1).mean()}
 
 
 @pytest.mark.parametrize("shape", [(16,), (3, 4, 4)])
-def test_class_level_similarities_equal_the_per_sample_ones(shape):
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 5, (12,), generator=g)
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_class_level_losses_equal_the_per_sample_batch_formulas(shape, k):
+    g = torch.Generator().manual_seed(k)
+    labels = torch.tensor([0, 2, 2, 3, 0, 2, 5, 3, 3, 2, 0, 5])  # classes 1 and 4 absent
     h = torch.rand(12, *shape, generator=g)
-    t_classes, t_prev = torch.rand(5, *shape, generator=g), torch.rand(5, *shape, generator=g)
-    y_ref, yy_ref = _reference_batch_matrices(h, t_classes, t_prev, labels)
-    torch.testing.assert_close(losses.similarity(h, t_classes, labels), y_ref)
-    torch.testing.assert_close(losses.target_similarity(t_prev, labels), yy_ref)
+    t_classes, t_prev = torch.rand(6, *shape, generator=g), torch.rand(6, *shape, generator=g)
+    expected = _reference_losses(h, t_classes, t_prev, labels, k)
+    y, gram = losses.class_similarity(h, t_classes), losses.target_gram(t_prev)
+    counts = torch.bincount(labels, minlength=6)
+    for name, fn in losses.INPUT_TARGET_LOSSES.items():
+        torch.testing.assert_close(fn(y, gram, labels, counts, k), expected[name], msg=name)
 
 
-def test_loss_variants_against_hand_computed_values():
-    y = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0]])
-    yy = torch.tensor([[5.0, 1.0, 4.0], [1.0, 2.0, 2.0], [0.0, 3.0, 1.0]])
-    log_p = F.log_softmax(y, dim=1)
-    # max-rand: CE against the row argmax (first maximum: rows pick 0, 1, 1).
-    expected = -(log_p[0, 0] + log_p[1, 1] + log_p[2, 1]) / 3
-    torch.testing.assert_close(losses.max_rand_loss(y, yy, 1), expected)
-    # top-2: multi-hot of the two largest in each row.
-    expected = -((log_p[0, 0] + log_p[0, 2]) + (log_p[1, 1] + log_p[1, 2]) + (log_p[2, 1] + log_p[2, 2])) / 3
-    torch.testing.assert_close(losses.topk_loss(y, yy, 2), expected)
-    # max-all: every tied maximum (row 1 has two).
-    expected = -(log_p[0, 0] + (log_p[1, 1] + log_p[1, 2]) + log_p[2, 1]) / 3
-    torch.testing.assert_close(losses.max_all_loss(y, yy, 1), expected)
+def test_first_layer_losses_match_with_one_hot_targets():
+    """At layer 1, t_0 = c: each input's matching targets are those of its own class.
+
+    (k stays within each class's count: beyond it the B×B form picks among
+    other classes' tied zeros by batch position, which is arbitrary.)
+    """
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([1, 0, 1, 2, 2, 0])
+    h, t_classes = torch.rand(6, 8, generator=g), torch.rand(3, 8, generator=g)
+    codes = torch.eye(3)
+    expected = _reference_losses(h, t_classes, codes, labels, 2)
+    y, counts = losses.class_similarity(h, t_classes), torch.bincount(labels, minlength=3)
+    for name, fn in losses.INPUT_TARGET_LOSSES.items():
+        torch.testing.assert_close(fn(y, losses.target_gram(codes), labels, counts, 2), expected[name], msg=name)
 
 
 def test_inference_is_a_plain_forward_pass_without_the_signal(digits):

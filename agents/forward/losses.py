@@ -16,11 +16,16 @@ Source: github amassivek/signalpropagation,
 ``sigprop/loss/functional/input_target.py`` (read, not copied).
 
 Targets are class-level: c is the one-hot label, so every sample of a class
-has the same target at every layer. The functions therefore take the
-K per-class targets and the batch's labels, and compute the B×K products
-before indexing their columns by label; this gives exactly the B×B matrices
-above at a fraction of the cost. Which of several identical columns an
-argmax picks does not change the loss, since those columns are equal.
+has the same target at every layer, and the B columns of y and yy fall into
+at most K groups of identical columns. The losses are therefore computed
+from the B×K input-class similarities Y, the K×K class-target similarities G
+and the batch's class counts n: the softmax over B columns of y has log
+partition log Σ_k n_k exp(Y[a, k]), and choosing target columns reduces to
+choosing classes (with multiplicity up to n_k). This equals the B×B
+formulas exactly (``tests/test_forward_sigprop.py`` checks it) at a
+fraction of the cost. Which of several identical columns an argmax or top-k
+picks does not change the loss; ties between different classes' targets
+(which the B×B form breaks by batch position) are broken by class index.
 """
 
 from __future__ import annotations
@@ -31,52 +36,75 @@ import torch
 import torch.nn.functional as F
 
 
-def similarity(h: torch.Tensor, class_targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``y[a, b] = <h_a, t_{labels[b]}> / P``: inputs against the batch's targets, [B, B].
+def class_similarity(h: torch.Tensor, class_targets: torch.Tensor) -> torch.Tensor:
+    """``Y[a, k] = <h_a, t_k> / P``: each input against each class's target, [B, K].
 
     Args:
         h: Inputs [B, ...] (features, or maps [B, C, H, W] with P = H·W positions).
         class_targets: One target per class, [K, ...] shaped like ``h``.
-        labels: The batch's labels [B].
     """
-    positions = h[0, 0].numel() if h.dim() > 2 else 1
-    per_class = h.flatten(1) @ class_targets.flatten(1).t() / positions  # [B, K]
-    return per_class[:, labels]
+    y = h.flatten(1) @ class_targets.flatten(1).t()
+    return y / h[0, 0].numel() if h.dim() > 2 else y
 
 
-def target_similarity(prev_class_targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``yy[a, b] = <t_{labels[a]}, t_{labels[b]}> / P`` at the previous layer, [B, B]."""
-    t = prev_class_targets
-    positions = t[0, 0].numel() if t.dim() > 2 else 1
-    gram = t.flatten(1) @ t.flatten(1).t() / positions  # [K, K]
-    return gram[labels][:, labels]
+def target_gram(prev_class_targets: torch.Tensor) -> torch.Tensor:
+    """``G[j, k] = <t_j, t_k> / P`` between the previous layer's class targets, [K, K]."""
+    return class_similarity(prev_class_targets, prev_class_targets)
 
 
-def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``-Σ target · log_softmax(logits)`` (targets need not sum to 1)."""
-    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+def _present(gram: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Target similarities with the classes absent from the batch at -inf (they have no column)."""
+    return gram.masked_fill(counts == 0, float("-inf"))
 
 
-def max_rand_loss(y: torch.Tensor, yy: torch.Tensor, topk: int) -> torch.Tensor:
-    """Each input should be most similar to the target most similar to its own."""
-    return F.cross_entropy(y, yy.argmax(1))
+def max_rand_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
+                  topk: int) -> torch.Tensor:
+    """Each input should be most similar to the target most similar to its own.
+
+    With n_k columns per class, the B-column cross-entropy is
+    ``CE(Y + log n, m) + log n_m`` for the chosen class m; the second term
+    carries no gradient and keeps the value equal to the B×B form.
+
+    Args:
+        y: Input-class similarities Y [B, K].
+        gram: Class-target similarities G of the previous layer [K, K].
+        labels: The batch's labels [B].
+        counts: How many samples of each class the batch holds [K].
+        topk: Unused (the signature is shared).
+    """
+    chosen = _present(gram, counts).argmax(1)[labels]  # decided per class, then looked up
+    log_counts = counts.log()
+    return F.cross_entropy(y + log_counts, chosen) + log_counts[chosen].mean()
 
 
-def topk_loss(y: torch.Tensor, yy: torch.Tensor, topk: int) -> torch.Tensor:
+def topk_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
+              topk: int) -> torch.Tensor:
     """Each input should be similar to the ``topk`` targets most similar to its own."""
-    k = min(topk, yy.shape[1])
-    chosen = torch.zeros_like(yy).scatter_(1, yy.topk(k, dim=1).indices, 1.0)
-    return soft_target_cross_entropy(y, chosen)
+    order = _present(gram, counts).argsort(dim=1, descending=True)  # [K, K], per class
+    n_sorted = counts[order].to(y.dtype)
+    before = n_sorted.cumsum(1) - n_sorted  # columns already taken by more similar classes
+    taken = torch.zeros_like(gram, dtype=y.dtype).scatter_(1, order, (topk - before).clamp(min=0).minimum(n_sorted))
+    return _soft_target_loss(y, counts, taken[labels])
 
 
-def max_all_loss(y: torch.Tensor, yy: torch.Tensor, topk: int) -> torch.Tensor:
+def max_all_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
+                 topk: int) -> torch.Tensor:
     """Each input should be similar to every target tied for most similar to its own."""
-    return soft_target_cross_entropy(y, (yy == yy.max(1, keepdim=True).values).float())
+    gram = _present(gram, counts)
+    taken = (gram == gram.max(1, keepdim=True).values) * counts
+    return _soft_target_loss(y, counts, taken.to(y.dtype)[labels])
 
 
-INPUT_TARGET_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
+def _soft_target_loss(y: torch.Tensor, counts: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
+    """``-Σ_b target_b log p_b`` with ``taken[a, k]`` target columns of class k (targets need not sum to 1)."""
+    log_counts = counts.log()
+    log_p = y - torch.logsumexp(y + log_counts, dim=1, keepdim=True)
+    return -(taken * log_p).sum(1).mean()
+
+
+INPUT_TARGET_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "max-rand": max_rand_loss,
     "top-k": topk_loss,
     "max-all": max_all_loss,
 }
-"""The loss variants by name: ``fn(y, yy, topk) -> scalar``."""
+"""The loss variants by name: ``fn(Y, G, labels, counts, topk) -> scalar``."""

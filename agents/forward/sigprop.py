@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from agents.forward.layers import LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
-from agents.forward.losses import INPUT_TARGET_LOSSES, similarity, target_similarity
+from agents.forward.losses import INPUT_TARGET_LOSSES, class_similarity, target_gram
 from memories.reservoir import ReservoirBuffer
 from replaybench.params import Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -105,13 +105,15 @@ class SigpropAgent(LocalLearner):
         targets = self.signal(self.class_codes)
         for i, block in enumerate(self.network.blocks):
             h, labels = self._with_replay(i, h.detach(), labels)
-            h = block(h)
-            if i > 0:
-                targets = block(targets_prev.detach())
-            loss = self.layer_loss(similarity(h, targets, labels), target_similarity(targets_prev, labels),
-                                   self.config.topk)
-            yield loss
-            targets_prev = targets
+            counts = torch.bincount(labels, minlength=self.n_classes)
+            if i == 0:
+                h = block(h)
+            else:  # inputs and targets through the same weights, as one batch
+                h, targets = block(torch.cat([h, targets_prev])).split([len(h), len(targets_prev)])
+            with torch.no_grad():  # yy only selects which targets to match
+                gram = target_gram(targets_prev)
+            yield self.layer_loss(class_similarity(h, targets), gram, labels, counts, self.config.topk)
+            targets_prev = targets.detach()
         h, labels = self._with_replay(len(self.network.blocks), h.detach().flatten(1), labels)
         yield masked_cross_entropy(self.network.head(h), labels, head_mask)
 
