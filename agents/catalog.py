@@ -28,3 +28,10 @@ AGENTS.register("wave-sbc", "agents.sequence:WaveSBCAgent",
                 summary="traveling-wave memory, self-attention boundary (Karuvally 2024)")
 AGENTS.register("elman", "agents.sequence:ElmanAgent", summary="Elman RNN, tanh, no bias (EMT's model)")
 AGENTS.register("lstm", "agents.sequence:LSTMAgent", summary="LSTM sequence baseline")
+
+# Spiking networks with STDP (agents/snn.py, spiking/).
+AGENTS.register("snn", "agents.snn:SNNClassifier", summary="Diehl & Cook STDP features + label assignment (supervised)")
+AGENTS.register("snn-features", "agents.snn:SNNFeatures",
+                summary="Diehl & Cook STDP spike-count embedding (unsupervised)")
+AGENTS.register("lc-snn", "agents.snn:SNNClassifier", summary="LC-SNN STDP features, 2-gram readout (Saunders et al. 2019)",
+                architecture="lc-snn", readout="ngram")
