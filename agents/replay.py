@@ -27,7 +27,6 @@ With every option off this is ER (agents/er.py) on the same reservoir.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -141,6 +140,7 @@ class BiologicalReplay(SupervisedAgent):
         self.input_mean = torch.zeros(stream.experiences[0].train_x[0].numel())
         self.inputs_seen = 0
         self.stats: dict[str, float] = {}
+        self._input_shape = tuple(stream.experiences[0].train_x.shape[1:])
 
     # --- the replay step ------------------------------------------------------
     def _draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
@@ -204,11 +204,10 @@ class BiologicalReplay(SupervisedAgent):
     def _stored_shape(self) -> tuple[int, ...]:
         if self.config.latent_layer:
             return (self.config.hidden[self.config.latent_layer - 1],)
-        return tuple(self._input_shape)
+        return self._input_shape
 
     # --- experience boundaries ---------------------------------------------------
     def before_experience(self, experience: Experience) -> None:
-        self._input_shape = experience.train_x.shape[1:]
         self.stats = {"replay_samples": 0.0}
 
     def after_experience(self, experience: Experience) -> dict[str, float]:

@@ -143,7 +143,7 @@ def test_sleep_changes_weights_without_labels(digits):
     exp = digits.experiences[0]
     before = [p.clone() for p in agent.network.parameters()]
     mean = exp.train_x.flatten(1).mean(0)
-    stats = sleep_consolidation(agent.network, mean, exp.train_x, agent.config.__class__(**{**FAST, "sleep_decrease": 0.0}),
+    stats = sleep_consolidation(agent.network, mean, exp.train_x, ReplayConfig(**FAST, sleep_decrease=0.0),
                                 torch.Generator().manual_seed(0))
     assert stats["sleep_spikes"] > 0 and stats["sleep_weight_change"] > 0
     weights = [p for p in agent.network.parameters() if p.ndim == 2]
