@@ -35,3 +35,27 @@ AGENTS.register("snn-features", "agents.snn:SNNFeatures",
                 summary="Diehl & Cook STDP spike-count embedding (unsupervised)")
 AGENTS.register("lc-snn", "agents.snn:SNNClassifier", summary="LC-SNN STDP features, 2-gram readout (Saunders et al. 2019)",
                 architecture="lc-snn", readout="ngram")
+
+# Biological-style replay (agents/replay.py; docs/replay.md): one agent, each element of the
+# replay review a named option. All options off is ER.
+_REPLAY = "agents.replay:BiologicalReplay"
+AGENTS.register("replay", _REPLAY, summary="biological-style replay; all options off = ER (docs/replay.md)")
+AGENTS.register("replay-sleep", _REPLAY, summary="ER + offline sleep consolidation (SRC, Tadros 2022)", sleep=True)
+AGENTS.register("replay-gsemm", _REPLAY,
+                summary="replay recalled by per-class GSEMM (DSEM) sequence memories from 25%-zeroed cues",
+                memory_model="gsemm")
+AGENTS.register("replay-gsemm-cls", _REPLAY,
+                summary="GSEMM replay + fast/slow learners with distillation (best GSEMM config)",
+                memory_model="gsemm", cls_distill=1.0)
+AGENTS.register("replay-sequence", _REPLAY, summary="time-compressed replay of GSEMM-recalled sequences, in order",
+                memory_model="gsemm", sequence_replay=True)
+AGENTS.register("replay-prioritized", _REPLAY, summary="ER sampled in proportion to replay loss (Schaul 2016)",
+                priority="loss")
+AGENTS.register("replay-forgetting", _REPLAY, summary="ER sampled by forgetting events (Toneva 2019)",
+                priority="forgetting")
+AGENTS.register("replay-latent", _REPLAY,
+                summary="latent replay of hidden-layer-1 features, lower layer frozen (Pellegrini 2020)", latent_layer=1)
+AGENTS.register("replay-cls", _REPLAY, summary="complementary learning systems: EMA slow learner + distillation (CLS-ER)",
+                cls_distill=1.0)
+AGENTS.register("replay-decay", _REPLAY, summary="ER with age-decayed replay weights and gist extraction",
+                decay=0.3, gist=0.1)
