@@ -144,6 +144,9 @@ def test_run_logs_each_run_to_wandb_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
                  "--wandb", "--out", str(tmp_path / "out"), "--no-plots"])
+    import wandb
+
+    wandb.teardown()  # wandb keeps its settings (and so WANDB_DIR) per process until torn down
     assert code == 0
     runs = list((tmp_path / "wb").rglob("offline-run-*"))
     assert len(runs) == 1 and any(p.stat().st_size > 0 for p in runs[0].glob("run-*.wandb"))
