@@ -190,11 +190,10 @@ def check_architecture(owner: str, config: TrainingConfig, stream: Stream) -> No
 class LocalLearner:
     """The minibatch loop of a forward-only learner.
 
-    A subclass builds ``self.network`` (a :class:`ForwardNet`) and any extra
-    modules, then implements :meth:`step`: the algorithm's own computation of
-    the layers' gradients for one minibatch. The loop then takes one optimiser
-    step. Subclasses may add items to each minibatch via :meth:`after_experience`
-    state (e.g. replay memories).
+    A subclass builds ``self.network`` (a :class:`ForwardNet`), any extra
+    modules and ``self.optimizer``, then implements :meth:`step`: the
+    algorithm's own computation of the layers' gradients for one minibatch.
+    The loop then takes one optimiser step.
     """
 
     kinds: ClassVar[frozenset[str]] = frozenset({"supervised"})
