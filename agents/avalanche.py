@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 

@@ -38,7 +38,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from agents._nets import mlp
 from replaybench.errors import ConfigError, DivergenceError

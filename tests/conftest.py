@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from streams import datasets
+
+# The suite's networks are small: on 2 cores, intra-op threads mostly add synchronisation
+# (and OpenMP spinning under load), so the whole session runs with one.
+torch.set_num_threads(1)
 
 
 def fashion_mnist_available() -> bool:

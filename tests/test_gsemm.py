@@ -16,7 +16,6 @@ from memories.gsemm import (
 )
 from replaybench.errors import ConfigError, DivergenceError
 
-torch.set_num_threads(1)
 
 N = 100  # the paper's feature count
 MODELS = [DSEM, LISEM]

@@ -17,15 +17,6 @@ REPLAY = "agents.replay:BiologicalReplay"
 FAST = {"epochs": 3, "lr": 0.05, "batch_size": 32, "hidden": (64,)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny networks run slower multi-threaded on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return make_stream("split-digits")

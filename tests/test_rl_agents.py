@@ -17,14 +17,6 @@ from streams.rl import evaluate_rl, make_cartpole_conflict
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small nets on a shared machine: extra threads only add contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 FINETUNE = {"buffer": "per-task"}
 REPLAY = {"buffer": "reservoir"}

@@ -19,14 +19,6 @@ from spiking.topology import DenseConnection
 from streams.datasets import load_mnist5k
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning costs far more than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def mnist():

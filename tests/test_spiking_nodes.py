@@ -14,14 +14,6 @@ from spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes
 from spiking.topology import DenseConnection, LocalConnection2d
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning costs far more than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def lif(shape=(4,), batch=2, **params) -> LIFNodes:
     nodes = LIFNodes(shape=shape, params=LIFParams(**params))

@@ -11,16 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from agents.naive import NaiveAgent
 from replaybench import executors
 from replaybench.cli import main
 from replaybench.errors import ConfigError
-from replaybench.params import Config
-from replaybench.sweep import SweepConfig, expand_grid, failure_path, run_sweep
+from replaybench.sweep import SweepConfig, expand_grid, run_sweep
 
-torch.set_num_threads(1)
 TINY = {"epochs": 1, "hidden": [16]}
 HERE = Path(__file__).resolve()
 

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import ray
-import torch
 
 from replaybench.sweep import SweepConfig, run_sweep
 
-torch.set_num_threads(1)
 TINY = {"epochs": 1, "hidden": [16]}
 RAISING = f"{Path(__file__).resolve().parent / 'test_sweep.py'}:RaisingAgent"
 

@@ -12,7 +12,6 @@ from memories.wave import WaveLattice
 from replaybench.errors import ConfigError
 from streams.sequence_tasks import make_flipflop_periods, make_vb_repeat_copy, score_sequence
 
-torch.set_num_threads(1)  # the tiny models here only slow down with more threads on a shared machine
 
 
 def test_copy_boundary_stores_any_sequence_for_exactly_s_steps() -> None:
