@@ -72,12 +72,15 @@ class SupervisedAgent:
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
                 x, y = x_all[idx].to(self.device), y_all[idx].to(self.device)
-                logits = self._masked(self.network(x), head)
-                loss = F.cross_entropy(logits, y)
                 replay = self.replay_batch(len(idx))
-                if replay is not None:
+                if replay is None:
+                    logits = self._masked(self.network(x), head)
+                    loss = F.cross_entropy(logits, y)
+                else:  # one forward pass over current + replayed items; their losses stay separate means
                     rx, ry = replay
-                    loss = loss + F.cross_entropy(self.network(rx.to(self.device)), ry.to(self.device))
+                    both = self.network(torch.cat([x, rx.to(self.device)]))
+                    logits = self._masked(both[: len(idx)], head)
+                    loss = F.cross_entropy(logits, y) + F.cross_entropy(both[len(idx) :], ry.to(self.device))
                 loss = loss + self.extra_loss(x, y, logits)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
