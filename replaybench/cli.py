@@ -144,6 +144,10 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
 
 # --- commands -------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cfg = load_config_file(args.config) if args.config else {}
     seeds = args.seeds if args.seeds is not None else cfg.get("seeds", [0])
     out = args.out or cfg.get("out") or DEFAULT_OUT
@@ -212,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agent option, e.g. -o lr=0.05 -o hidden=[256,256]")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest for small nets on a busy machine)")
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
     p.add_argument("--intransigence", action="store_true",
                    help="also run a joint reference per seed and report intransigence")
