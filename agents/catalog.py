@@ -59,3 +59,14 @@ AGENTS.register("replay-cls", _REPLAY, summary="complementary learning systems: 
                 cls_distill=1.0)
 AGENTS.register("replay-decay", _REPLAY, summary="ER with age-decayed replay weights and gist extraction",
                 decay=0.3, gist=0.1)
+
+# Forward-only learners (agents/forward/).
+AGENTS.register("sigprop", "agents.forward.sigprop:SigpropAgent",
+                summary="signal propagation: forward-only, per-layer input-target losses (Kohan et al. 2023)")
+AGENTS.register("sigprop-cnn", "agents.forward.sigprop:SigpropAgent",
+                summary="sigprop, small CNN with per-sample norm", architecture="cnn", hidden=(32, 64), norm="layer")
+AGENTS.register("sigprop-local-replay", "agents.forward.sigprop:SigpropAgent",
+                summary="sigprop with layer-local replay in every layer (replay in several regions at once)",
+                local_replay_size=200)
+AGENTS.register("efp", "agents.forward.efp:EFPAgent",
+                summary="error forward-propagation: output error looped into layer 1, two-phase settling (Kohan et al. 2018)")

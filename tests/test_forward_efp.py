@@ -11,7 +11,6 @@ from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
 from streams import datasets
 
-torch.set_num_threads(1)
 
 
 class _Stream:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from replaybench.runner import RunSpec, run
 
-torch.set_num_threads(1)
 
 AGENTS = {"sigprop": "agents.forward.sigprop:SigpropAgent", "efp": "agents.forward.efp:EFPAgent"}
 
