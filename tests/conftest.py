@@ -22,3 +22,19 @@ needs_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(),
     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist",
 )
+
+
+class DigitsStreamStub:
+    """The stream metadata an agent is built from, for tests that call agents directly."""
+
+    name, scenario, n_classes, input_shape, experiences = "digits", "class-il", 10, (1, 8, 8), ()
+
+
+@pytest.fixture(scope="session")
+def digits_experience():
+    """All of scikit-learn's digits as one supervised experience."""
+    from replaybench.protocols import Experience
+
+    d = datasets.load_digits()
+    return Experience(index=0, kind="supervised", train_x=d.train_x, train_y=d.train_y,
+                      test_x=d.test_x, test_y=d.test_y, classes=tuple(range(10)))

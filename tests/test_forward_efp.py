@@ -9,25 +9,15 @@ import torch.nn.functional as F
 from agents.forward.efp import EFPAgent, EFPConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
-from streams import datasets
 
+from conftest import DigitsStreamStub as _Stream
 
-
-class _Stream:
-    name, scenario, n_classes, input_shape, experiences = "digits", "class-il", 10, (1, 8, 8), ()
 
 
 @pytest.fixture(scope="module")
-def digits() -> Experience:
-    d = datasets.load_digits()
-    return Experience(index=0, kind="supervised", train_x=d.train_x, train_y=d.train_y,
-                      test_x=d.test_x, test_y=d.test_y, classes=tuple(range(10)))
-
-
-@pytest.fixture(scope="module")
-def trained(digits) -> EFPAgent:
+def trained(digits_experience) -> EFPAgent:
     agent = EFPAgent(stream=_Stream(), config=EFPConfig(hidden=(64, 64), epochs=4, batch_size=32), seed=0)
-    agent.learn(digits)
+    agent.learn(digits_experience)
     return agent
 
 
@@ -35,9 +25,9 @@ def _accuracy(agent, experience: Experience) -> float:
     return (agent.predict(experience.test_x).argmax(1) == experience.test_y).float().mean().item()
 
 
-def test_efp_learns_digits_well_above_chance(digits, trained):
+def test_efp_learns_digits_well_above_chance(digits_experience, trained):
     untrained = EFPAgent(stream=_Stream(), config=EFPConfig(hidden=(64, 64)), seed=0)
-    assert _accuracy(trained, digits) > 0.8 > _accuracy(untrained, digits) + 0.3  # chance is 0.1
+    assert _accuracy(trained, digits_experience) > 0.8 > _accuracy(untrained, digits_experience) + 0.3  # chance is 0.1
 
 
 def test_there_are_no_per_layer_feedback_weights(trained):
@@ -49,8 +39,8 @@ def test_there_are_no_per_layer_feedback_weights(trained):
     assert buffers["loop"].shape == (10, 64)  # output → layer 1's pre-activation, nothing else
 
 
-def test_error_enters_layer_one_and_travels_forward_through_the_same_weights(digits, trained):
-    x, y = digits.test_x[:16], digits.test_y[:16]
+def test_error_enters_layer_one_and_travels_forward_through_the_same_weights(digits_experience, trained):
+    x, y = digits_experience.test_x[:16], digits_experience.test_y[:16]
     net = trained.network
     r, _ = trained.free_phase(x)
     free_states, logits = trained.sweep(x, r)
@@ -66,8 +56,8 @@ def test_error_enters_layer_one_and_travels_forward_through_the_same_weights(dig
         assert not torch.allclose(error_states[1], free_states[1])  # the error reached layer 2
 
 
-def test_free_phase_settles(digits, trained):
-    x = digits.test_x[:64]
+def test_free_phase_settles(digits_experience, trained):
+    x = digits_experience.test_x[:64]
     residuals = []
     for steps in (2, 8, 60):
         agent = EFPAgent(stream=_Stream(), config=EFPConfig(hidden=(64, 64), free_steps=steps), seed=0)
@@ -76,20 +66,20 @@ def test_free_phase_settles(digits, trained):
     assert residuals[0] > residuals[1] > residuals[2] and residuals[2] < 1e-4  # geometric convergence to a fixed point
 
 
-def test_each_layer_loss_reaches_only_its_own_layer(digits, trained):
+def test_each_layer_loss_reaches_only_its_own_layer(digits_experience, trained):
     net = trained.network
     owners = [list(b.parameters()) for b in net.blocks] + [list(net.head.parameters())]
     everything = [p for group in owners for p in group]
-    layer_losses = trained.local_losses(digits.train_x[:32], digits.train_y[:32])
+    layer_losses = trained.local_losses(digits_experience.train_x[:32], digits_experience.train_y[:32])
     for i, loss in enumerate(layer_losses):
         grads = torch.autograd.grad(loss, everything, allow_unused=True, retain_graph=True)
         touched = {id(p) for p, g in zip(everything, grads) if g is not None and g.abs().sum() > 0}
         assert touched == {id(p) for p in owners[i]}, f"loss {i} touched other layers"
 
 
-def test_forward_carried_errors_align_with_the_backprop_gradient(digits, trained):
+def test_forward_carried_errors_align_with_the_backprop_gradient(digits_experience, trained):
     """As in feedback alignment, the hidden layers' updates come to point downhill."""
-    x, y = digits.test_x[:256], digits.test_y[:256]
+    x, y = digits_experience.test_x[:256], digits_experience.test_y[:256]
     weights = [block.weights.weight for block in trained.network.blocks]
     layer_losses = trained.local_losses(x, y)
     efp = [torch.autograd.grad(loss, w, retain_graph=True)[0] for loss, w in zip(layer_losses, weights)]

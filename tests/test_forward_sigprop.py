@@ -10,19 +10,9 @@ from agents.forward import losses
 from agents.forward.sigprop import SigpropAgent, SigpropConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
-from streams import datasets
 
+from conftest import DigitsStreamStub as _Stream
 
-
-class _Stream:
-    name, scenario, n_classes, input_shape, experiences = "digits", "class-il", 10, (1, 8, 8), ()
-
-
-@pytest.fixture(scope="module")
-def digits() -> Experience:
-    d = datasets.load_digits()
-    return Experience(index=0, kind="supervised", train_x=d.train_x, train_y=d.train_y,
-                      test_x=d.test_x, test_y=d.test_y, classes=tuple(range(10)))
 
 
 def _accuracy(agent, experience: Experience) -> float:
@@ -34,23 +24,23 @@ def _accuracy(agent, experience: Experience) -> float:
     ("mlp", (64, 64), "top-k"),
     ("cnn", (8, 16), "max-rand"),  # with the per-sample norm, as the reference runs its CNNs
 ])
-def test_sigprop_learns_digits_well_above_chance(digits, architecture, hidden, loss):
+def test_sigprop_learns_digits_well_above_chance(digits_experience, architecture, hidden, loss):
     norm = "layer" if architecture == "cnn" else "none"
     config = SigpropConfig(architecture=architecture, hidden=hidden, loss=loss, norm=norm, epochs=6, batch_size=64,
                            lr=2e-3)
     agent = SigpropAgent(stream=_Stream(), config=config, seed=0)
-    untrained = _accuracy(agent, digits)
-    agent.learn(digits)
-    assert _accuracy(agent, digits) > 0.8 > untrained + 0.3  # chance is 0.1
+    untrained = _accuracy(agent, digits_experience)
+    agent.learn(digits_experience)
+    assert _accuracy(agent, digits_experience) > 0.8 > untrained + 0.3  # chance is 0.1
 
 
-def test_each_layer_loss_reaches_only_its_own_layer(digits):
+def test_each_layer_loss_reaches_only_its_own_layer(digits_experience):
     agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32, 32, 32)), seed=0)
     net = agent.network
     owners = [list(b.parameters()) for b in net.blocks] + [list(net.head.parameters())]
     owners[0] += list(agent.signal.parameters())  # S learns with layer 1's loss
     everything = [p for group in owners for p in group]
-    layer_losses = list(agent.local_losses(digits.train_x[:64], digits.train_y[:64]))
+    layer_losses = list(agent.local_losses(digits_experience.train_x[:64], digits_experience.train_y[:64]))
     assert len(layer_losses) == len(owners) == 4
     for i, loss in enumerate(layer_losses):
         grads = torch.autograd.grad(loss, everything, allow_unused=True, retain_graph=True)
@@ -58,7 +48,7 @@ def test_each_layer_loss_reaches_only_its_own_layer(digits):
         assert touched == {id(p) for p in owners[i]}, f"loss {i} touched other layers"
 
 
-def test_target_travels_forward_through_the_same_weights(digits):
+def test_target_travels_forward_through_the_same_weights(digits_experience):
     agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32, 24)), seed=0)
     t1 = agent.signal(agent.class_codes)
     t2 = agent.network.blocks[1](t1)
@@ -115,13 +105,13 @@ def test_first_layer_losses_match_with_one_hot_targets():
         torch.testing.assert_close(fn(y, losses.target_gram(codes), labels, counts, 2), expected[name], msg=name)
 
 
-def test_inference_is_a_plain_forward_pass_without_the_signal(digits):
+def test_inference_is_a_plain_forward_pass_without_the_signal(digits_experience):
     agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(32,), epochs=1), seed=0)
-    agent.learn(digits)
-    before = agent.predict(digits.test_x)
+    agent.learn(digits_experience)
+    before = agent.predict(digits_experience.test_x)
     torch.nn.init.zeros_(agent.signal[0].weight)  # the label projection plays no part
-    torch.testing.assert_close(agent.predict(digits.test_x), before)
-    torch.testing.assert_close(before, agent.network(digits.test_x))
+    torch.testing.assert_close(agent.predict(digits_experience.test_x), before)
+    torch.testing.assert_close(before, agent.network(digits_experience.test_x))
 
 
 def test_unknown_loss_variant_is_a_one_line_error():
