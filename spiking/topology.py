@@ -224,6 +224,17 @@ def _check_image_target(owner: str, target: Nodes, expected: tuple[int, ...]) ->
         )
 
 
+def _image_geometry(conn: Connection, kernel_size: int, stride: int) -> tuple[int, int, int]:
+    """Check an image source and a [F, out_h, out_w] target for a k×k, stride-s
+    connection; set its ``kernel_size``/``stride``; return ``(out_h, out_w, F)``."""
+    owner = type(conn).__name__
+    out_h, out_w = _check_image_source(owner, conn.source, kernel_size, stride)
+    n_filters = conn.target.shape[0]
+    _check_image_target(owner, conn.target, (n_filters, out_h, out_w))
+    conn.kernel_size, conn.stride = kernel_size, stride
+    return out_h, out_w, n_filters
+
+
 class LocalConnection2d(Connection):
     """Locally connected layer: unshared ``k x k`` filters at each output location.
 
@@ -240,11 +251,7 @@ class LocalConnection2d(Connection):
         rule: LearningRule | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
-        owner = type(self).__name__
-        out_h, out_w = _check_image_source(owner, source, kernel_size, stride)
-        n_filters = target.shape[0]
-        _check_image_target(owner, target, (n_filters, out_h, out_w))
-        self.kernel_size, self.stride = kernel_size, stride
+        out_h, out_w, n_filters = _image_geometry(self, kernel_size, stride)
         fan_in = source.shape[0] * kernel_size**2
         self.register_buffer("weight", self._check_weight(weight, (out_h * out_w, fan_in, n_filters)))
 
@@ -282,11 +289,7 @@ class Conv2dConnection(Connection):
         rule: LearningRule | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
-        owner = type(self).__name__
-        out_h, out_w = _check_image_source(owner, source, kernel_size, stride)
-        n_filters = target.shape[0]
-        _check_image_target(owner, target, (n_filters, out_h, out_w))
-        self.kernel_size, self.stride = kernel_size, stride
+        _, _, n_filters = _image_geometry(self, kernel_size, stride)
         shape = (n_filters, source.shape[0], kernel_size, kernel_size)
         self.register_buffer("weight", self._check_weight(weight, shape))
 
