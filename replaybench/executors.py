@@ -239,14 +239,18 @@ def _worker_main(conn: Any, threads: int) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         if message is None:
-            return
+            break
         run_id, spec, timeout_s = message
         try:
             conn.send(_with_id(run_one(spec, timeout_s, threads, on_start=lambda: conn.send(STARTED)), run_id))
         except (BrokenPipeError, OSError):
-            return
+            break
+    # Every outcome has been sent: skip the interpreter's teardown of torch (about a second).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 STARTED = "started"
@@ -348,13 +352,16 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Stop idle workers cleanly; kill busy ones (an interrupted run is rerun on resume)."""
-        for worker in list(self._pool):
+        for worker in self._pool:
             if worker.task is None:
                 try:
                     worker.conn.send(None)
-                    worker.process.join(2)
                 except (BrokenPipeError, OSError):
                     pass
+        deadline = time.monotonic() + 2.0
+        for worker in list(self._pool):
+            if worker.task is None:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
             self._stop(worker)
 
 

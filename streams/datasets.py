@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import importlib.util
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,13 +89,29 @@ def _images(x: np.ndarray, side: int, scale: float) -> torch.Tensor:
     return torch.from_numpy(x.reshape(-1, 1, side, side).astype(np.float32)).div_(scale)
 
 
+def _digits_csv() -> Path | None:
+    """scikit-learn's bundled digits file, found without importing scikit-learn (a second of
+    start-up in every sweep worker); None if the wheel's layout ever changes."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
 @functools.cache
 def load_digits() -> TensorDataset:
     """scikit-learn's 8×8 digits: 1797 images, 36 per class held out for test."""
-    from sklearn.datasets import load_digits as sk_load_digits
+    csv = _digits_csv()
+    if csv is not None:  # the same file and parse as sklearn.datasets.load_digits
+        table = np.loadtxt(csv, delimiter=",")
+        x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:
+        from sklearn.datasets import load_digits as sk_load_digits
 
-    bunch = sk_load_digits()
-    x, y = bunch.data, bunch.target.astype(np.int64)
+        bunch = sk_load_digits()
+        x, y = bunch.data, bunch.target.astype(np.int64)
     train, test = _stratified_split(y, test_per_class=36)
     return TensorDataset(
         "digits", _images(x[train], 8, 16.0), torch.from_numpy(y[train]),
