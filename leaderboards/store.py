@@ -3,7 +3,8 @@
 Three tables hold the data: ``submissions`` (one agent entered on one board
 version), ``runs`` (one RunResult per stream × seed, with its provenance) and
 ``metrics`` (one row per run and scalar metric); ``verifications`` records
-re-runs. The schema version is SQLite's ``user_version``; :data:`MIGRATIONS`
+re-runs. ``sweep_runs`` holds every run of every sweep, on a board or not,
+including failed ones (keyed by the sweep's folder and the run's identity). The schema version is SQLite's ``user_version``; :data:`MIGRATIONS`
 brings an older file up to date when it is opened, and a file written by a
 newer replaybench is refused.
 
@@ -95,6 +96,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 3: where each run was logged in W&B
         "ALTER TABLE runs ADD COLUMN wandb_run TEXT",
     ),
+    (  # 4: every run of a sweep, on a board or not, finished or failed
+        """CREATE TABLE sweep_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sweep TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            spec_json TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+            r_json TEXT,
+            metrics_json TEXT,
+            result_json TEXT,
+            failure_json TEXT,
+            results_path TEXT NOT NULL,
+            seconds REAL,
+            host TEXT,
+            created TEXT NOT NULL,
+            UNIQUE (sweep, run_id))""",
+        "CREATE INDEX sweep_runs_by_sweep ON sweep_runs (sweep, status)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -134,6 +156,24 @@ class Submission:
     status: str
     created: str
     verified: bool
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A row of ``sweep_runs``: one run of a sweep, finished (status 'done') or failed."""
+
+    sweep: str
+    run_id: str
+    stream: str
+    agent: str
+    seed: int
+    status: str
+    R: list[list[float]] | None
+    metrics: dict[str, Any]
+    failure: dict[str, Any] | None
+    results_path: str
+    seconds: float | None
+    host: str | None
 
 
 @dataclass(frozen=True)
@@ -270,6 +310,28 @@ class Store:
                             if isinstance(v, (int, float)) and not isinstance(v, bool)])
             return run_id
 
+    def record_sweep_run(self, *, sweep: str, run_id: str, spec: Mapping[str, Any], results_path: str,
+                         result: RunResult | None = None, failure: Mapping[str, Any] | None = None,
+                         seconds: float | None = None, host: str | None = None) -> None:
+        """Record one run of a sweep (exactly one of ``result`` and ``failure``); a rerun replaces its row."""
+        if (result is None) == (failure is None):
+            raise ValueError("give exactly one of result and failure")
+        done = result is not None
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO sweep_runs (sweep, run_id, stream, agent, seed, spec_json, status, r_json, metrics_json, "
+                "result_json, failure_json, results_path, seconds, host, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (sweep, run_id) DO UPDATE SET spec_json = excluded.spec_json, status = excluded.status, "
+                "r_json = excluded.r_json, metrics_json = excluded.metrics_json, result_json = excluded.result_json, "
+                "failure_json = excluded.failure_json, results_path = excluded.results_path, "
+                "seconds = excluded.seconds, host = excluded.host, created = excluded.created",
+                (redact(sweep), run_id, spec["stream"], redact(spec["agent"]), int(spec["seed"]), _dumps(dict(spec)),
+                 "done" if done else "failed",
+                 json.dumps(result.R) if done else None, _dumps(result.metrics) if done else None,
+                 _dumps(result.to_dict()) if done else None, None if done else _dumps(dict(failure)),
+                 redact(results_path), seconds, host, now()))
+
     def finish_submission(self, submission_id: int, status: str) -> None:
         if status not in ("complete", "failed"):
             raise ValueError(f"status must be 'complete' or 'failed', got {status!r}")
@@ -330,7 +392,17 @@ class Store:
                                  result=json.loads(r[7]), wandb_run=r[8]))
         return out
 
+    def sweep_runs(self, sweep: str) -> list[SweepRun]:
+        """The recorded runs of one sweep (its folder, as recorded), in run-id order."""
+        rows = self._db.execute(
+            "SELECT sweep, run_id, stream, agent, seed, status, r_json, metrics_json, failure_json, results_path, "
+            "seconds, host FROM sweep_runs WHERE sweep = ? ORDER BY run_id", (sweep,)).fetchall()
+        return [SweepRun(sweep=r[0], run_id=r[1], stream=r[2], agent=r[3], seed=r[4], status=r[5],
+                         R=json.loads(r[6]) if r[6] else None, metrics=json.loads(r[7]) if r[7] else {},
+                         failure=json.loads(r[8]) if r[8] else None, results_path=r[9], seconds=r[10], host=r[11])
+                for r in rows]
+
     def count(self, table: str) -> int:
-        if table not in ("submissions", "runs", "metrics", "verifications"):
+        if table not in ("submissions", "runs", "metrics", "verifications", "sweep_runs"):
             raise ValueError(f"unknown table {table!r}")
         return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

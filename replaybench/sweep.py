@@ -6,10 +6,13 @@ and/or ``--agents/--streams/--seeds``. Each run has an identity, its
 config is never mistaken for a finished one. In the output folder:
 
 - ``<run id>.json`` (and ``.png``): a finished run, written atomically the
-  moment its outcome reaches the driver; with ``board``/``store`` it is also
-  recorded as a row of the leaderboard store;
+  moment its outcome reaches the driver;
 - ``<run id>.failed.json``: a run that raised, produced a non-finite number,
-  timed out or lost its worker, with its traceback;
+  timed out or lost its worker, with its traceback.
+
+Each outcome is also recorded at once as a row of the store's ``sweep_runs``
+table (keyed by the folder and run id; ``store``, default the user's
+leaderboard store), and with ``board`` as a leaderboard row too;
 - ``sweep.json``: the expanded grid.
 
 Resuming (``--resume``) skips every run whose ``.json`` exists and reruns
@@ -101,7 +104,7 @@ class SweepConfig(Config):
     board: str | None = param(None, Optional(InstanceOf(str)))
     """Record every finished run in the leaderboard store under this board."""
     store: str | None = param(None, Optional(InstanceOf(str)))
-    """The leaderboard store file (default: the user data dir); used with ``board``."""
+    """The store file that records every run (default: the user's leaderboard store)."""
     data_dir: str | None = param(None, Optional(InstanceOf(str)))
     download: bool = param(False, InstanceOf(bool))
     device: str = param("cpu", InstanceOf(str))
@@ -233,10 +236,9 @@ class BoardRecorder:
     config hash and display name, not 'failed') and adds only missing rows.
     """
 
-    def __init__(self, *, board: str, store: str | None, plans: Sequence[PlannedRun],
+    def __init__(self, *, board: str, store: Any, plans: Sequence[PlannedRun],
                  streams: Mapping[str, Any], display_name: str) -> None:
         from leaderboards.boards import load_board
-        from leaderboards.store import Store
 
         self.board = load_board(board)
         for name, stream in streams.items():
@@ -244,7 +246,7 @@ class BoardRecorder:
         off_board = sorted({p.spec.seed for p in plans} - set(self.board.seeds))
         if off_board:
             raise ConfigError(f"Seeds {off_board} are not on board {self.board.name!r} (its seeds: {list(self.board.seeds)}).")
-        self.store = Store(store)
+        self.store = store
         self.display_name = display_name
         self._planned: dict[str, set[tuple[str, int]]] = {}
         self._submissions: dict[str, int] = {}
@@ -290,8 +292,12 @@ class BoardRecorder:
             self.store.finish_submission(sub_id, "complete")
             self._complete.add(sub_id)
 
-    def close(self) -> None:
-        self.store.close()
+
+def record_outcome(store: Any, out: Path, run_id: str, spec: RunSpec, path: Path, result: RunResult | None,
+                   failure: Mapping[str, Any] | None, seconds: float | None, host: str | None) -> None:
+    """One row of the store's ``sweep_runs`` for a finished or failed run of the sweep in ``out``."""
+    store.record_sweep_run(sweep=str(out.resolve()), run_id=run_id, spec=spec.to_dict(), results_path=str(path),
+                           result=result, failure=failure, seconds=seconds, host=host)
 
 
 # --- running ----------------------------------------------------------------------------
@@ -347,20 +353,33 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
         ConfigError: a bad grid (before any work), or a folder that already
             holds runs of this grid without ``resume``.
     """
+    from leaderboards.store import Store
+
     plans = expand_grid(config)
     streams = validate(config, plans)
     out = Path(config.out)
+    store = Store(config.store)
     recorder = None
-    if config.board is not None:  # checks the board's fingerprints and seeds: before any work too
-        recorder = BoardRecorder(board=config.board, store=config.store, plans=plans, streams=streams,
-                                 display_name=f"sweep {out.resolve().name}")
     executor = None
     try:
+        if config.board is not None:  # checks the board's fingerprints and seeds: before any work too
+            recorder = BoardRecorder(board=config.board, store=store, plans=plans, streams=streams,
+                                     display_name=f"sweep {out.resolve().name}")
         report, todo = _plan_folder(config, plans, out, resume=resume, skip_failed=skip_failed)
-        if recorder is not None:
-            for run_id in report.skipped:  # rows lost between a JSON write and a kill
-                if run_id in report.results:
-                    recorder.record(report.spec(run_id), report.results[run_id], result_path(out, run_id))
+        recorded = {row.run_id: row.status for row in store.sweep_runs(str(out.resolve()))}
+        for run_id in report.skipped:  # rows lost between a JSON write and a kill
+            spec = report.spec(run_id)
+            if run_id in report.results:
+                if recorded.get(run_id) != "done":
+                    result = report.results[run_id]
+                    record_outcome(store, out, run_id, spec, result_path(out, run_id), result, None,
+                                   result.costs.get("wall_seconds"), None)
+                if recorder is not None:
+                    recorder.record(spec, report.results[run_id], result_path(out, run_id))
+            elif run_id not in recorded:
+                failure = report.failures[run_id]
+                record_outcome(store, out, run_id, spec, failure_path(out, run_id), None, failure,
+                               failure.get("seconds"), failure.get("host"))
         if report.skipped:
             _log(f"resuming {out}: {len(report.skipped)} of {len(plans)} runs already finished, {len(todo)} to run")
         executor = make_executor(config.executor, workers=config.workers, timeout_s=config.timeout_s,
@@ -373,6 +392,8 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
             for k, outcome in enumerate(progress.track(outcomes, f"sweep ({config.executor})", total=len(todo)), 1):
                 spec = report.spec(outcome.run_id)
                 path, result = persist(out, outcome, spec, plots=plots)
+                record_outcome(store, out, outcome.run_id, spec, path, result, outcome.failure, outcome.seconds,
+                               outcome.host)
                 report.executed.append(outcome.run_id)
                 if result is not None:
                     report.results[outcome.run_id] = result
@@ -391,8 +412,7 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
     finally:
         if executor is not None:
             executor.close()
-        if recorder is not None:
-            recorder.close()
+        store.close()
     return report
 
 
@@ -464,8 +484,8 @@ def register_sweep_command(subparsers: Any) -> None:
     p.add_argument("--partition", help="Slurm partition")
     p.add_argument("--resume", action="store_true", help="skip finished runs, rerun the rest")
     p.add_argument("--skip-failed", action="store_true", help="with --resume, do not rerun failed runs")
-    p.add_argument("--board", help="also record each finished run in the leaderboard store under this board")
-    p.add_argument("--store", help="leaderboard store file (default: the user data dir)")
+    p.add_argument("--board", help="also record each finished run on this leaderboard")
+    p.add_argument("--store", help="store file that records every run (default: the user's leaderboard store)")
     p.add_argument("--data-dir", help="folder holding dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     p.add_argument("--device", help="torch device (default: cpu)")

@@ -12,6 +12,21 @@ from streams import datasets
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_data_dir(tmp_path_factory):
+    """Runs that default to the user's leaderboard store (sweeps do) write to a temporary one,
+    in this process and in the subprocesses it starts."""
+    import os
+
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 def fashion_mnist_available() -> bool:
     """Whether the IDX files are on disk (checked without loading them)."""
     stem = "train-images-idx3-ubyte"

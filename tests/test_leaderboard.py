@@ -258,7 +258,8 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.count("sweep_runs") == 0
         (old,) = store.submissions("t")
         assert old.display_name == "old" and old.verified is False
         store.set_verified(old.id, True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.naive import NaiveAgent
+from leaderboards.store import Store
 from replaybench import executors
 from replaybench.cli import main
 from replaybench.errors import ConfigError
@@ -199,6 +200,9 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
 
     cfg = SweepConfig.from_dict({"streams": ["split-digits"], "agents": [agent(SlowNaiveAgent)], "seeds": seeds,
                                  "agent_options": TINY, "executor": "inline", "out": str(out)})
+    with Store() as store:  # the default store: a row for every run finished before the kill but the last, at most
+        rows_before = {r.run_id for r in store.sweep_runs(str(out.resolve()))}
+    assert rows_before <= {name[:-5] for name in before} and len(rows_before) >= len(before) - 1
     report = run_sweep(cfg, resume=True, show_progress=False, plots=False)
     finished = {f"{i}.json" for i in report.planned}
     assert {f"{i}.json" for i in report.skipped} == set(before)
@@ -207,12 +211,33 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
     for name, (mtime, content) in before.items():
         assert (out / name).stat().st_mtime_ns == mtime and (out / name).read_bytes() == content
     assert sorted(r.spec["seed"] for r in report.results.values()) == seeds
+    with Store() as store:  # one row per run, none lost, none twice
+        rows = store.sweep_runs(str(out.resolve()))
+    assert sorted(r.run_id for r in rows) == sorted(report.planned) and {r.status for r in rows} == {"done"}
+    assert all(r.R == report.results[r.run_id].R for r in rows)
 
 
 # --- the store and the command ------------------------------------------------------------
-def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
-    from leaderboards.store import Store
+def test_a_sweep_without_a_board_records_every_outcome_in_the_store(tmp_path):
+    out, store_file = tmp_path / "sweep", tmp_path / "s.sqlite"
+    cfg = config(tmp_path, agents=["naive", agent(RaisingAgent)], seeds=[0], store=str(store_file))
+    report = run_sweep(cfg, show_progress=False, plots=False)
+    with Store(store_file) as store:
+        rows = {r.agent: r for r in store.sweep_runs(str(out.resolve()))}
+        assert store.count("submissions") == 0  # no board: no leaderboard rows
+    done, failed = rows["naive"], rows[agent(RaisingAgent)]
+    (result,) = report.results.values()
+    assert done.status == "done" and done.R == result.R and done.metrics["acc"] == result.metrics["acc"]
+    assert json.loads(Path(done.results_path).read_text())["R"] == result.R
+    assert failed.status == "failed" and failed.R is None and failed.failure["kind"] == "raised"
+    assert "boom on purpose" in failed.failure["traceback"] and Path(failed.results_path).is_file()
+    # a resumed sweep that reruns the failed run replaces its row; the finished one keeps its own
+    run_sweep(cfg, resume=True, show_progress=False, plots=False)
+    with Store(store_file) as store:
+        assert store.count("sweep_runs") == 2
 
+
+def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
     args = ["sweep", "--streams", "split-digits", "--agents", "naive", "--seeds", "0", "1", "-o", "epochs=1",
             "-o", "hidden=[16]", "--executor", "inline", "--out", str(tmp_path / "o"), "--no-plots"]
     board = ["--board", "quick", "--store", str(tmp_path / "lb.sqlite")]
