@@ -46,8 +46,10 @@ def load(dataset: str, n_train: int, n_test: int):
 
 def build(args):
     if args.model == "diehl-cook":
-        config = DiehlCookConfig(n_neurons=args.neurons, inh_strength=args.inh, reduction=args.reduction)
-        presentation = PresentationConfig(time_steps=args.time_steps, max_rate_hz=128.0)
+        tuned = {name: getattr(args, name) for name in ("theta_plus", "tau_theta", "nu_pre", "nu_post",
+                                                        "theta_reduction") if getattr(args, name) is not None}
+        config = DiehlCookConfig(n_neurons=args.neurons, inh_strength=args.inh, reduction=args.reduction, **tuned)
+        presentation = PresentationConfig(time_steps=args.time_steps, max_rate_hz=args.max_rate)
         return build_diehl_cook((1, 28, 28), config, seed=args.seed, presentation=presentation)
     config = LocalSNNConfig(n_filters=args.filters, reduction=args.reduction,
                             shared_weights=args.model == "conv-snn",
@@ -66,6 +68,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--reduction", choices=("sum", "mean", "max"), default="sum")
     parser.add_argument("--time-steps", type=int, default=250)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the training images")
+    parser.add_argument("--max-rate", type=float, default=128.0, help="D&C Poisson rate at intensity 1 (Hz)")
+    parser.add_argument("--theta-plus", type=float, help="D&C threshold increment (default 0.05)")
+    parser.add_argument("--tau-theta", type=float, help="D&C threshold time constant in ms (default 1e7)")
+    parser.add_argument("--theta-reduction", choices=("sum", "mean", "max"),
+                        help="D&C batch reduction of theta (default: the same as --reduction)")
+    parser.add_argument("--nu-pre", type=float, help="D&C depression rate (default 1e-4)")
+    parser.add_argument("--nu-post", type=float, help="D&C potentiation rate (default 1e-2)")
     parser.add_argument("--n-train", type=int, default=4000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -79,7 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     n_classes = 10
     rates = ClassRates(model.n_outputs, n_classes)
     ngrams = NGramScores(2, n_classes) if args.model == "lc-snn" else None
-    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))
+    shuffle = torch.Generator().manual_seed(args.seed)
+    # Each epoch in a new order; the readout's class rates come from the last epoch only.
+    order = torch.cat([torch.randperm(len(train_x), generator=shuffle) for _ in range(args.epochs)])
+    last_epoch = (args.epochs - 1) * len(train_x)
     start = time.perf_counter()
     seen = 0
     for first in range(0, len(order), args.batch_size):
@@ -87,16 +100,20 @@ def main(argv: list[str] | None = None) -> dict:
         if args.model == "lc-snn":  # learning rate x 0.99 every 250 samples (Saunders et al. 2019)
             model.set_rate_scale(0.99 ** (seen // 250))
         out = model.present(train_x[idx], learning=True, record=ngrams is not None)
+        seen += len(idx)
+        if first < last_epoch:
+            continue
         rates.add(out.counts, train_y[idx])
         if ngrams is not None:
             ngrams.add(out.spikes, train_y[idx])
-        seen += len(idx)
     train_s = time.perf_counter() - start
     assignments, proportions = assign_labels(rates.rates())
     correct = {"all_activity": 0, "proportion": 0, "ngram": 0}
+    test_spikes, silent = 0.0, int((rates.rates().sum(1) == 0).sum())
     for first in range(0, len(test_x), 64):
         x, y = test_x[first : first + 64], test_y[first : first + 64]
         out = model.present(x, learning=False, record=ngrams is not None)
+        test_spikes += out.counts.sum().item()
         correct["all_activity"] += int((all_activity(out.counts, assignments, n_classes).argmax(1) == y).sum())
         correct["proportion"] += int(
             (proportion_weighting(out.counts, assignments, proportions, n_classes).argmax(1) == y).sum())
@@ -106,10 +123,17 @@ def main(argv: list[str] | None = None) -> dict:
         "model": args.model, "dataset": args.dataset, "neurons": model.n_outputs,
         "plastic_synapses": model.plastic_synapses, "batch_size": args.batch_size,
         "reduction": args.reduction, "time_steps": args.time_steps, "n_train": len(train_x),
-        "n_test": len(test_x), "seed": args.seed, "train_seconds": round(train_s, 1),
+        "n_test": len(test_x), "epochs": args.epochs, "seed": args.seed, "train_seconds": round(train_s, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         **{f"acc_{k}": round(v / len(test_x), 4) for k, v in correct.items() if k != "ngram" or ngrams},
+        "test_spikes_per_sample": round(test_spikes / len(test_x), 2),
+        "neurons_silent_in_training": silent,
     }
+    if args.model == "diehl-cook":
+        theta = model.network.layers["Ae"].theta
+        result.update(theta_mean=round(theta.mean().item(), 3), theta_max=round(theta.max().item(), 3),
+                      **{k: getattr(args, k) for k in ("inh", "max_rate", "theta_plus", "tau_theta",
+                                                       "theta_reduction", "nu_pre", "nu_post") if getattr(args, k)})
     print(json.dumps(result), flush=True)
     return result
 

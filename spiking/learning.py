@@ -141,10 +141,13 @@ class LearningRule:
         nu_pre = self.params.nu_pre * self.rate_scale
         nu_post = self.params.nu_post * self.rate_scale
         source, target = connection.source, connection.target
-        if nu_pre:
-            connection.outer(source.s, target.x, self.reduction, alpha=self.depression_sign * nu_pre)
+        # Both terms come from this step's spikes and traces, so their order only affects rounding.
+        # The presynaptic term goes last: the CPU kernels then clamp its rows in the same pass
+        # and compute from them the next step's input current (``DenseConnection``).
         if nu_post:
             connection.outer(source.x, target.s, self.reduction, alpha=nu_post)
+        if nu_pre:
+            connection.outer(source.s, target.x, self.reduction, alpha=self.depression_sign * nu_pre)
         connection.clamp_()
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, check_param
+from spiking import _cpu_kernels
 from spiking.nodes import InputNodes, Nodes
 from spiking.topology import Connection
 
@@ -33,15 +34,22 @@ from spiking.topology import Connection
 class SpikeCounter:
     """Counts each neuron's spikes over a presentation: ``counts [B, n]``."""
 
+    _kernels = None
+
     def __init__(self, layer: Nodes) -> None:
         self.layer = layer
         self.counts = torch.zeros(0)
 
     def start(self, time_steps: int) -> None:
         self.counts = torch.zeros(self.layer.batch_size, self.layer.n, device=self.layer.x.device)
+        self._kernels = _cpu_kernels.library() if self.counts.device.type == "cpu" else None
 
     def record(self, step: int) -> None:
-        self.counts.add_(self.layer.s.reshape(self.layer.batch_size, -1))
+        spikes = self.layer.s
+        if self._kernels is not None and spikes.is_contiguous():
+            self._kernels.count_spikes(self.counts.data_ptr(), spikes.data_ptr(), spikes.numel())
+            return
+        self.counts.add_(spikes.reshape(self.layer.batch_size, -1))
 
 
 class SpikeRecorder:
@@ -168,8 +176,10 @@ class Network(nn.Module):
         for step in range(time_steps):
             currents: dict[str, torch.Tensor] = {}
             for source, connection, target in edges:
-                current = connection.compute(source.s)
-                currents[target] = current if target not in currents else currents[target].add_(current)
+                if target in currents:
+                    connection.compute_add_(source.s, currents[target])
+                else:
+                    currents[target] = connection.compute(source.s)
             for name, layer in order:
                 if name in inputs:
                     layer.set_spikes(inputs[name][step])

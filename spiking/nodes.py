@@ -8,7 +8,8 @@ shared across the batch. The step follows BindsNET's clock-based semantics
 2. integrate the input unless refractory;
 3. spike where ``v >= thresh + theta``; spikers become refractory and reset;
 4. adaptive threshold (learning only): ``theta *= exp(-dt / tau_theta)``,
-   then ``theta += theta_plus * sum_b s``;
+   then ``theta += theta_plus * R_b(s)``, ``R_b`` the sum over the batch
+   (BindsNET) or, as configured, its mean or max (see ``AdaptiveParams.reduction``);
 5. trace: ``x <- x * exp(-dt / tau_trace)``, then ``x[s] = 1``.
 
 Example:
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from replaybench.errors import ConfigError
-from replaybench.params import Config, InstanceOf, Interval, param
+from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from spiking import _cpu_kernels
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
@@ -79,6 +80,21 @@ class AdaptiveParams(Config):
     """Emit at most one spike per sample per step, picked at random among the
     neurons that crossed threshold (all of them still reset); BindsNET's
     ``DiehlAndCookNodes`` default."""
+    reduction: str = param("sum", OneOf("sum", "mean", "max"))
+    """How a step's threshold increments are reduced over the batch: ``"sum"``
+    (BindsNET: every sample's spike raises theta), ``"mean"``, or ``"max"``
+    (theta rises once if the neuron spiked in any sample). Match it to the
+    weights' reduction so that thresholds and weights adapt at the same pace
+    (docs/spiking.md, "Batch reduction")."""
+
+
+class _SpikeEvents:
+    """Per-step state of the spike event lists, outside ``nn.Module.__setattr__`` (slow per step)."""
+
+    __slots__ = ("valid", "version", "ptrs")
+
+    def __init__(self) -> None:
+        self.valid, self.version, self.ptrs = False, 0, ()
 
 
 class Nodes(nn.Module):
@@ -103,6 +119,7 @@ class Nodes(nn.Module):
         self.register_buffer("s", torch.zeros(1, *self.shape, dtype=torch.bool), persistent=False)
         self.register_buffer("x", torch.zeros(1, *self.shape), persistent=False)
         self._kernels = None  # the fused CPU kernels, chosen in configure()
+        self._events = _SpikeEvents()
         self.track_traces = True
         """Update ``x``; the network turns it off for layers no learning rule reads."""
 
@@ -124,6 +141,40 @@ class Nodes(nn.Module):
     def _cache_kernel_args(self) -> None:
         """Bind the kernel's arguments once per run (state is updated in place)."""
         self._trace_args = (self.x.data_ptr(), self.s.data_ptr(), self.x.numel(), self.trace_decay)
+        if self._event_buffers[0].numel() != self.n + 1 or self._event_buffers[1].numel() != self.s.numel():
+            self._event_buffers = (torch.empty(self.n + 1, dtype=torch.int32),
+                                   *(torch.empty(self.s.numel(), dtype=torch.int32) for _ in range(3)))
+        self._events.ptrs = tuple(buffer.data_ptr() for buffer in self._event_buffers)
+        self._events.valid = False
+
+    _event_buffers = (torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32))
+
+    @property
+    def spikes_version(self) -> int:
+        """Counts changes of ``s`` on the kernels' path (a connection's precomputed current checks it)."""
+        return self._events.version
+
+    def _spikes_changed(self) -> None:
+        events = self._events
+        events.valid = False
+        events.version += 1
+
+    def spike_events(self) -> tuple[int, int]:
+        """This step's spikes as events sorted by neuron, then sample (CPU kernels only).
+
+        Built on first request after the spikes changed, then shared by every
+        connection that reads them (the current of the next step and this
+        step's STDP use the same spikes). Returns pointers to ``starts``
+        (``[n + 1]``; neuron ``i``'s events are ``starts[i]:starts[i + 1]``) and
+        to the events' sample indices.
+        """
+        events = self._events
+        starts, samples, raw_i, raw_b = events.ptrs
+        if not events.valid:
+            self._kernels.spike_events(self._buffers["s"].data_ptr(), self.batch_size, self.n, starts, samples,
+                                       raw_i, raw_b)
+            events.valid = True
+        return starts, samples
 
     def _decays(self) -> None:
         """Recompute per-step decay factors after ``dt`` changed."""
@@ -151,6 +202,7 @@ class InputNodes(Nodes):
         if self._kernels is not None and spikes.is_contiguous():
             x_ptr, _, count, decay = self._trace_args
             self._buffers["s"] = spikes
+            self._spikes_changed()
             if self.track_traces:
                 self._kernels.trace_step(x_ptr, spikes.data_ptr(), count, decay)
             return
@@ -210,16 +262,17 @@ class LIFNodes(Nodes):
     def _cache_kernel_args(self) -> None:
         super()._cache_kernel_args()
         p = self.params
-        theta, theta_decay, theta_plus, one_spike = self._fused_adaptive_args()
+        theta, theta_decay, theta_plus, theta_max, one_spike = self._fused_adaptive_args()
         self._one_spike = one_spike
         buffers = self._buffers
         self._lif_head = (buffers["v"].data_ptr(), buffers["refrac"].data_ptr())
         x = buffers["x"].data_ptr() if self.track_traces and not one_spike else None
         self._scratch = torch.empty(self.n)
+        self._sample_spikes = torch.empty(self.batch_size, dtype=torch.int32)
         self._lif_tail = (buffers["s"].data_ptr(), x, theta, self.batch_size, self.n, self.decay,
                           p.rest * (1.0 - self.decay), p.reset, p.thresh, p.refractory, self.dt,
-                          self.trace_decay, theta_decay, theta_plus, int(self.learning),
-                          self._scratch.data_ptr())
+                          self.trace_decay, theta_decay, theta_plus, theta_max, int(self.learning),
+                          self._scratch.data_ptr(), self._sample_spikes.data_ptr())
 
     def _fused_step(self, current: torch.Tensor | None) -> torch.Tensor:
         """The same step in one pass of the C kernel (see ``_cpu_kernels``)."""
@@ -228,6 +281,7 @@ class LIFNodes(Nodes):
             current = current.to(torch.float32).contiguous()
         most = kernels.lif_step(*self._lif_head, None if current is None else current.data_ptr(),
                                 *self._lif_tail)
+        self._spikes_changed()
         if self._one_spike:
             if most > 1:
                 self._keep_one_spike()
@@ -235,9 +289,9 @@ class LIFNodes(Nodes):
                 kernels.trace_step(*self._trace_args)
         return self._buffers["s"]
 
-    def _fused_adaptive_args(self) -> tuple[int | None, float, float, bool]:
-        """Pointer to theta, its decay and increment, and one_spike, for the kernel."""
-        return None, 1.0, 0.0, False
+    def _fused_adaptive_args(self) -> tuple[int | None, float, float, int, bool]:
+        """Pointer to theta, its decay, increment and max flag, and one_spike, for the kernel."""
+        return None, 1.0, 0.0, 0, False
 
     def _start_step(self) -> None:
         """Hook for subclasses, run before the voltage decays."""
@@ -271,9 +325,15 @@ class AdaptiveLIFNodes(LIFNodes):
     def threshold(self) -> torch.Tensor:
         return self.theta + self.params.thresh
 
-    def _fused_adaptive_args(self) -> tuple[int | None, float, float, bool]:
+    def _theta_increment(self) -> float:
+        """theta_plus per spike after the batch reduction ("mean" divides by B)."""
         a = self.adaptive
-        return self.theta.data_ptr(), self.theta_decay, a.theta_plus, a.one_spike
+        return a.theta_plus / self.batch_size if a.reduction == "mean" else a.theta_plus
+
+    def _fused_adaptive_args(self) -> tuple[int | None, float, float, int, bool]:
+        a = self.adaptive
+        return (self.theta.data_ptr(), self.theta_decay, self._theta_increment(), int(a.reduction == "max"),
+                a.one_spike)
 
     def _start_step(self) -> None:
         if self.learning:
@@ -283,7 +343,8 @@ class AdaptiveLIFNodes(LIFNodes):
         # BindsNET order: every crossing neuron resets and raises theta, then
         # one_spike keeps a single emitted spike per sample.
         if self.learning and self.adaptive.theta_plus:
-            self.theta.add_(self.s.sum(0), alpha=self.adaptive.theta_plus)
+            spikes = self.s.any(0) if self.adaptive.reduction == "max" else self.s.sum(0)
+            self.theta.add_(spikes, alpha=self._theta_increment())
         if self.adaptive.one_spike and (self.s.view(self.batch_size, -1).sum(1) > 1).any():
             self._keep_one_spike()
 
@@ -296,7 +357,8 @@ class AdaptiveLIFNodes(LIFNodes):
         flat = self.s.view(self.batch_size, -1)
         u = torch.rand(self.batch_size, generator=self.generator, device=flat.device)
         if self._kernels is not None:
-            self._kernels.keep_one_spike(flat.data_ptr(), u.data_ptr(), self.batch_size, self.n)
+            self._kernels.keep_one_spike(flat.data_ptr(), u.data_ptr(), self._sample_spikes.data_ptr(),
+                                         self.batch_size, self.n)
             return
         count = flat.sum(1, keepdim=True)
         keep = (u[:, None] * count).long().clamp_max(count - 1)

@@ -99,6 +99,10 @@ class Connection(nn.Module):
         """
         raise NotImplementedError
 
+    def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
+        """Add the input to the target into ``out`` in place (several connections into one layer)."""
+        out.add_(self.compute(spikes))
+
     def outer(self, pre, post, reduction, *, alpha, out=None) -> torch.Tensor:
         """Add ``alpha * R_b(pre x post)`` laid out like ``weight`` into ``out`` (default the weight)."""
         raise NotImplementedError
@@ -120,8 +124,27 @@ class Connection(nn.Module):
         return self.weight
 
 
+class _DenseStep:
+    """Per-step state of a dense connection, outside ``nn.Module.__setattr__`` (slow per step)."""
+
+    __slots__ = ("unmarked_change", "pending_rows", "precomputed")
+
+    def __init__(self) -> None:
+        self.unmarked_change = True
+        """A change the row/column marks do not cover: the next clamp sees the whole weight."""
+        self.pending_rows = None
+        """A deferred presynaptic-spike term: (post pointer, scale, mode, post tensor)."""
+        self.precomputed = -1
+        """The source's ``spikes_version`` whose next-step current ``_out`` already holds."""
+
+
 class DenseConnection(Connection):
     """All-to-all connection with ``weight[n_pre, n_post]``.
+
+    On the CPU kernels' path the update is event-driven (``_cpu_kernels``). The
+    presynaptic-spike term of a step is deferred to ``clamp_``, which applies it,
+    clamps its rows and, from the same rows and the same input spikes, computes
+    the next step's input current in one pass over the touched weights.
 
     Args:
         weight: Initial weights; shape ``[source.n, target.n]``.
@@ -138,10 +161,14 @@ class DenseConnection(Connection):
         self._row_marks = torch.zeros(source.n, dtype=torch.uint8)
         self._col_marks = torch.zeros(target.n, dtype=torch.uint8)
         self._scratch = torch.empty(max(source.n, target.n))
-        self._unmarked_change = True  # a change the marks do not cover (clamp everything next)
+        self._row_scratch = torch.zeros(target.n)  # outer_rows keeps it zero between calls
+        self._support = torch.empty(0, dtype=torch.int32)
+        self._step = _DenseStep()
 
     def configure(self, *, batch_size: int) -> None:
+        self._flush_rows()
         super().configure(batch_size=batch_size)
+        self._step.precomputed = -1
         if self._kernels is not None:
             weight = self._buffers["weight"]
             if not weight.is_contiguous():
@@ -150,54 +177,96 @@ class DenseConnection(Connection):
             self._weight_ptr = weight.data_ptr()
             self._mark_args = (self._row_marks.data_ptr(), self._col_marks.data_ptr())
             self._scratch_ptr = self._scratch.data_ptr()
+            if self._support.numel() != batch_size * self.target.n:  # non-zero entries of the post traces
+                self._support = torch.empty(batch_size * self.target.n, dtype=torch.int32)
+                self._support_size = torch.empty(batch_size, dtype=torch.int32)
+            self._support_args = (self._support.data_ptr(), self._support_size.data_ptr())
+
+    def _source_events(self, spikes: torch.Tensor):
+        """The source's event lists if ``spikes`` are its current spikes and the kernels apply."""
+        source = self.source
+        if self._kernels is not None and source._kernels is not None and spikes is source._buffers["s"]:
+            return source.spike_events()
+        return None
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
-        batch = spikes.shape[0]
-        if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
-            out = self._out  # event-driven: add the rows that spiked
-            self._kernels.dense_forward(spikes.data_ptr(), self._weight_ptr, out.data_ptr(), batch,
-                                        *self._shape_args)
+        if self._step.precomputed == self.source.spikes_version and spikes is self.source._buffers["s"]:
+            self._step.precomputed = -1  # computed by the last clamp_ from these spikes; used once
+            return self._out
+        events = self._source_events(spikes)
+        if events is not None:  # event-driven: each row of an input that spiked, once per step
+            out = self._out
+            self._kernels.dense_forward(*events, self._weight_ptr, out.data_ptr(), spikes.shape[0],
+                                        *self._shape_args, 0)
             return out
-        flat = spikes.reshape(batch, -1)
+        flat = spikes.reshape(spikes.shape[0], -1)
         return (flat.to(self.weight.dtype) @ self.weight).view(-1, *self.target.shape)
 
+    def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
+        events = self._source_events(spikes)
+        if events is not None and out.is_contiguous() and out.dtype == torch.float32:
+            self._kernels.dense_forward(*events, self._weight_ptr, out.data_ptr(), spikes.shape[0],
+                                        *self._shape_args, 1)
+            return
+        super().compute_add_(spikes, out)
+
     def outer(self, pre, post, reduction, *, alpha, out=None) -> torch.Tensor:
-        if (out is None and self._kernels is not None and (pre.dtype == torch.bool) != (post.dtype == torch.bool)
-                and pre.is_contiguous() and post.is_contiguous()):
+        self._flush_rows()
+        self._step.precomputed = -1
+        if (out is None and self._kernels is not None and post.is_contiguous()
+                and ((pre.dtype != torch.bool and post.dtype == torch.bool and pre.is_contiguous())
+                     or (post.dtype != torch.bool and self._source_events(pre) is not None))):
             self._fused_outer(pre, post, reduction, alpha)
             return self._buffers["weight"]
         batch = pre.shape[0]
         out = self.weight if out is None else out
         if out is self.weight:
-            self._unmarked_change = True
+            self._step.unmarked_change = True
         return batch_outer(pre.reshape(batch, -1), post.reshape(batch, -1), reduction, out=out, alpha=alpha)
 
     def _fused_outer(self, pre, post, reduction, alpha) -> None:
         batch = pre.shape[0]
         scale = alpha / batch if reduction == "mean" else alpha
         mode = 1 if reduction == "max" else 0
-        rows, cols = self._mark_args
-        if pre.dtype == torch.bool:  # rows of the presynaptic neurons that spiked
-            self._kernels.outer_rows(pre.data_ptr(), post.data_ptr(), self._weight_ptr, batch, *self._shape_args,
-                                     scale, mode, rows, self._scratch_ptr)
+        if pre.dtype == torch.bool:  # rows of the presynaptic neurons that spiked: deferred to clamp_
+            self._step.pending_rows = (post.data_ptr(), scale, mode, post)
         else:  # columns of the postsynaptic neurons that spiked
             self._kernels.outer_cols(pre.data_ptr(), post.data_ptr(), self._weight_ptr, batch, *self._shape_args,
-                                     scale, mode, cols, self._scratch_ptr)
+                                     scale, mode, self._mark_args[1], self._scratch_ptr)
+
+    def _flush_rows(self, *, clamp: bool = False) -> None:
+        """Apply a deferred presynaptic-spike term; with ``clamp`` also clamp its rows and
+        precompute the next step's current from them."""
+        if self._step.pending_rows is None:
+            return
+        post, scale, mode, _ = self._step.pending_rows
+        self._step.pending_rows = None
+        starts, samples = self.source.spike_events()
+        out = self._out.data_ptr() if clamp else None
+        self._kernels.outer_rows(starts, samples, post, self._weight_ptr, *self._shape_args, scale, mode,
+                                 self._mark_args[0], self._row_scratch.data_ptr(), int(clamp), self.wmin, self.wmax, out,
+                                 self._out.shape[0], *self._support_args)
+        if clamp:
+            self._step.precomputed = self.source.spikes_version
 
     def clamp_(self) -> None:
         # If every change since the last clamp was event-driven, only the marked rows
-        # and columns can have left the bounds.
-        if self._kernels is not None and not self._unmarked_change:
+        # and columns (and the deferred rows, clamped as they are applied) can have left the bounds.
+        if self._kernels is not None and not self._step.unmarked_change:
+            self._flush_rows(clamp=True)
             self._kernels.clamp_marked(self._weight_ptr, *self._shape_args, *self._mark_args, self.wmin, self.wmax)
         else:
+            self._flush_rows()
             super().clamp_()
             self._row_marks.zero_()
             self._col_marks.zero_()
-        self._unmarked_change = False
+        self._step.unmarked_change = False
 
     def normalize_(self) -> None:
+        self._flush_rows()
+        self._step.precomputed = -1
         super().normalize_()
-        self._unmarked_change = True  # renormalised weights may exceed wmax: the next clamp sees all
+        self._step.unmarked_change = True  # renormalised weights may exceed wmax: the next clamp sees all
 
 
 def _check_image_source(owner: str, source: Nodes, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -332,9 +401,16 @@ class OneToOne(Connection):
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         if self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous():
             out = self._out
-            self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength)
+            self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength, 0)
             return out
         return spikes.to(self.weight.dtype) * self.strength
+
+    def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
+        if (self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous()
+                and out.is_contiguous() and out.dtype == torch.float32):
+            self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength, 1)
+            return
+        super().compute_add_(spikes, out)
 
     def dense_weight(self) -> torch.Tensor:
         """The equivalent ``[n, n]`` matrix (for checks)."""
@@ -368,12 +444,22 @@ class LateralInhibition(Connection):
         self.strength, self.competition_dim = float(strength), competition_dim
         self.register_buffer("weight", torch.tensor(-self.strength))
 
+    def _fused(self, spikes: torch.Tensor) -> bool:
+        return (self.competition_dim is None and self._kernels is not None and spikes.dtype == torch.bool
+                and spikes.is_contiguous())
+
+    def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
+        if self._fused(spikes) and out.is_contiguous() and out.dtype == torch.float32:
+            self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
+                                      self.strength, 1)
+            return
+        super().compute_add_(spikes, out)
+
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
-        if (self.competition_dim is None and self._kernels is not None and spikes.dtype == torch.bool
-                and spikes.is_contiguous()):
+        if self._fused(spikes):
             out = self._out
             self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
-                                      self.strength)
+                                      self.strength, 0)
             return out
         s = spikes.to(self.weight.dtype)
         if self.competition_dim is None:
