@@ -220,19 +220,19 @@ void outer_rows(const int32_t *R starts, const int32_t *R ev_b, const float *R p
     }
 }
 
-/* w[:, j] += alpha * R_b(pre[b, :] * s[b, j]); marks touched columns. */
-void outer_cols(const float *R pre, const uint8_t *R s, float *R w, int64_t batch, int64_t n,
-                int64_t m, float alpha, int reduction, uint8_t *R mark, float *R scratch) {
+/* w[:, j] += alpha * R_b(pre[b, :] * s[b, j]) for the events of spike_events on s (postsynaptic
+   spikes); marks touched columns. */
+void outer_cols(const int32_t *R starts, const int32_t *R ev_b, const float *R pre, float *R w,
+                int64_t n, int64_t m, float alpha, int reduction, uint8_t *R mark, float *R scratch) {
     for (int64_t j = 0; j < m; j++) {
-        int found = 0;
-        for (int64_t b = 0; b < batch; b++) {
-            if (!s[b * m + j]) continue;
-            const float *R p = pre + b * n;
-            if (!found) { memcpy(scratch, p, sizeof(float) * n); found = 1; }
-            else if (reduction == 0) for (int64_t i = 0; i < n; i++) scratch[i] += p[i];
+        int32_t first = starts[j], last = starts[j + 1];
+        if (first == last) continue;
+        memcpy(scratch, pre + (int64_t)ev_b[first] * n, sizeof(float) * n);
+        for (int32_t k = first + 1; k < last; k++) {
+            const float *R p = pre + (int64_t)ev_b[k] * n;
+            if (reduction == 0) for (int64_t i = 0; i < n; i++) scratch[i] += p[i];
             else for (int64_t i = 0; i < n; i++) scratch[i] = p[i] > scratch[i] ? p[i] : scratch[i];
         }
-        if (!found) continue;
         /* a zero trace (an input silent so far) adds nothing: skip its strided entry */
         for (int64_t i = 0; i < n; i++)
             if (scratch[i] != 0.0f) w[i * m + j] += alpha * scratch[i];
@@ -299,7 +299,7 @@ _SIGNATURES = {
     "spike_events": (_I64, [_P, _I64, _I64, _P, _P, _P, _P]),
     "dense_forward": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT]),
     "outer_rows": (None, [_P, _P, _P, _P, _I64, _I64, _F, _INT, _P, _P, _INT, _F, _F, _P, _I64, _P, _P]),
-    "outer_cols": (None, [_P, _P, _P, _I64, _I64, _I64, _F, _INT, _P, _P]),
+    "outer_cols": (None, [_P, _P, _P, _P, _I64, _I64, _F, _INT, _P, _P]),
     "clamp_marked": (None, [_P, _I64, _I64, _P, _P, _F, _F]),
     "inhibit_all": (None, [_P, _P, _I64, _I64, _F, _INT]),
     "one_to_one": (None, [_P, _P, _I64, _F, _INT]),

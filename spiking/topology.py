@@ -182,12 +182,14 @@ class DenseConnection(Connection):
                 self._support_size = torch.empty(batch_size, dtype=torch.int32)
             self._support_args = (self._support.data_ptr(), self._support_size.data_ptr())
 
-    def _source_events(self, spikes: torch.Tensor):
-        """The source's event lists if ``spikes`` are its current spikes and the kernels apply."""
-        source = self.source
-        if self._kernels is not None and source._kernels is not None and spikes is source._buffers["s"]:
-            return source.spike_events()
+    def _events(self, nodes: Nodes, spikes: torch.Tensor):
+        """The event lists of ``nodes`` if ``spikes`` are its current spikes and the kernels apply."""
+        if self._kernels is not None and nodes._kernels is not None and spikes is nodes._buffers["s"]:
+            return nodes.spike_events()
         return None
+
+    def _source_events(self, spikes: torch.Tensor):
+        return self._events(self.source, spikes)
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         if self._step.precomputed == self.source.spikes_version and spikes is self.source._buffers["s"]:
@@ -214,7 +216,7 @@ class DenseConnection(Connection):
         self._flush_rows()
         self._step.precomputed = -1
         if (out is None and self._kernels is not None and post.is_contiguous()
-                and ((pre.dtype != torch.bool and post.dtype == torch.bool and pre.is_contiguous())
+                and ((pre.dtype != torch.bool and pre.is_contiguous() and self._events(self.target, post) is not None)
                      or (post.dtype != torch.bool and self._source_events(pre) is not None))):
             self._fused_outer(pre, post, reduction, alpha)
             return self._buffers["weight"]
@@ -231,8 +233,8 @@ class DenseConnection(Connection):
         if pre.dtype == torch.bool:  # rows of the presynaptic neurons that spiked: deferred to clamp_
             self._step.pending_rows = (post.data_ptr(), scale, mode, post)
         else:  # columns of the postsynaptic neurons that spiked
-            self._kernels.outer_cols(pre.data_ptr(), post.data_ptr(), self._weight_ptr, batch, *self._shape_args,
-                                     scale, mode, self._mark_args[1], self._scratch_ptr)
+            self._kernels.outer_cols(*self.target.spike_events(), pre.data_ptr(), self._weight_ptr,
+                                     *self._shape_args, scale, mode, self._mark_args[1], self._scratch_ptr)
 
     def _flush_rows(self, *, clamp: bool = False) -> None:
         """Apply a deferred presynaptic-spike term; with ``clamp`` also clamp its rows and
