@@ -38,8 +38,8 @@ def test_connections_carry_the_previous_steps_spikes():
     assert net.monitors["v"].voltages[:, 0, 0].tolist() == [-65.0, -60.0, -60.0, -60.0]
 
 
-def _dc(reduction="sum", theta_plus=0.05, n=20, seed=0):
-    config = DiehlCookConfig(n_neurons=n, one_spike=False, theta_plus=theta_plus, reduction=reduction,
+def _dc(reduction="sum", theta_plus=0.05, n=20, seed=0, one_spike=False):
+    config = DiehlCookConfig(n_neurons=n, one_spike=one_spike, theta_plus=theta_plus, reduction=reduction,
                              inh_strength=120.0)
     return build_diehl_cook((1, 8, 8), config, seed=seed, presentation=PresentationConfig(time_steps=60))
 
@@ -180,17 +180,17 @@ def test_spike_counter_counts_each_sample():
     assert PostPre(params=STDPParams()).reduction == "sum"
 
 
-@pytest.mark.parametrize("reduction", ["sum", "max"])
-def test_fused_cpu_kernels_match_the_tensor_path(reduction, monkeypatch):
+@pytest.mark.parametrize(("reduction", "one_spike"), [("sum", False), ("max", False), ("mean", True)])
+def test_fused_cpu_kernels_match_the_tensor_path(reduction, one_spike, monkeypatch):
     from spiking import _cpu_kernels
 
     if _cpu_kernels.library() is None:
         pytest.skip("no C compiler")
     spikes = poisson(torch.rand(4, 64), time_steps=60, generator=torch.Generator().manual_seed(2))
-    fused = _dc(reduction)
+    fused = _dc(reduction, one_spike=one_spike)
     fused.network.run({"X": spikes}, learning=True)
     monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
-    plain = _dc(reduction)
+    plain = _dc(reduction, one_spike=one_spike)
     plain.network.run({"X": spikes}, learning=True)
     assert fused.network.connections["X->Ae"]._kernels is not None
     assert plain.network.connections["X->Ae"]._kernels is None

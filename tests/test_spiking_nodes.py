@@ -63,6 +63,26 @@ def test_adaptive_threshold_sums_spikes_over_the_batch_and_freezes_without_learn
 
 
 @pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize(("reduction", "expected"), [("sum", [2.0, 1.0, 0.0]), ("mean", [0.5, 0.25, 0.0]),
+                                                     ("max", [0.5, 0.5, 0.0])])
+def test_adaptive_threshold_reduces_its_increments_over_the_batch_as_configured(reduction, expected, fused,
+                                                                                monkeypatch):
+    from spiking import _cpu_kernels
+
+    if not fused:
+        monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
+    nodes = AdaptiveLIFNodes(shape=(3,), params=LIFParams(tau_m=1e9, refractory=0.0),
+                             adaptive=AdaptiveParams(theta_plus=0.5, tau_theta=1e12, reduction=reduction))
+    nodes.configure(dt=1.0, batch_size=4)
+    assert (nodes._kernels is not None) == (fused and _cpu_kernels.library() is not None)
+    drive = torch.zeros(4, 3)
+    drive[:, 0] = 20.0  # neuron 0 spikes in all 4 samples, neuron 1 in two
+    drive[:2, 1] = 20.0
+    nodes.step(drive)
+    torch.testing.assert_close(nodes.theta, torch.tensor(expected))
+
+
+@pytest.mark.parametrize("fused", [True, False])
 def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all(fused, monkeypatch):
     from spiking import _cpu_kernels
 
