@@ -21,6 +21,8 @@ AGENTS.register("dqn-prioritized", "agents.dqn:DQN", summary="DQN; kept buffer s
 AGENTS.register("dqn-reverse", "agents.dqn:DQN", summary="DQN; kept buffer + backward sweep of the last rewarded episode",
                 buffer="reservoir", reverse_replay=True)
 AGENTS.register("ppo", "agents.ppo:PPO", summary="PPO, on-policy, nothing kept across tasks (RL naive baseline)")
+AGENTS.register("dqn-wave", "agents.wave_dqn:WaveDQN",
+                summary="recurrent DQN with a traveling-wave working memory (for cartpole-conflict-pomdp)")
 
 # Sequence agents (agents/sequence.py) for the variable-binding and flip-flop streams.
 AGENTS.register("wave-lbc", "agents.sequence:WaveLBCAgent", summary="traveling-wave memory, linear boundary (Karuvally 2024)")

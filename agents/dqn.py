@@ -49,8 +49,8 @@ _UNIT = Interval(float, 0, 1)
 
 
 @dataclass(frozen=True)
-class DQNConfig(Config):
-    """Hyperparameters of the DQN family (defaults: the cartpole-conflict recipe)."""
+class QLearningConfig(Config):
+    """What every DQN-style agent shares: the Q-learning loop's hyperparameters (the cartpole-conflict recipe)."""
 
     owner_name: ClassVar[str] = "DQN"
 
@@ -61,9 +61,7 @@ class DQNConfig(Config):
     gamma: float = param(0.99, _UNIT)
     """Discount factor."""
     batch_size: int = param(64, _POS_INT)
-    """Transitions per gradient step."""
-    buffer: str = param("per-task", OneOf("per-task", "reservoir"))
-    """``per-task`` empties the buffer at every task; ``reservoir`` keeps a uniform sample of all tasks."""
+    """Transitions (or sequences) per gradient step."""
     buffer_capacity: int = param(20_000, _POS_INT)
     """Transitions the buffer holds."""
     learning_starts: int = param(500, Interval(int, 0, None))
@@ -78,6 +76,28 @@ class DQNConfig(Config):
     """Exploration rate after annealing."""
     exploration_fraction: float = param(0.5, Interval(float, 0, 1, closed="right"))
     """Fraction of each task's budget over which ε falls linearly."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.hidden or not all(isinstance(h, int) and h > 0 for h in self.hidden):
+            raise ConfigError(f"The 'hidden' parameter of {self.owner_name} must be a non-empty tuple of positive "
+                              f"ints. Got {self.hidden!r} instead.")
+        if self.batch_size > self.buffer_capacity:
+            raise ConfigError(f"The 'batch_size' parameter of {self.owner_name} must not exceed buffer_capacity "
+                              f"({self.buffer_capacity}). Got {self.batch_size} instead.")
+
+    def epsilon(self, step: int, budget: int) -> float:
+        """ε at env step ``step`` of a task of ``budget`` steps: linear from start to end, then flat."""
+        explore_steps = max(1, int(self.exploration_fraction * budget))
+        return self.epsilon_start + (self.epsilon_end - self.epsilon_start) * min(1.0, step / explore_steps)
+
+
+@dataclass(frozen=True)
+class DQNConfig(QLearningConfig):
+    """Hyperparameters of the DQN family: the Q-learning loop plus the replay policy."""
+
+    buffer: str = param("per-task", OneOf("per-task", "reservoir"))
+    """``per-task`` empties the buffer at every task; ``reservoir`` keeps a uniform sample of all tasks."""
     prioritized: bool = param(False, InstanceOf(bool))
     """Sample in proportion to |TD error|^α (Schaul et al., 2016)."""
     priority_alpha: float = param(0.6, _UNIT)
@@ -88,15 +108,6 @@ class DQNConfig(Config):
     """Added to |TD error| so that no transition has zero priority."""
     reverse_replay: bool = param(False, InstanceOf(bool))
     """After each episode, sweep the last rewarded episode backwards."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.hidden or not all(isinstance(h, int) and h > 0 for h in self.hidden):
-            raise ConfigError(f"The 'hidden' parameter of DQN must be a non-empty tuple of positive ints. "
-                              f"Got {self.hidden!r} instead.")
-        if self.batch_size > self.buffer_capacity:
-            raise ConfigError(f"The 'batch_size' parameter of DQN must not exceed buffer_capacity "
-                              f"({self.buffer_capacity}). Got {self.batch_size} instead.")
 
 
 def flat_discrete_sizes(stream: Any, *, seed: int, owner: str) -> tuple[int, int]:
@@ -228,12 +239,9 @@ class DQN:
         min_return = experience.info.get("min_return", 0.0)
         episode: list[tuple] = []
         episode_return, losses, self.last_curve, replayed = 0.0, [], [], 0
-        explore_steps = max(1, int(cfg.exploration_fraction * budget))
 
         for step in range(budget):
-            # ε-greedy action, ε linear from start to end within the task.
-            epsilon = cfg.epsilon_start + (cfg.epsilon_end - cfg.epsilon_start) * min(1.0, step / explore_steps)
-            if self.rng.random() < epsilon:
+            if self.rng.random() < cfg.epsilon(step, budget):
                 action = int(self.rng.integers(self.n_actions))
             else:
                 with torch.no_grad():

@@ -18,7 +18,10 @@ Kind = Literal["supervised", "unsupervised", "rl", "sequence"]
 
 - supervised: ``predict(x, task_id)`` returns logits, scored by accuracy.
 - unsupervised: ``embed(x)`` returns features, scored by a fixed probe.
-- rl: ``act(obs, task_id)`` returns actions, scored by normalised return.
+- rl: ``act(obs, task_id)`` returns actions, scored by normalised return. A
+  stateful (recurrent) agent also defines ``begin_episodes(n)``: the
+  evaluator calls it before ``n`` episodes start together, one per row of
+  the observation batches that follow.
 - sequence: ``predict(x, task_id)`` on [B, T, d] inputs; the stream scores it.
 """
 

@@ -520,7 +520,9 @@ def evaluate_rl(agent: Any, experience: Experience) -> float:
 
     Runs one episode per evaluation seed, all at once in a synchronous vector
     env, calling ``agent.act(obs_batch, task_id)``; each episode counts until
-    its first end, whatever the autoreset mode does afterwards.
+    its first end, whatever the autoreset mode does afterwards. A stateful
+    agent's ``begin_episodes(n)``, if it has one, is called first, so that its
+    memory starts empty for these episodes.
 
     Returns:
         The mean over episodes of ``(return − min_return) / (max_return − min_return)``.
@@ -530,6 +532,9 @@ def evaluate_rl(agent: Any, experience: Experience) -> float:
     envs = gymnasium.vector.SyncVectorEnv([functools.partial(factory, seed) for seed in seeds])
     try:
         obs, _ = envs.reset(seed=seeds)
+        begin_episodes = getattr(agent, "begin_episodes", None)
+        if begin_episodes is not None:
+            begin_episodes(len(seeds))
         returns = np.zeros(len(seeds))
         running = np.ones(len(seeds), dtype=bool)
         while running.any():
