@@ -1,9 +1,9 @@
 """Accuracy of the STDP networks: one unsupervised epoch, then label-assignment readouts.
 
 Protocol (BindsNET's ``examples/mnist``): present each training image once
-with learning on, accumulating each neuron's per-class spike counts; assign
-labels; present the test images with learning off and vote. LC-SNN also
-scores 2-grams of the firing order.
+per epoch with learning on, accumulating each neuron's per-class spike counts
+(over the last epoch); assign labels; present the test images with learning
+off and vote. LC-SNN also scores 2-grams of the firing order.
 
 Examples::
 
@@ -11,6 +11,7 @@ Examples::
     python benchmarks/snn_accuracy.py --model lc-snn --filters 25
     python benchmarks/snn_accuracy.py --dataset fashion-mnist --n-train 4000 --n-test 1000
     python benchmarks/snn_accuracy.py --reduction max --batch-size 256
+    python benchmarks/snn_accuracy.py --model diehl-cook --neurons 400 --epochs 3
 
 Prints one JSON line per run.
 """

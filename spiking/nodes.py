@@ -188,6 +188,7 @@ class Nodes(nn.Module):
         """Return to rest between samples (weights and ``theta`` are kept)."""
         self.s.zero_()
         self.x.zero_()
+        self._spikes_changed()
 
     def _update_trace(self) -> None:
         if self.track_traces:
@@ -196,6 +197,12 @@ class Nodes(nn.Module):
 
 class InputNodes(Nodes):
     """Nodes whose spikes are set from an encoded input each step."""
+
+    def reset_state(self) -> None:
+        # ``s`` may be a view of the caller's input (set_spikes does not copy): replace it, never zero it.
+        self._buffers["s"] = torch.zeros_like(self._buffers["s"])
+        self.x.zero_()
+        self._spikes_changed()
 
     def set_spikes(self, spikes: torch.Tensor) -> None:
         """Take this step's input spikes ``[B, *shape]`` (bool)."""
@@ -207,6 +214,7 @@ class InputNodes(Nodes):
                 self._kernels.trace_step(x_ptr, spikes.data_ptr(), count, decay)
             return
         self.s = spikes
+        self._spikes_changed()
         self._update_trace()
 
 

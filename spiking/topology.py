@@ -184,7 +184,8 @@ class DenseConnection(Connection):
 
     def _events(self, nodes: Nodes, spikes: torch.Tensor):
         """The event lists of ``nodes`` if ``spikes`` are its current spikes and the kernels apply."""
-        if self._kernels is not None and nodes._kernels is not None and spikes is nodes._buffers["s"]:
+        if (self._kernels is not None and nodes._kernels is not None and spikes is nodes._buffers["s"]
+                and spikes.is_contiguous()):
             return nodes.spike_events()
         return None
 
