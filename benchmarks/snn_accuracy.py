@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--theta-plus", type=float, help="D&C threshold increment (default 0.05)")
     parser.add_argument("--tau-theta", type=float, help="D&C threshold time constant in ms (default 1e7)")
     parser.add_argument("--theta-reduction", choices=("sum", "mean", "max"),
-                        help="D&C batch reduction of theta (default: the same as --reduction)")
+                        help="D&C batch reduction of theta (default sum, as BindsNET)")
     parser.add_argument("--nu-pre", type=float, help="D&C depression rate (default 1e-4)")
     parser.add_argument("--nu-post", type=float, help="D&C potentiation rate (default 1e-2)")
     parser.add_argument("--n-train", type=int, default=4000)

@@ -81,8 +81,9 @@ class DiehlCookConfig(Config):
     """Adaptive threshold time constant (ms)."""
     one_spike: bool = param(True, InstanceOf(bool))
     """At most one excitatory spike per sample and step (BindsNET's default)."""
-    theta_reduction: str | None = param(None, Optional(OneOf("sum", "mean", "max")))
-    """Batch reduction of the threshold increments; ``None``: the same as ``reduction``."""
+    theta_reduction: str = param("sum", OneOf("sum", "mean", "max"))
+    """Batch reduction of the threshold increments (BindsNET: sum). Sum is also the best
+    with ``reduction="max"`` at B = 16 and 64 (docs/spiking.md, "Batch reduction")."""
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,7 @@ def build_diehl_cook(image_shape: tuple[int, ...], config: DiehlCookConfig, *, s
     net = Network(dt=presentation.dt)
     x = net.add_layer("X", InputNodes(shape=(n_input,)))
     adaptive = AdaptiveParams(theta_plus=config.theta_plus, tau_theta=config.tau_theta,
-                              one_spike=config.one_spike,
-                              reduction=config.theta_reduction or config.reduction)
+                              one_spike=config.one_spike, reduction=config.theta_reduction)
     exc = net.add_layer("Ae", AdaptiveLIFNodes(shape=(n,), params=EXCITATORY, adaptive=adaptive,
                                                generator=generator))
     inh = net.add_layer("Ai", LIFNodes(shape=(n,), params=INHIBITORY))

@@ -83,8 +83,8 @@ class AdaptiveParams(Config):
     reduction: str = param("sum", OneOf("sum", "mean", "max"))
     """How a step's threshold increments are reduced over the batch: ``"sum"``
     (BindsNET: every sample's spike raises theta), ``"mean"``, or ``"max"``
-    (theta rises once if the neuron spiked in any sample). Match it to the
-    weights' reduction so that thresholds and weights adapt at the same pace
+    (theta rises once if the neuron spiked in any sample). The last two keep
+    theta in step with max-reduced weights over many epochs at large batches
     (docs/spiking.md, "Batch reduction")."""
 
 

@@ -135,6 +135,8 @@ def test_negative_time_constants_fail_at_construction():
         AdaptiveParams(tau_theta=-1.0)
     with pytest.raises(ConfigError, match="tau_trace"):
         InputNodes(shape=(3,), tau_trace=-20.0)
+    with pytest.raises(ConfigError, match="'reduction' parameter of AdaptiveParams"):
+        AdaptiveParams(reduction="median")
 
 
 @pytest.mark.parametrize("dt", [0.0, -1.0])
