@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,13 +82,20 @@ def _reference_losses(h, t_classes, t_prev_classes, labels, k):
 def test_class_level_losses_equal_the_per_sample_batch_formulas(shape, k):
     g = torch.Generator().manual_seed(k)
     labels = torch.tensor([0, 2, 2, 3, 0, 2, 5, 3, 3, 2, 0, 5])  # classes 1 and 4 absent
-    h = torch.rand(12, *shape, generator=g)
-    t_classes, t_prev = torch.rand(6, *shape, generator=g), torch.rand(6, *shape, generator=g)
+    h = torch.rand(12, *shape, generator=g, requires_grad=True)
+    t_classes = torch.rand(6, *shape, generator=g, requires_grad=True)
+    t_prev = torch.rand(6, *shape, generator=g)
     expected = _reference_losses(h, t_classes, t_prev, labels, k)
     y, gram = losses.class_similarity(h, t_classes), losses.target_gram(t_prev)
     counts = torch.bincount(labels, minlength=6)
     for name, fn in losses.INPUT_TARGET_LOSSES.items():
-        torch.testing.assert_close(fn(y, gram, labels, counts, k), expected[name], msg=name)
+        ours = fn(y, gram, labels, counts, k)
+        torch.testing.assert_close(ours, expected[name], msg=name)
+        # The closed-form gradient (losses.loss_and_grad) against autograd through the B×B formulas.
+        wanted = torch.autograd.grad(expected[name], [h, t_classes], retain_graph=True)
+        got = torch.autograd.grad(ours, [h, t_classes], retain_graph=True)
+        for a, b in zip(got, wanted):
+            torch.testing.assert_close(a, b, msg=name)
 
 
 def test_first_layer_losses_match_with_one_hot_targets():
@@ -103,6 +112,50 @@ def test_first_layer_losses_match_with_one_hot_targets():
     y, counts = losses.class_similarity(h, t_classes), torch.bincount(labels, minlength=3)
     for name, fn in losses.INPUT_TARGET_LOSSES.items():
         torch.testing.assert_close(fn(y, losses.target_gram(codes), labels, counts, 2), expected[name], msg=name)
+
+
+def _gradients_after_one_step(agent: SigpropAgent, x: torch.Tensor, y: torch.Tensor, head_mask=None) -> list:
+    agent.optimizer.zero_grad(set_to_none=True)
+    loss = agent.step(x, y, head_mask)
+    params = [p for group in agent.optimizer.param_groups for p in group["params"]]
+    return [loss] + [p.grad for p in params]
+
+
+@pytest.mark.parametrize("activation, loss, masked", [
+    ("relu", "max-rand", False),
+    ("tanh", "top-k", False),
+    ("leaky-relu", "max-all", True),
+    ("sigmoid", "max-rand", True),
+])
+def test_hand_written_gradients_equal_autograd(digits_experience, activation, loss, masked):
+    """The MLP's hand-written step (the default) gives autograd's per-layer gradients and losses."""
+    x, y = digits_experience.train_x[:48], digits_experience.train_y[:48] % 6  # classes 6..9 absent
+    head_mask = None
+    if masked:  # task-IL: only these outputs train
+        head_mask = torch.full((10,), float("-inf"))
+        head_mask[:6] = 0.0
+    config = dict(hidden=(24, 20, 16), activation=activation, loss=loss, topk=4)
+    manual = SigpropAgent(stream=_Stream(), config=SigpropConfig(**config), seed=3)
+    reference = SigpropAgent(stream=_Stream(), config=SigpropConfig(**config, manual_gradients=False), seed=3)
+    assert manual.manual and not reference.manual
+    got = _gradients_after_one_step(manual, x, y, head_mask)
+    wanted = _gradients_after_one_step(reference, x, y, head_mask)
+    assert len(got) == len(wanted) == 1 + 2 * 4 + 1  # loss, 3 blocks and the head (weight, bias), S
+    for i, (a, b) in enumerate(zip(got, wanted)):
+        assert b.abs().sum() > 0
+        torch.testing.assert_close(a, b, msg=f"tensor {i}")
+
+
+def test_hand_written_gradients_equal_autograd_with_layer_local_replay(digits_experience):
+    first = Experience(index=0, kind="supervised", train_x=digits_experience.train_x[:300],
+                       train_y=digits_experience.train_y[:300], classes=tuple(range(10)))
+    agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(24, 16), local_replay_size=40), seed=0)
+    agent.learn(first)  # fills each region's memory
+    reference = copy.deepcopy(agent)  # same weights, memories and generator state
+    reference.manual = False
+    x, y = digits_experience.train_x[300:332], digits_experience.train_y[300:332]
+    for a, b in zip(_gradients_after_one_step(agent, x, y), _gradients_after_one_step(reference, x, y)):
+        torch.testing.assert_close(a, b)
 
 
 def test_inference_is_a_plain_forward_pass_without_the_signal(digits_experience):

@@ -29,6 +29,15 @@ from replaybench.protocols import Experience, Stream
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
+_LEAKY_SLOPE = nn.LeakyReLU().negative_slope
+ACTIVATION_BACKWARD = {
+    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0.0),
+    "leaky-relu": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, _LEAKY_SLOPE, True),
+    "tanh": torch.ops.aten.tanh_backward,
+    "sigmoid": torch.ops.aten.sigmoid_backward,
+}
+"""``(dL/dout, out) -> dL/dpre`` for each activation: the kernels autograd's own backward runs, from the output."""
+
 
 @dataclass(frozen=True)
 class LocalConfig(TrainingConfig):

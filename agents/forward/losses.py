@@ -26,14 +26,25 @@ formulas exactly (``tests/test_forward_sigprop.py`` checks it) at a
 fraction of the cost. Which of several identical columns an argmax or top-k
 picks does not change the loss; ties between different classes' targets
 (which the B×B form breaks by batch position) are broken by class index.
+
+All three variants are one soft-target cross-entropy; they differ only in
+the target weights W[j, k], the number of class-k target columns an input of
+class j is pulled towards (:data:`TARGET_SELECTIONS`). With
+p_a(k) = n_k exp(Y[a, k]) / Σ_j n_j exp(Y[a, j]) and W_a = W[label_a]:
+
+    L = -(1/B) Σ_a Σ_k W_a[k] (Y[a, k] - log Σ_j n_j exp(Y[a, j]))
+    dL/dY[a, k] = (p_a(k) Σ_j W_a[j] - W_a[k]) / B
+
+:func:`loss_and_grad` computes both; sigprop's hand-written layer step uses
+the gradient directly, and :func:`input_target_loss` wraps it for autograd.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 
 def class_similarity(h: torch.Tensor, class_targets: torch.Tensor) -> torch.Tensor:
@@ -57,54 +68,83 @@ def _present(gram: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return gram.masked_fill(counts == 0, float("-inf"))
 
 
-def max_rand_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
-                  topk: int) -> torch.Tensor:
+def max_rand_targets(gram: torch.Tensor, counts: torch.Tensor, topk: int) -> torch.Tensor:
     """Each input should be most similar to the target most similar to its own.
 
-    With n_k columns per class, the B-column cross-entropy is
-    ``CE(Y + log n, m) + log n_m`` for the chosen class m; the second term
-    carries no gradient and keeps the value equal to the B×B form.
+    Args:
+        gram: Class-target similarities G of the previous layer [K, K].
+        counts: How many samples of each class the batch holds [K].
+        topk: Unused (the signature is shared).
+
+    Returns:
+        Target weights W [K, K]: one column of the chosen class per row.
+    """
+    chosen = _present(gram, counts).argmax(1)  # decided per class
+    return torch.zeros_like(gram).scatter_(1, chosen[:, None], 1.0)
+
+
+def topk_targets(gram: torch.Tensor, counts: torch.Tensor, topk: int) -> torch.Tensor:
+    """Each input should be similar to the ``topk`` targets most similar to its own."""
+    order = _present(gram, counts).argsort(dim=1, descending=True)  # [K, K], per class
+    n_sorted = counts[order].to(gram.dtype)
+    before = n_sorted.cumsum(1) - n_sorted  # columns already taken by more similar classes
+    return torch.zeros_like(gram).scatter_(1, order, (topk - before).clamp(min=0).minimum(n_sorted))
+
+
+def max_all_targets(gram: torch.Tensor, counts: torch.Tensor, topk: int) -> torch.Tensor:
+    """Each input should be similar to every target tied for most similar to its own."""
+    gram = _present(gram, counts)
+    return ((gram == gram.max(1, keepdim=True).values) * counts).to(gram.dtype)
+
+
+TARGET_SELECTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
+    "max-rand": max_rand_targets,
+    "top-k": topk_targets,
+    "max-all": max_all_targets,
+}
+"""The loss variants by name: ``select(G, counts, topk) -> W [K, K]``."""
+
+
+def loss_and_grad(y: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft-target loss L and its gradient dL/dY, in closed form (module docstring).
 
     Args:
         y: Input-class similarities Y [B, K].
-        gram: Class-target similarities G of the previous layer [K, K].
-        labels: The batch's labels [B].
-        counts: How many samples of each class the batch holds [K].
-        topk: Unused (the signature is shared).
+        counts: The batch's class counts n [K].
+        weights: Each input's target weights W_a [B, K] (zero for absent classes).
     """
-    chosen = _present(gram, counts).argmax(1)[labels]  # decided per class, then looked up
-    log_counts = counts.log()
-    return F.cross_entropy(y + log_counts, chosen) + log_counts[chosen].mean()
+    n = len(y)
+    logits = y + counts.log()  # absent classes at -inf
+    shift = logits.amax(1, keepdim=True)  # a present class's, so finite
+    mass = logits.sub_(shift).exp_()  # n_k exp(Y[a, k] - shift_a)
+    partition = mass.sum(1, keepdim=True)
+    grad = mass.mul_(weights.sum(1, keepdim=True) / partition).sub_(weights).div_(n)
+    loss = torch.vdot(weights.flatten(), (partition.log_().add_(shift) - y).flatten()) / n
+    return loss, grad
 
 
-def topk_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
-              topk: int) -> torch.Tensor:
-    """Each input should be similar to the ``topk`` targets most similar to its own."""
-    order = _present(gram, counts).argsort(dim=1, descending=True)  # [K, K], per class
-    n_sorted = counts[order].to(y.dtype)
-    before = n_sorted.cumsum(1) - n_sorted  # columns already taken by more similar classes
-    taken = torch.zeros_like(gram, dtype=y.dtype).scatter_(1, order, (topk - before).clamp(min=0).minimum(n_sorted))
-    return _soft_target_loss(y, counts, taken[labels])
+class _SoftTargetLoss(torch.autograd.Function):
+    """:func:`loss_and_grad` as an autograd node (gradient to Y only)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        loss, grad = loss_and_grad(y.detach(), counts, weights)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None
 
 
-def max_all_loss(y: torch.Tensor, gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor,
-                 topk: int) -> torch.Tensor:
-    """Each input should be similar to every target tied for most similar to its own."""
-    gram = _present(gram, counts)
-    taken = (gram == gram.max(1, keepdim=True).values) * counts
-    return _soft_target_loss(y, counts, taken.to(y.dtype)[labels])
-
-
-def _soft_target_loss(y: torch.Tensor, counts: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
-    """``-Σ_b target_b log p_b`` with ``taken[a, k]`` target columns of class k (targets need not sum to 1)."""
-    log_counts = counts.log()
-    log_p = y - torch.logsumexp(y + log_counts, dim=1, keepdim=True)
-    return -(taken * log_p).sum(1).mean()
+def input_target_loss(select: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], y: torch.Tensor,
+                      gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, topk: int) -> torch.Tensor:
+    """A differentiable input-target loss from Y [B, K], G [K, K], labels [B] and counts [K]."""
+    return _SoftTargetLoss.apply(y, counts, select(gram, counts, topk)[labels])
 
 
 INPUT_TARGET_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "max-rand": max_rand_loss,
-    "top-k": topk_loss,
-    "max-all": max_all_loss,
+    name: partial(input_target_loss, select) for name, select in TARGET_SELECTIONS.items()
 }
-"""The loss variants by name: ``fn(Y, G, labels, counts, topk) -> scalar``."""
+"""The loss variants by name: ``fn(Y, G, labels, counts, topk) -> scalar`` (differentiable in Y)."""

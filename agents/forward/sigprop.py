@@ -22,6 +22,13 @@ All gradients land first and one optimiser step follows; since the losses
 touch disjoint parameters this equals the reference's per-layer steps.
 Inference is the plain forward pass of :class:`ForwardNet`; S is unused.
 
+For an MLP without norm (the default network) each layer's gradient is
+written out by hand (``manual_gradients``): the layer's local loss reaches
+only its own weights through one activation, so its chain rule is three
+products, and skipping the autograd engine (a fixed cost per ``backward``
+call, paid once per layer) makes the step cheaper than backprop's. The
+values are autograd's (``tests/test_forward_sigprop.py`` compares them).
+
 Layer-local replay (``local_replay_size > 0``) replays in several regions at
 once, element 10 of Hayes et al. 2021 ("Replay in deep learning: current
 approaches and missing biological elements"): every layer, the head
@@ -39,10 +46,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agents.forward.layers import LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
-from agents.forward.losses import INPUT_TARGET_LOSSES, class_similarity, target_gram
+import torch.nn.functional as F
+
+from agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
+                                   masked_cross_entropy)
+from agents.forward.losses import (INPUT_TARGET_LOSSES, TARGET_SELECTIONS, class_similarity, loss_and_grad,
+                                   target_gram)
 from memories.reservoir import ReservoirBuffer
-from replaybench.params import Interval, OneOf, param
+from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 
 
@@ -59,6 +70,8 @@ class SigpropConfig(LocalConfig):
     """k of the "top-k" loss (6 in the reference)."""
     local_replay_size: int = param(0, Interval(int, 0, None))
     """Items each layer's own replay memory holds; 0 turns layer-local replay off."""
+    manual_gradients: bool = param(True, InstanceOf(bool))
+    """Write an MLP's local gradients out by hand when it has no norm (same values as autograd, faster)."""
 
 
 class SigpropAgent(LocalLearner):
@@ -79,6 +92,8 @@ class SigpropAgent(LocalLearner):
         self.optimizer = self.make_optimizer([self.network, self.signal])
         self.layer_loss = INPUT_TARGET_LOSSES[config.loss]
         self.class_codes = torch.eye(stream.n_classes, device=self.device)
+        self.first_gram = target_gram(self.class_codes)  # t_0 = c: layer 1's target similarities never change
+        self.manual = config.manual_gradients and config.architecture == "mlp" and config.norm == "none"
         self.memories: list[ReservoirBuffer] = []
         if config.local_replay_size:
             # One memory per region: each hidden layer and the head.
@@ -87,6 +102,8 @@ class SigpropAgent(LocalLearner):
 
     # --- one minibatch ----------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.manual:
+            return self._manual_step(x, y, head_mask)
         total = torch.zeros((), device=self.device)
         for loss in self.local_losses(x, y, head_mask):
             loss.backward()  # frees this layer's graph before the next layer runs
@@ -111,11 +128,74 @@ class SigpropAgent(LocalLearner):
             else:  # inputs and targets through the same weights, as one batch
                 h, targets = block(torch.cat([h, targets_prev])).split([len(h), len(targets_prev)])
             with torch.no_grad():  # yy only selects which targets to match
-                gram = target_gram(targets_prev)
+                gram = self.first_gram if i == 0 else target_gram(targets_prev)
             yield self.layer_loss(class_similarity(h, targets), gram, labels, counts, self.config.topk)
             targets_prev = targets.detach()
         h, labels = self._with_replay(len(self.network.blocks), h.detach().flatten(1), labels)
         yield masked_cross_entropy(self.network.head(h), labels, head_mask)
+
+    @torch.no_grad()
+    def _manual_step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`local_losses` and their backward passes, for Linear-activation layers, by hand.
+
+        Each layer pushes its inputs and the previous targets through its
+        weights as one stacked batch, ``out = f(pre)`` with rows [h_i; t_i]
+        (layer 1: ``pre`` = [x W_1ᵀ + b_1; c Sᵀ]). Its loss reaches its weights
+        only through ``out``: dL/dout = [dL/dY t_i; dL/dYᵀ h_i] with dL/dY from
+        :func:`losses.loss_and_grad`, dL/dpre = dL/dout ⊙ f'(out), and the
+        weight gradient is dL/dpreᵀ times the stacked inputs.
+        """
+        select, backward = TARGET_SELECTIONS[self.config.loss], ACTIVATION_BACKWARD[self.config.activation]
+        activation = self.network.blocks[0].activation
+        projection = self.signal[0].weight
+        h, labels = self.network.prepare(x), y
+        counts = torch.bincount(y, minlength=self.n_classes)
+        targets_prev, gram = self.class_codes, self.first_gram
+        out = targets = None
+        losses = []
+        for i, block in enumerate(self.network.blocks):
+            replayed = bool(self.memories) and len(self.memories[i]) > 0
+            if replayed:
+                h, labels = self._with_replay(i, h, labels)
+                counts = torch.bincount(labels, minlength=self.n_classes)
+            n, weight, bias = len(h), block.weights.weight, block.weights.bias
+            if i == 0:
+                inputs = h
+                pre = torch.empty(n + self.n_classes, weight.shape[0], device=h.device)
+                torch.addmm(bias, h, weight.t(), out=pre[:n])
+                torch.mm(targets_prev, projection.t(), out=pre[n:])  # t_1 = f(S c)
+                out = activation(pre)
+            else:  # the previous layer's output is already [h; t] unless replay added rows to h
+                inputs = torch.cat([h, targets_prev]) if replayed else out
+                out = activation(F.linear(inputs, weight, bias))
+            h, targets = out[:n], out[n:]
+            similarities = out @ targets.t()  # rows [h; t]: Y, and the next layer's target similarities
+            weights = select(gram, counts, self.config.topk)[labels]
+            loss, grad_y = loss_and_grad(similarities[:n], counts, weights)
+            losses.append(loss)
+            grad_out = torch.empty_like(out)
+            torch.mm(grad_y, targets, out=grad_out[:n])  # dL/dh = dL/dY t
+            torch.mm(grad_y.t(), h, out=grad_out[n:])  # dL/dt = dL/dYᵀ h
+            grad_pre = backward(grad_out, out)
+            if i == 0:
+                _accumulate(weight, grad_pre[:n].t() @ inputs)
+                _accumulate(bias, grad_pre[:n].sum(0))
+                _accumulate(projection, grad_pre[n:].t().contiguous())  # c is the identity: dL/dS = dL/dpre_tᵀ c
+            else:
+                _accumulate(weight, grad_pre.t() @ inputs)
+                _accumulate(bias, grad_pre.sum(0))
+            targets_prev, gram = targets, similarities[n:]
+        h, labels = self._with_replay(len(self.network.blocks), h, labels)
+        head = self.network.head
+        logits = F.linear(h, head.weight, head.bias)
+        if head_mask is not None:
+            logits = logits + head_mask
+        log_p = logits.log_softmax(1)
+        losses.append(F.nll_loss(log_p, labels))
+        grad_logits = log_p.exp_().sub_(self.class_codes[labels]).div_(len(h))  # cross-entropy's (p - c) / B
+        _accumulate(head.weight, grad_logits.t() @ h)
+        _accumulate(head.bias, grad_logits.sum(0))
+        return torch.stack(losses).sum()
 
     def _with_replay(self, region: int, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this region's own replayed (input, label) pairs to its minibatch."""
@@ -140,3 +220,11 @@ class SigpropAgent(LocalLearner):
             self.memories[-1].add(h.flatten(1).cpu(), y)
         return {"memory_bytes": float(sum(m.nbytes for m in self.memories))}
 
+
+
+def _accumulate(parameter: torch.Tensor, grad: torch.Tensor) -> None:
+    """Add ``grad`` to ``parameter.grad``, as a backward pass would."""
+    if parameter.grad is None:
+        parameter.grad = grad
+    else:
+        parameter.grad += grad
