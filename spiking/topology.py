@@ -222,9 +222,10 @@ class DenseConnection(Connection):
             self._fused_outer(pre, post, reduction, alpha)
             return self._buffers["weight"]
         batch = pre.shape[0]
+        # Any update outside the event-driven kernels (into the weight, or into a scratch tensor
+        # that a rule then adds to it, as WeightDependentPostPre does) is clamped in full.
+        self._step.unmarked_change = True
         out = self.weight if out is None else out
-        if out is self.weight:
-            self._step.unmarked_change = True
         return batch_outer(pre.reshape(batch, -1), post.reshape(batch, -1), reduction, out=out, alpha=alpha)
 
     def _fused_outer(self, pre, post, reduction, alpha) -> None:

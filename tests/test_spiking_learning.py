@@ -59,11 +59,14 @@ def _dense_pair(batch=5, n_pre=40, n_post=12, rule=None):
     return DenseConnection(source=source, target=target, weight=weight, rule=rule), weight
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
-def test_postpre_weight_dependent_and_hebbian_follow_their_equations(reduction):
+def test_postpre_weight_dependent_and_hebbian_follow_their_equations(reduction, fused):
     params = STDPParams(nu_pre=0.05, nu_post=0.08)
     for rule_type in (PostPre, WeightDependentPostPre, Hebbian):
         conn, w = _dense_pair(rule=rule_type(params=params, reduction=reduction))
+        if fused:  # bind the CPU kernels, where there are any
+            conn.configure(batch_size=conn.source.s.shape[0])
         s_pre, x_pre, s_post, x_post = conn.source.s.float(), conn.source.x, conn.target.s.float(), conn.target.x
         dep = REDUCE[reduction](s_pre[:, :, None] * x_post[:, None, :])
         pot = REDUCE[reduction](x_pre[:, :, None] * s_post[:, None, :])
