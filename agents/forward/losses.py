@@ -105,21 +105,28 @@ TARGET_SELECTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.T
 """The loss variants by name: ``select(G, counts, topk) -> W [K, K]``."""
 
 
-def loss_and_grad(y: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def log_counts(counts: torch.Tensor) -> torch.Tensor:
+    """log n_k, with the absent classes at -1e30 rather than -inf.
+
+    exp(-1e30 - ...) is exactly 0, as exp(-inf) would be, but the absent
+    classes' log-probabilities stay finite, so their zero target weights
+    give 0 rather than 0 · inf = NaN.
+    """
+    return counts.log().clamp_(min=-1e30)
+
+
+def loss_and_grad(y: torch.Tensor, log_n: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The soft-target loss L and its gradient dL/dY, in closed form (module docstring).
 
     Args:
         y: Input-class similarities Y [B, K].
-        counts: The batch's class counts n [K].
+        log_n: :func:`log_counts` of the batch's class counts [K].
         weights: Each input's target weights W_a [B, K] (zero for absent classes).
     """
     n = len(y)
-    logits = y + counts.log()  # absent classes at -inf
-    shift = logits.amax(1, keepdim=True)  # a present class's, so finite
-    mass = logits.sub_(shift).exp_()  # n_k exp(Y[a, k] - shift_a)
-    partition = mass.sum(1, keepdim=True)
-    grad = mass.mul_(weights.sum(1, keepdim=True) / partition).sub_(weights).div_(n)
-    loss = torch.vdot(weights.flatten(), (partition.log_().add_(shift) - y).flatten()) / n
+    log_p = (y + log_n).log_softmax(1)  # log p_a(k) = Y[a, k] + log n_k - log Σ_j n_j exp(Y[a, j])
+    loss = torch.vdot(weights.flatten(), (log_n - log_p).flatten()) / n  # log Σ ... - Y = log n - log p
+    grad = log_p.exp_().mul_(weights.sum(1, keepdim=True)).sub_(weights).div_(n)
     return loss, grad
 
 
@@ -128,7 +135,7 @@ class _SoftTargetLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        loss, grad = loss_and_grad(y.detach(), counts, weights)
+        loss, grad = loss_and_grad(y.detach(), log_counts(counts), weights)
         ctx.save_for_backward(grad)
         return loss
 

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 
 from agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
                                    masked_cross_entropy)
-from agents.forward.losses import (INPUT_TARGET_LOSSES, TARGET_SELECTIONS, class_similarity, loss_and_grad,
-                                   target_gram)
+from agents.forward.losses import (INPUT_TARGET_LOSSES, TARGET_SELECTIONS, class_similarity, log_counts,
+                                   loss_and_grad, target_gram)
 from memories.reservoir import ReservoirBuffer
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -150,6 +150,7 @@ class SigpropAgent(LocalLearner):
         projection = self.signal[0].weight
         h, labels = self.network.prepare(x), y
         counts = torch.bincount(y, minlength=self.n_classes)
+        log_n = log_counts(counts)
         targets_prev, gram = self.class_codes, self.first_gram
         out = targets = None
         losses = []
@@ -158,6 +159,7 @@ class SigpropAgent(LocalLearner):
             if replayed:
                 h, labels = self._with_replay(i, h, labels)
                 counts = torch.bincount(labels, minlength=self.n_classes)
+                log_n = log_counts(counts)
             n, weight, bias = len(h), block.weights.weight, block.weights.bias
             if i == 0:
                 inputs = h
@@ -171,7 +173,7 @@ class SigpropAgent(LocalLearner):
             h, targets = out[:n], out[n:]
             similarities = out @ targets.t()  # rows [h; t]: Y, and the next layer's target similarities
             weights = select(gram, counts, self.config.topk)[labels]
-            loss, grad_y = loss_and_grad(similarities[:n], counts, weights)
+            loss, grad_y = loss_and_grad(similarities[:n], log_n, weights)
             losses.append(loss)
             grad_out = torch.empty_like(out)
             torch.mm(grad_y, targets, out=grad_out[:n])  # dL/dh = dL/dY t
