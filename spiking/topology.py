@@ -248,8 +248,8 @@ class DenseConnection(Connection):
         starts, samples = self.source.spike_events()
         out = self._out.data_ptr() if clamp else None
         self._kernels.outer_rows(starts, samples, post, self._weight_ptr, *self._shape_args, scale, mode,
-                                 self._mark_args[0], self._row_scratch.data_ptr(), int(clamp), self.wmin, self.wmax, out,
-                                 self._out.shape[0], *self._support_args)
+                                 self._mark_args[0], self._row_scratch.data_ptr(), int(clamp), self.wmin,
+                                 self.wmax, out, self._out.shape[0], *self._support_args)
         if clamp:
             self._step.precomputed = self.source.spikes_version
 
