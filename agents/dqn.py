@@ -126,6 +126,17 @@ def flat_discrete_sizes(stream: Any, *, seed: int, owner: str) -> tuple[int, int
         probe.close()
 
 
+def training_stats(curve: list[tuple[int, float]], losses: list[float], buffer: Any, replayed: int) -> dict[str, float]:
+    """What a Q-learning agent's ``learn`` reports: episodes, returns, loss, buffer and replay volume."""
+    returns = [r for _, r in curve]
+    return {"episodes": float(len(returns)),
+            "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
+            "mean_loss": float(np.mean(losses)) if losses else float("nan"),
+            "buffer_size": float(len(buffer)),
+            "replay_samples": float(replayed),
+            "memory_bytes": float(buffer.nbytes)}
+
+
 class TransitionBuffer:
     """Fixed-size arrays of (obs, action, reward, next_obs, terminated).
 
@@ -273,13 +284,7 @@ class DQN:
                 obs, _ = env.reset()
                 episode_return = 0.0
         env.close()
-        returns = [r for _, r in self.last_curve]
-        return {"episodes": float(len(returns)),
-                "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
-                "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-                "buffer_size": float(len(self.buffer)),
-                "replay_samples": float(replayed),
-                "memory_bytes": float(self.buffer.nbytes)}
+        return training_stats(self.last_curve, losses, self.buffer, replayed)
 
     def _train_step(self, beta: float) -> float:
         cfg = self.config

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from agents._nets import mlp
-from agents.dqn import QLearningConfig, flat_discrete_sizes
+from agents.dqn import QLearningConfig, flat_discrete_sizes, training_stats
 from memories.wave import WaveLattice
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Interval, OneOf, Optional, param
@@ -242,13 +242,7 @@ class WaveDQN:
                 self.begin_episodes(1)
                 episode_start, episode_return = True, 0.0
         env.close()
-        returns = [r for _, r in self.last_curve]
-        return {"episodes": float(len(returns)),
-                "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
-                "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-                "buffer_size": float(len(self.buffer)),
-                "replay_samples": float(replayed),
-                "memory_bytes": float(self.buffer.nbytes)}
+        return training_stats(self.last_curve, losses, self.buffer, replayed)
 
     def _td_update(self, window: tuple[torch.Tensor, ...]) -> float:
         """One Adam step on the squared TD error of the window steps whose lattice is exact."""

@@ -274,6 +274,17 @@ def run_plot(args: argparse.Namespace) -> None:
         fig.savefig(DOCS / "wave_spectrum.png", dpi=110)
 
 
+def flipflop_arguments(parser: argparse.ArgumentParser, *, max_updates: int) -> None:
+    """The flip-flop training options shared by the ``flipflop`` and ``spectrum`` experiments."""
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--length", type=int, default=48)
+    parser.add_argument("--n-train", type=int, default=2048)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--max-updates", type=int, default=max_updates)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="experiment", required=True)
@@ -296,21 +307,8 @@ def main() -> None:
     gr.add_argument("--train-updates", type=int, default=1500)
     ff = sub.add_parser("flipflop")
     ff.add_argument("--models", nargs="+", default=["elman-128", "lstm-128", "wave-lbc"])
-    ff.add_argument("--hidden", type=int, default=64)
-    ff.add_argument("--length", type=int, default=48)
-    ff.add_argument("--n-train", type=int, default=2048)
-    ff.add_argument("--lr", type=float, default=3e-3)
-    ff.add_argument("--max-updates", type=int, default=3000)
-    ff.add_argument("--eval-every", type=int, default=50)
-    ff.add_argument("--seed", type=int, default=0)
-    sp = sub.add_parser("spectrum")
-    sp.add_argument("--hidden", type=int, default=64)
-    sp.add_argument("--length", type=int, default=48)
-    sp.add_argument("--n-train", type=int, default=2048)
-    sp.add_argument("--lr", type=float, default=3e-3)
-    sp.add_argument("--max-updates", type=int, default=1500)
-    sp.add_argument("--eval-every", type=int, default=50)
-    sp.add_argument("--seed", type=int, default=0)
+    flipflop_arguments(ff, max_updates=3000)
+    flipflop_arguments(sub.add_parser("spectrum"), max_updates=1500)
     sub.add_parser("plot")
     args = parser.parse_args()
     torch.set_num_threads(1)
