@@ -114,6 +114,23 @@ def test_first_layer_losses_match_with_one_hot_targets():
         torch.testing.assert_close(fn(y, losses.target_gram(codes), labels, counts, 2), expected[name], msg=name)
 
 
+def test_one_hot_loss_is_the_soft_target_loss_with_one_hot_weights():
+    """max-rand's cross-entropy form gives the soft-target loss and gradient, absent classes included."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.tensor([0, 2, 2, 3, 0, 2, 5, 3])  # classes 1 and 4 absent
+    counts = torch.bincount(labels, minlength=6)
+    y, gram = torch.randn(8, 6, generator=g), torch.randn(6, 6, generator=g)
+    codes, log_n = torch.eye(6), losses.log_counts(counts)
+    chosen = losses.max_rand_choice(gram, counts)
+    assert set(chosen.tolist()) <= {0, 2, 3, 5}  # only present classes are chosen
+    wanted = losses.loss_and_grad(y, log_n, losses.max_rand_targets(gram, counts, 1)[labels])
+    got = losses.one_hot_loss_and_grad(y, log_n, chosen[labels], codes)
+    for a, b in zip(got, wanted):
+        torch.testing.assert_close(a, b)
+    # At layer 1, G is the identity: every present class chooses itself.
+    assert losses.max_rand_choice(torch.eye(6), counts)[labels].equal(labels)
+
+
 def _gradients_after_one_step(agent: SigpropAgent, x: torch.Tensor, y: torch.Tensor, head_mask=None) -> list:
     agent.optimizer.zero_grad(set_to_none=True)
     loss = agent.step(x, y, head_mask)

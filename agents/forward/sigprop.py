@@ -50,8 +50,8 @@ import torch.nn.functional as F
 
 from agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
                                    masked_cross_entropy)
-from agents.forward.losses import (INPUT_TARGET_LOSSES, TARGET_SELECTIONS, class_similarity, log_counts,
-                                   loss_and_grad, target_gram)
+from agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_similarity,
+                                   log_counts, loss_and_grad, one_hot_loss_and_grad, target_gram)
 from memories.reservoir import ReservoirBuffer
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -142,10 +142,12 @@ class SigpropAgent(LocalLearner):
         weights as one stacked batch, ``out = f(pre)`` with rows [h_i; t_i]
         (layer 1: ``pre`` = [x W_1ᵀ + b_1; c Sᵀ]). Its loss reaches its weights
         only through ``out``: dL/dout = [dL/dY t_i; dL/dYᵀ h_i] with dL/dY from
-        :func:`losses.loss_and_grad`, dL/dpre = dL/dout ⊙ f'(out), and the
-        weight gradient is dL/dpreᵀ times the stacked inputs.
+        :func:`losses.loss_and_grad` (or its one-hot form for ``max-rand``),
+        dL/dpre = dL/dout ⊙ f'(out), and the weight gradient is dL/dpreᵀ times
+        the stacked inputs.
         """
         select, backward = TARGET_SELECTIONS[self.config.loss], ACTIVATION_BACKWARD[self.config.activation]
+        choose = ONE_HOT_CHOICES.get(self.config.loss)
         activation = self.network.blocks[0].activation
         projection = self.signal[0].weight
         h, labels = self.network.prepare(x), y
@@ -165,15 +167,18 @@ class SigpropAgent(LocalLearner):
                 inputs = h
                 pre = torch.empty(n + self.n_classes, weight.shape[0], device=h.device)
                 torch.addmm(bias, h, weight.t(), out=pre[:n])
-                torch.mm(targets_prev, projection.t(), out=pre[n:])  # t_1 = f(S c)
+                pre[n:] = projection.t()  # S c with c the identity: t_1 = f(Sᵀ rows)
                 out = activation(pre)
             else:  # the previous layer's output is already [h; t] unless replay added rows to h
                 inputs = torch.cat([h, targets_prev]) if replayed else out
                 out = activation(F.linear(inputs, weight, bias))
             h, targets = out[:n], out[n:]
             similarities = out @ targets.t()  # rows [h; t]: Y, and the next layer's target similarities
-            weights = select(gram, counts, self.config.topk)[labels]
-            loss, grad_y = loss_and_grad(similarities[:n], log_n, weights)
+            if choose is None:
+                loss, grad_y = loss_and_grad(similarities[:n], log_n, select(gram, counts, self.config.topk)[labels])
+            else:  # at layer 1, G is the identity (t_0 = c): every class chooses its own target
+                chosen = labels if i == 0 else choose(gram, counts)[labels]
+                loss, grad_y = one_hot_loss_and_grad(similarities[:n], log_n, chosen, self.class_codes)
             losses.append(loss)
             grad_out = torch.empty_like(out)
             torch.mm(grad_y, targets, out=grad_out[:n])  # dL/dh = dL/dY t
