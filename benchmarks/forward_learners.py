@@ -19,8 +19,10 @@ learners do not share allocator state. Reported per learner:
   ``--option sigprop:manual_gradients=false`` measures the autograd path.
 
 ``--accuracy`` instead trains each learner for ``--epochs`` epochs on the
-whole training set, in this process, and prints the test error after every
-epoch: the accuracy figures of ``docs/forward.md``.
+whole training set, in this process, and prints its test error (and its
+error on up to 10k of the training images): the accuracy figures of
+``docs/forward.md``. ``--validation N`` holds out the last N training images
+and reports their error instead, for choosing settings without the test set.
 
 Learner-specific options go through ``--option LEARNER:KEY=VALUE``.
 
@@ -120,7 +122,11 @@ def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
-    """Train each learner for ``args.epochs`` epochs; print test error per epoch."""
+    """Train each learner for ``args.epochs`` epochs; print its test (or validation) error and train error.
+
+    With ``--validation N`` the last N training images are held out and scored
+    instead of the test set, so that settings can be chosen without it.
+    """
     import torch
 
     torch.set_num_threads(args.threads)
@@ -128,20 +134,28 @@ def run_accuracy(args: argparse.Namespace) -> None:
     from streams.vision import load_dataset
 
     data = load_dataset(args.dataset)
-    n = args.subset or len(data.train_x)
-    print(f"{args.dataset}: {n} train / {len(data.test_x)} test, hidden {args.hidden}, batch {args.batch_size}, "
+    train_x, train_y, eval_x, eval_y, split = data.train_x, data.train_y, data.test_x, data.test_y, "test"
+    if args.validation:
+        if not 0 < args.validation < len(train_x):
+            raise SystemExit(f"--validation must be in [1, {len(train_x) - 1}]; got {args.validation}.")
+        eval_x, eval_y, split = train_x[-args.validation:], train_y[-args.validation:], "validation"
+        train_x, train_y = train_x[:-args.validation], train_y[:-args.validation]
+    n = min(args.subset or len(train_x), len(train_x))
+    print(f"{args.dataset}: {n} train / {len(eval_x)} {split}, hidden {args.hidden}, batch {args.batch_size}, "
           f"{args.optimizer} lr {args.lr}, seed {args.seed}, options {args.option}", flush=True)
     summary = {}
     for name in args.learners:
         agent = build(args, name, data, epochs=args.epochs)
         start = time.perf_counter()
-        stats = agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x[:n],
-                                       train_y=data.train_y[:n], classes=tuple(range(data.n_classes))))
-        error = (agent.predict(data.test_x).argmax(1) != data.test_y).float().mean().item()
+        stats = agent.learn(Experience(index=0, kind="supervised", train_x=train_x[:n],
+                                       train_y=train_y[:n], classes=tuple(range(data.n_classes))))
+        error = (agent.predict(eval_x).argmax(1) != eval_y).float().mean().item()
+        seen = slice(0, min(n, 10000))  # the training error on (at most) 10k of the images it learned
+        train_error = (agent.predict(train_x[seen]).argmax(1) != train_y[seen]).float().mean().item()
         summary[name] = error
-        print(f"{name}: test error {100 * error:.2f}% after {args.epochs} epochs "
-              f"({time.perf_counter() - start:.0f} s; {stats})", flush=True)
-    print("summary: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.items()))
+        print(f"{name}: {split} error {100 * error:.2f}% (train error {100 * train_error:.2f}%) after {args.epochs} "
+              f"epochs ({time.perf_counter() - start:.0f} s; {stats})", flush=True)
+    print(f"summary ({split}): " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.items()))
 
 
 def run_one(args: argparse.Namespace) -> dict:
@@ -192,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a config option for one learner, e.g. sigprop:loss=top-k (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accuracy", action="store_true", help="train --epochs epochs and report test error")
+    parser.add_argument("--validation", type=int, default=0, metavar="N",
+                        help="with --accuracy: hold out the last N training images and report their error, not the test set's")
     parser.add_argument("--worker", choices=list(LEARNERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.accuracy:
