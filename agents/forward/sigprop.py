@@ -50,8 +50,8 @@ import torch.nn.functional as F
 
 from agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
                                    masked_cross_entropy)
-from agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_similarity,
-                                   log_counts, loss_and_grad, one_hot_loss_and_grad, target_gram)
+from agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_products,
+                                   class_similarity, log_counts, loss_and_grad, one_hot_loss_and_grad, target_gram)
 from memories.reservoir import ReservoirBuffer
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -173,7 +173,7 @@ class SigpropAgent(LocalLearner):
                 inputs = torch.cat([h, targets_prev]) if replayed else out
                 out = activation(F.linear(inputs, weight, bias))
             h, targets = out[:n], out[n:]
-            similarities = out @ targets.t()  # rows [h; t]: Y, and the next layer's target similarities
+            similarities = class_products(out, targets)  # rows [h; t]: Y, and the next layer's target similarities
             if choose is None:
                 loss, grad_y = loss_and_grad(similarities[:n], log_n, select(gram, counts, self.config.topk)[labels])
             else:  # at layer 1, G is the identity (t_0 = c): every class chooses its own target
@@ -194,7 +194,7 @@ class SigpropAgent(LocalLearner):
             targets_prev, gram = targets, similarities[n:]
         h, labels = self._with_replay(len(self.network.blocks), h, labels)
         head = self.network.head
-        logits = F.linear(h, head.weight, head.bias)
+        logits = torch.addmm(head.bias[:, None], head.weight, h.t()).t()  # the K-wide product as class_products
         if head_mask is not None:
             logits = logits + head_mask
         log_p = logits.log_softmax(1)
