@@ -38,6 +38,8 @@ class TrainingConfig(Config):
     lr: float = param(0.1, Interval(float, 0, None, closed="neither"))
     momentum: float = param(0.0, Interval(float, 0, 1, closed="left"))
     """SGD momentum (ignored by Adam)."""
+    weight_decay: float = param(0.0, Interval(float, 0, None, closed="left"))
+    """Weight decay: SGD's L2 term, or AdamW's decoupled decay for "adam" (0: none)."""
 
 
 class SupervisedAgent:
@@ -57,7 +59,8 @@ class SupervisedAgent:
         self.multi_head = stream.scenario == "task-il"
         self.generator = torch.Generator().manual_seed(seed)
         self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes).to(self.device)
-        self.optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum)
+        self.optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum,
+                                        config.weight_decay)
 
     # --- the loop -----------------------------------------------------------
     def learn(self, experience: Experience) -> dict[str, float]:

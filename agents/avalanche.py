@@ -72,7 +72,8 @@ class AvalancheAgent:
         self.config = config
         self.device = torch.device(device)
         self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes)
-        optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum)
+        optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum,
+                                   config.weight_decay)
         self.strategy = cls(
             model=self.network, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(),
             train_mb_size=config.batch_size,

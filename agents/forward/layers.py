@@ -218,7 +218,8 @@ class LocalLearner:
 
     def make_optimizer(self, modules: Sequence[nn.Module]) -> torch.optim.Optimizer:
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        return make_optimizer(self.config.optimizer, params, self.config.lr, self.config.momentum)
+        return make_optimizer(self.config.optimizer, params, self.config.lr, self.config.momentum,
+                              self.config.weight_decay)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
         """Accumulate this minibatch's gradients (``.grad``) and return its summed local loss."""
