@@ -10,12 +10,14 @@ executors are checked to be equal. CPU seconds (this process and the pool's
 workers) show the pool's start-up cost apart from the machine's load: on
 idle cores its wall time approaches its CPU seconds / workers.
 
-    python benchmarks/sweep_scaling.py [--epochs 200] [--workers 2] [--executors inline local ray]
+    python benchmarks/sweep_scaling.py [--epochs 200] [--workers 2] [--executors inline local ray] [--repeats 3]
 
 Targets (issue #10), on 2 cores: local pool with 2 workers ≥ 1.7× faster
 than inline; local Ray ≤ 1.2× the local pool's time. The load average is
 printed before and after: on a shared machine the ratios are only as good as
-the cores that were free.
+the cores that were free. On this 2-core VM single runs vary by ±10% between
+repetitions, so ``--repeats`` runs every executor once per round, rotating
+the order, and reports per-round ratios and their medians.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -47,38 +50,58 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def time_sweep(name: str, out: Path, epochs: int, workers: int) -> tuple[float, float, dict]:
+    """Run the grid with one executor: wall seconds, CPU seconds visible to this process, and R by run."""
+    cfg = grid(out, name, epochs, workers)
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    report = run_sweep(cfg, show_progress=False, plots=False)
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    if report.failures:
+        raise SystemExit(f"{name}: failed runs {sorted(report.failures)}")
+    return wall, cpu, {i: r.R for i, r in report.results.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=200, help="epochs per experience (run length)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", nargs="+", default=["inline", "local", "ray"])
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of every executor (the order rotates each round); medians are reported")
     args = parser.parse_args()
     torch.set_num_threads(1)  # inline runs use one core, like each pool worker
 
     print(f"cpus {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}")
+    seconds: dict[str, list[float]] = {name: [] for name in args.executors}
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         warm_up = expand_grid(grid(Path(tmp) / "warm", "inline", 1, 1))[0].spec  # imports, off the clock
         run_one(warm_up.to_dict())
-        seconds, results = {}, {}
-        for name in args.executors:
-            cfg = grid(Path(tmp) / name, name, args.epochs, args.workers)
-            start, cpu_start = time.perf_counter(), _cpu_seconds()
-            report = run_sweep(cfg, show_progress=False, plots=False)
-            seconds[name], cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
-            if report.failures:
-                raise SystemExit(f"{name}: failed runs {sorted(report.failures)}")
-            results[name] = {i: r.R for i, r in report.results.items()}
-            # Ray's workers are the raylet's children, not ours: their CPU time is not counted.
-            cpu_text = f"{cpu:6.1f} CPU s" if name != "ray" else "(CPU s of Ray workers not visible)"
-            print(f"{name:7s} {seconds[name]:7.1f} s wall for {len(report.results)} runs, {cpu_text}", flush=True)
-    reference = results[args.executors[0]]
+        for round_ in range(args.repeats):
+            order = args.executors[round_ % len(args.executors):] + args.executors[:round_ % len(args.executors)]
+            for name in order:
+                wall, cpu, results[name, round_] = time_sweep(name, Path(tmp) / f"{name}{round_}", args.epochs,
+                                                              args.workers)
+                seconds[name].append(wall)
+                # Ray's workers are the raylet's children, not ours: their CPU time is not counted.
+                cpu_text = f"{cpu:6.1f} CPU s" if name != "ray" else "(CPU s of Ray workers not visible)"
+                print(f"round {round_ + 1}: {name:7s} {wall:7.1f} s wall for {len(results[name, round_])} runs, "
+                      f"{cpu_text}", flush=True)
+    reference = next(iter(results.values()))
     same = all(r == reference for r in results.values())
-    print(f"load average after {os.getloadavg()[0]:.1f}; results equal across executors: {same}")
+    print(f"load average after {os.getloadavg()[0]:.1f}; results equal across executors and rounds: {same}")
+    for name, walls in seconds.items():
+        print(f"{name:7s} median {statistics.median(walls):6.1f} s over {len(walls)} round(s): "
+              + ", ".join(f"{w:.1f}" for w in walls))
     if "inline" in seconds and "local" in seconds:
-        print(f"local pool ({args.workers} workers) speed-up over inline: {seconds['inline'] / seconds['local']:.2f}× "
-              "(target ≥ 1.7×)")
+        per_round = [i / l for i, l in zip(seconds["inline"], seconds["local"])]
+        print(f"local pool ({args.workers} workers) speed-up over inline: median "
+              f"{statistics.median(per_round):.2f}× (per round {', '.join(f'{r:.2f}' for r in per_round)}; "
+              "target ≥ 1.7×)")
     if "ray" in seconds and "local" in seconds:
-        print(f"local Ray time / local pool time: {seconds['ray'] / seconds['local']:.2f} (target ≤ 1.2)")
+        per_round = [r / l for r, l in zip(seconds["ray"], seconds["local"])]
+        print(f"local Ray time / local pool time: median {statistics.median(per_round):.2f} "
+              f"(per round {', '.join(f'{r:.2f}' for r in per_round)}; target ≤ 1.2)")
 
 
 if __name__ == "__main__":
