@@ -2,15 +2,17 @@
 
 Every learner trains the same network (hidden widths, batch size, optimiser,
 learning rate) on the same data; backprop is ``agents.naive.NaiveAgent``.
-Each measurement runs in a fresh subprocess, one after another, so that the
-learners do not share allocator state. Reported per learner:
+Reported per learner:
 
-- CPU seconds per epoch (process time, which a busy shared machine
-  disturbs far less than wall time; the fastest of ``--repeats`` runs) and
-  its ratio to backprop's, plus the wall seconds of the same run;
+- CPU seconds per epoch (process time) and its ratio to backprop's, plus the
+  wall seconds. All learners train in this one process, taking turns of
+  ``--chunk`` minibatches each in a rotating order over ``--epochs`` epochs
+  (:func:`run_interleaved`), so that a slow spell of a busy machine hits them
+  alike; the quartiles of the per-turn ratios show the spread;
 - peak resident memory added by training (VmHWM after training minus VmRSS
   before it, with the high-water mark reset in between through
-  ``/proc/self/clear_refs``), and its ratio;
+  ``/proc/self/clear_refs``), and its ratio, from a fresh process per learner
+  (``--repeats`` of them; the smallest counts);
 - peak bytes held for backward: tensors saved by autograd and alive at the
   same time (parameters excluded), and its ratio. This is the activation
   memory the sigprop paper's claim is about. Sigprop's hand-written MLP step
@@ -28,7 +30,7 @@ Learner-specific options go through ``--option LEARNER:KEY=VALUE``.
 
 Usage::
 
-    python benchmarks/forward_learners.py                      # Fashion-MNIST, 784-400-400-10, 1 epoch
+    python benchmarks/forward_learners.py                      # Fashion-MNIST, 784-400-400-10, 2 timed epochs
     python benchmarks/forward_learners.py --dataset digits --hidden 64 64 --epochs 3
     python benchmarks/forward_learners.py --accuracy --learners efp --epochs 30 --option efp:cosine_lr=true
 """
@@ -158,8 +160,57 @@ def run_accuracy(args: argparse.Namespace) -> None:
     print(f"summary ({split}): " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.items()))
 
 
-def run_one(args: argparse.Namespace) -> dict:
-    """Train one learner in this process and measure it."""
+def run_interleaved(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Time every learner in this process, taking turns: each trains on the next ``--chunk``
+    minibatches, in a rotating order, until each has seen ``--epochs`` epochs.
+
+    A slow spell of a shared machine then hits every learner alike, where
+    separate runs one after another each get their own spell (runs of the
+    same learner vary by ±10% on the 2-core VM this was written on).
+
+    Returns, per learner: CPU and wall seconds per epoch, and the median and
+    quartiles over turns of its time divided by backprop's in the same round.
+    """
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from replaybench.protocols import Experience
+    from streams.vision import load_dataset
+
+    data = load_dataset(args.dataset)
+    n = args.subset or len(data.train_x)
+    learners = {name: build(args, name, data) for name in args.learners}
+    classes = tuple(range(data.n_classes))
+    for agent in learners.values():  # warm-up: allocator, optimiser state
+        agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x[:4 * args.batch_size],
+                               train_y=data.train_y[:4 * args.batch_size], classes=classes))
+    size = args.chunk * args.batch_size
+    chunks = [(start, min(start + size, n)) for start in range(0, n, size)]
+    cpu = {name: 0.0 for name in learners}
+    wall = dict(cpu)
+    turns: dict[str, list[float]] = {name: [] for name in learners}
+    names = list(learners)
+    for k, (start, stop) in enumerate(chunks * args.epochs):
+        chunk = Experience(index=k, kind="supervised", train_x=data.train_x[start:stop],
+                           train_y=data.train_y[start:stop], classes=classes)
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            w, c = time.perf_counter(), time.process_time()
+            learners[name].learn(chunk)
+            turns[name].append(time.process_time() - c)
+            cpu[name] += turns[name][-1]
+            wall[name] += time.perf_counter() - w
+    out = {}
+    for name in learners:
+        per_turn = sorted(t / b for t, b in zip(turns[name], turns.get("backprop", turns[name])))
+        quartile = len(per_turn) // 4
+        out[name] = {"seconds_per_epoch": cpu[name] / args.epochs, "wall_per_epoch": wall[name] / args.epochs,
+                     "turn_ratio_median": per_turn[len(per_turn) // 2], "turn_ratio_q1": per_turn[quartile],
+                     "turn_ratio_q3": per_turn[-1 - quartile]}
+    return out
+
+
+def run_memory(args: argparse.Namespace) -> dict:
+    """Train one learner for one epoch in this (fresh) process and measure its memory."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -169,6 +220,7 @@ def run_one(args: argparse.Namespace) -> dict:
     data = load_dataset(args.dataset)
     n = args.subset or len(data.train_x)
     agent = build(args, args.worker, data)
+
     def experience(size: int, index: int) -> Experience:
         return Experience(index=index, kind="supervised", train_x=data.train_x[:size], train_y=data.train_y[:size],
                           classes=tuple(range(data.n_classes)))
@@ -178,29 +230,25 @@ def run_one(args: argparse.Namespace) -> dict:
         agent.learn(experience(4 * args.batch_size, 0))
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
     rss_before = _proc_status_kib("VmRSS")
-    cpu_seconds, wall_seconds = [], []
-    for epoch in range(args.epochs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        agent.learn(experience(n, epoch + 1))
-        cpu_seconds.append(time.process_time() - start_cpu)
-        wall_seconds.append(time.perf_counter() - start)
+    agent.learn(experience(n, 1))
     peak_rss = _proc_status_kib("VmHWM") - rss_before
     accuracy = (agent.predict(data.test_x).argmax(1) == data.test_y).float().mean().item()
-    return {"learner": args.worker, "seconds_per_epoch": min(cpu_seconds), "wall_per_epoch": min(wall_seconds), "peak_rss_mib": peak_rss / 1024,
-            "peak_saved_mib": meter.peak / 2**20, "test_accuracy": accuracy}
+    return {"learner": args.worker, "peak_rss_mib": peak_rss / 1024, "peak_saved_mib": meter.peak / 2**20,
+            "test_accuracy": accuracy}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--hidden", type=int, nargs="+", default=[400, 400])
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per run")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs (--accuracy: training epochs)")
+    parser.add_argument("--chunk", type=int, default=20, help="minibatches per learner per turn in the timed run")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--subset", type=int, default=0, help="train on the first N items (0: all)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2, help="runs per learner; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=1, help="fresh one-epoch runs per learner for memory")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=list(LEARNERS))
     parser.add_argument("--option", action="append", default=[], metavar="LEARNER:KEY=VALUE",
                         help="a config option for one learner, e.g. sigprop:loss=top-k (repeatable)")
@@ -214,31 +262,34 @@ def main(argv: list[str] | None = None) -> None:
         run_accuracy(args)
         return
     if args.worker:
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_memory(args)))
         return
 
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
-    results: dict[str, list[dict]] = {name: [] for name in args.learners}
+    memory: dict[str, list[dict]] = {name: [] for name in args.learners}
     for _ in range(args.repeats):
-        for name in args.learners:  # interleaved, so slow spells of a shared machine hit every learner
+        for name in args.learners:  # memory: each learner alone in a fresh process, one epoch
             out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", name],
                                  check=True, capture_output=True, text=True)
-            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    best = {name: min(runs, key=lambda r: r["seconds_per_epoch"]) for name, runs in results.items()}
-    base = best.get("backprop")
+            memory[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    timing = run_interleaved(args)
+    base, base_memory = timing.get("backprop"), memory.get("backprop", [None])[0]
     print(f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, "
-          f"{args.epochs} timed epoch(s), {args.threads} thread(s), best of {args.repeats}")
-    print(f"{'learner':<10}{'CPU s/epoch':>12}{'× bp':>7}{'wall s':>8}{'peak RSS MiB':>14}{'× bp':>7}"
-          f"{'saved MiB':>11}{'× bp':>7}{'test acc':>10}")
-    for name, r in best.items():
-        ratios = ["" if base is None else f"{r[k] / base[k]:.2f}" if base[k] else "-"
-                  for k in ("seconds_per_epoch", "peak_rss_mib", "peak_saved_mib")]
-        saved = f"{r['peak_saved_mib']:.2f}"
-        if not r["peak_saved_mib"]:  # no autograd graph at all (hand-written gradients)
-            saved, ratios[2] = "n/a", "n/a"
-        print(f"{name:<10}{r['seconds_per_epoch']:>12.2f}{ratios[0]:>7}{r['wall_per_epoch']:>8.1f}{r['peak_rss_mib']:>14.1f}{ratios[1]:>7}"
-              f"{saved:>11}{ratios[2]:>7}{r['test_accuracy']:>10.4f}")
-
+          f"{args.threads} thread(s); time: {args.epochs} epoch(s) in turns of {args.chunk} minibatches; "
+          f"memory: {args.repeats} fresh run(s) of one epoch")
+    print(f"{'learner':<10}{'CPU s/epoch':>12}{'× bp':>7}{'(per turn: q1-median-q3)':>26}{'wall s':>8}"
+          f"{'peak RSS MiB':>14}{'× bp':>7}{'saved MiB':>11}{'× bp':>7}{'test acc':>10}")
+    for name in args.learners:
+        t, m = timing[name], min(memory[name], key=lambda r: r["peak_rss_mib"])
+        ratio = "" if base is None else f"{t['seconds_per_epoch'] / base['seconds_per_epoch']:.2f}"
+        spread = "" if base is None else f"{t['turn_ratio_q1']:.2f}-{t['turn_ratio_median']:.2f}-{t['turn_ratio_q3']:.2f}"
+        ratios = ["" if base_memory is None else f"{m[k] / base_memory[k]:.2f}" if base_memory[k] else "-"
+                  for k in ("peak_rss_mib", "peak_saved_mib")]
+        saved = f"{m['peak_saved_mib']:.2f}"
+        if not m["peak_saved_mib"]:  # no autograd graph at all (hand-written gradients)
+            saved, ratios[1] = "n/a", "n/a"
+        print(f"{name:<10}{t['seconds_per_epoch']:>12.2f}{ratio:>7}{spread:>26}{t['wall_per_epoch']:>8.1f}"
+              f"{m['peak_rss_mib']:>14.1f}{ratios[0]:>7}{saved:>11}{ratios[1]:>7}{m['test_accuracy']:>10.4f}")
 
 if __name__ == "__main__":
     main()
