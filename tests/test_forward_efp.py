@@ -57,6 +57,25 @@ def test_error_enters_layer_one_and_travels_forward_through_the_same_weights(dig
         assert not torch.allclose(error_states[1], free_states[1])  # the error reached layer 2
 
 
+def test_dropout_drops_the_same_units_in_both_phases_and_still_learns(digits_experience):
+    config = EFPConfig(hidden=(64, 64), epochs=8, batch_size=32, dropout=0.3)
+    agent = EFPAgent(stream=_Stream(), config=config, seed=0)
+    x, y = digits_experience.test_x[:16], digits_experience.test_y[:16]
+    masks = agent.dropout_masks(len(x))
+    assert [m.shape for m in masks] == [(16, 64), (16, 64)]
+    assert 0.15 < (masks[0] == 0).float().mean() < 0.45
+    r, _ = agent.free_phase(x, masks=masks)
+    free_states, logits = agent.sweep(x, r, masks=masks)
+    error_states = agent.error_phase(x, y, r, logits, masks=masks)
+    for mask, free, error in zip(masks, free_states, error_states):
+        dropped = mask == 0
+        assert (free[dropped] == 0).all() and (error[dropped] == 0).all()  # no signal on a dropped unit
+        assert not torch.allclose(free[~dropped], error[~dropped])  # the error reaches the kept ones
+    agent.learn(digits_experience)
+    assert _accuracy(agent, digits_experience) > 0.8  # inference runs without masks
+    assert EFPAgent(stream=_Stream(), config=EFPConfig(hidden=(8,)), seed=0).dropout_masks(4) is None
+
+
 def test_free_phase_settles(digits_experience, trained):
     x = digits_experience.test_x[:64]
     residuals = []

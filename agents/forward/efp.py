@@ -55,6 +55,9 @@ class EFPConfig(LocalConfig):
     """How far the error phase clamps the looped output towards the label c."""
     loop_gain: float = param(1.0, Interval(float, 0, None, closed="neither"))
     """Scale of the fixed random loop: entries ~ N(0, loop_gain² / n_classes)."""
+    dropout: float = param(0.0, Interval(float, 0, 1, closed="left"))
+    """Probability of dropping each hidden unit while training (0: off). A minibatch drops the same
+    units in both phases, so that its two settled states differ by the error alone."""
 
 
 class EFPAgent(LocalLearner):
@@ -78,23 +81,28 @@ class EFPAgent(LocalLearner):
         self._residual_sum, self._residual_n = 0.0, 0
 
     # --- the dynamics ---------------------------------------------------------------
-    def sweep(self, x: torch.Tensor, r: torch.Tensor, detach_inputs: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def sweep(self, x: torch.Tensor, r: torch.Tensor, detach_inputs: bool = False,
+              masks: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One pass around the loop: the hidden states and the logits for loop signal ``r``.
 
         With ``detach_inputs`` every layer's input is detached, so a loss on
-        layer i's output reaches only layer i's weights.
+        layer i's output reaches only layer i's weights. ``masks`` (dropout,
+        one per hidden layer) multiply the layers' outputs.
         """
         drive = (r @ self.network.loop).view(len(r), *self.drive_shape)
         h = self.network.prepare(x)
         states = []
-        for block in self.network.blocks:
+        for i, block in enumerate(self.network.blocks):
             h = block(h.detach() if detach_inputs else h, drive)
+            if masks is not None:
+                h = h * masks[i]
             drive = None
             states.append(h)
         logits = self.network.head((h.detach() if detach_inputs else h).flatten(1))
         return states, logits
 
-    def free_phase(self, x: torch.Tensor, head_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    def free_phase(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
+                   masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
         """Settle with the loop carrying the outputs.
 
         Returns:
@@ -104,7 +112,7 @@ class EFPAgent(LocalLearner):
         r = torch.zeros(len(x), self.n_classes, device=x.device)
         with torch.no_grad():
             for _ in range(self.config.free_steps):
-                _, logits = self.sweep(x, r)
+                _, logits = self.sweep(x, r, masks=masks)
                 r_next = r + self.config.rate * (_probabilities(logits, head_mask) - r)
                 residual = (r_next - r).abs().max()
                 r = r_next
@@ -112,22 +120,31 @@ class EFPAgent(LocalLearner):
 
     @torch.no_grad()
     def error_phase(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, logits: torch.Tensor,
-                    head_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+                    head_mask: torch.Tensor | None = None, masks: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Settle from the free state with the loop carrying (1 − β) ŷ + β c; return the hidden states."""
         beta, rate = self.config.beta, self.config.rate
         target = self.class_codes[y]
         for _ in range(self.config.error_steps):
             r = r + rate * ((1 - beta) * _probabilities(logits, head_mask) + beta * target - r)
-            states, logits = self.sweep(x, r)
+            states, logits = self.sweep(x, r, masks=masks)
         return states
+
+    def dropout_masks(self, n: int) -> list[torch.Tensor] | None:
+        """One inverted-dropout mask per hidden layer for a minibatch of ``n``, or None when dropout is off."""
+        keep = 1.0 - self.config.dropout
+        if keep == 1.0:
+            return None
+        return [torch.empty(n, *shape).bernoulli_(keep, generator=self.generator).div_(keep).to(self.device)
+                for shape in self.network.out_shapes]
 
     # --- one minibatch ----------------------------------------------------------------
     def local_losses(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Each hidden layer's loss towards its error-phase state, then the head's cross-entropy."""
-        r, residual = self.free_phase(x, head_mask)
+        masks = self.dropout_masks(len(x))
+        r, residual = self.free_phase(x, head_mask, masks)
         self._residual_sum, self._residual_n = self._residual_sum + residual, self._residual_n + 1
-        free_states, logits = self.sweep(x, r, detach_inputs=True)
-        error_states = self.error_phase(x, y, r, logits.detach(), head_mask)
+        free_states, logits = self.sweep(x, r, detach_inputs=True, masks=masks)
+        error_states = self.error_phase(x, y, r, logits.detach(), head_mask, masks)
         scale = 1.0 / (2 * self.config.beta * len(x))
         losses = [scale * (target - h).pow(2).sum() for h, target in zip(free_states, error_states)]
         losses.append(masked_cross_entropy(logits, y, head_mask))
