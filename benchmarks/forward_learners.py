@@ -109,6 +109,7 @@ def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
     """The learner ``name`` with the shared options and its own ``--option`` overrides."""
     from replaybench.params import parse_option
     from replaybench.registry import load_entry_point
+    from replaybench.runner import seed_everything
 
     cls = load_entry_point(LEARNERS[name])
     stream = type("Stream", (), {"name": args.dataset, "scenario": "class-il", "n_classes": data.n_classes,
@@ -120,6 +121,7 @@ def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
         if learner == name:
             key, value = parse_option(option)
             options[key] = value
+    seed_everything(args.seed)  # as the runner does: backprop's weights come from the global generator
     return cls(stream=stream, config=cls.Config.from_dict(options), seed=args.seed)
 
 
