@@ -120,9 +120,9 @@ def test_bad_options_are_one_line_errors():
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_tuned_efp_comes_near_the_papers_fashion_mnist_error():
-    """docs/forward.md, Accuracy, command (4): 11.12% on seed 0; the paper reports 11%.
+    """docs/forward.md, Accuracy, command (7): 10.83% on seed 0; the paper reports 11%.
 
-    About 15 CPU minutes. The bound leaves room for the few tenths that
+    About 20 CPU minutes. The bound leaves room for the few tenths that
     float rounding alone moves a single seed's final error.
     """
     from streams import datasets
@@ -130,9 +130,10 @@ def test_tuned_efp_comes_near_the_papers_fashion_mnist_error():
     data = datasets.load_fashion_mnist()
     stream = type("FashionMNIST", (), {"name": "fashion-mnist", "scenario": "class-il", "n_classes": 10,
                                        "input_shape": (1, 28, 28), "experiences": ()})()
-    config = EFPConfig(hidden=(800, 800), epochs=30, batch_size=64, lr=3e-3, cosine_lr=True, loop_gain=0.3)
+    config = EFPConfig(hidden=(800, 800), epochs=45, batch_size=64, lr=3e-3, cosine_lr=True, loop_gain=0.3,
+                       weight_decay=0.1)
     agent = EFPAgent(stream=stream, config=config, seed=0)
     agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x, train_y=data.train_y,
                            classes=tuple(range(10))))
     error = (agent.predict(data.test_x).argmax(1) != data.test_y).float().mean().item()
-    assert error < 0.115
+    assert error < 0.112
