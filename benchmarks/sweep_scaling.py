@@ -8,7 +8,12 @@ or starting the Ray cluster (``ray.init(num_cpus=workers)``) and its workers.
 The inline reference runs in this already-warm process. The results of all
 executors are checked to be equal. CPU seconds (this process and the pool's
 workers) show the pool's start-up cost apart from the machine's load: on
-idle cores its wall time approaches its CPU seconds / workers.
+idle cores its wall time approaches its CPU seconds / workers. The runs' own
+seconds (``costs["wall_seconds"]``: training and scoring, not the worker's
+imports or the agent's construction) split an executor's time in two: how
+much slower each run is while the other cores compute too, and the fixed
+cost left over (wall time − run seconds / workers: start-up, the last run's
+tail, the driver's writes).
 
     python benchmarks/sweep_scaling.py [--epochs 200] [--workers 2] [--executors inline local ray] [--repeats 3]
 
@@ -50,15 +55,17 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def time_sweep(name: str, out: Path, epochs: int, workers: int) -> tuple[float, float, dict]:
-    """Run the grid with one executor: wall seconds, CPU seconds visible to this process, and R by run."""
+def time_sweep(name: str, out: Path, epochs: int, workers: int) -> tuple[float, float, float, dict]:
+    """Run the grid with one executor: wall seconds, CPU seconds visible to this process, the runs'
+    own seconds summed, and R by run."""
     cfg = grid(out, name, epochs, workers)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     report = run_sweep(cfg, show_progress=False, plots=False)
     wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     if report.failures:
         raise SystemExit(f"{name}: failed runs {sorted(report.failures)}")
-    return wall, cpu, {i: r.R for i, r in report.results.items()}
+    run_seconds = sum(r.costs["wall_seconds"] for r in report.results.values())
+    return wall, cpu, run_seconds, {i: r.R for i, r in report.results.items()}
 
 
 def main() -> None:
@@ -73,6 +80,7 @@ def main() -> None:
 
     print(f"cpus {os.cpu_count()}, load average before {os.getloadavg()[0]:.1f}")
     seconds: dict[str, list[float]] = {name: [] for name in args.executors}
+    run_seconds: dict[str, list[float]] = {name: [] for name in args.executors}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         warm_up = expand_grid(grid(Path(tmp) / "warm", "inline", 1, 1))[0].spec  # imports, off the clock
@@ -80,13 +88,14 @@ def main() -> None:
         for round_ in range(args.repeats):
             order = args.executors[round_ % len(args.executors):] + args.executors[:round_ % len(args.executors)]
             for name in order:
-                wall, cpu, results[name, round_] = time_sweep(name, Path(tmp) / f"{name}{round_}", args.epochs,
-                                                              args.workers)
+                wall, cpu, own, results[name, round_] = time_sweep(name, Path(tmp) / f"{name}{round_}",
+                                                                   args.epochs, args.workers)
                 seconds[name].append(wall)
+                run_seconds[name].append(own)
                 # Ray's workers are the raylet's children, not ours: their CPU time is not counted.
                 cpu_text = f"{cpu:6.1f} CPU s" if name != "ray" else "(CPU s of Ray workers not visible)"
-                print(f"round {round_ + 1}: {name:7s} {wall:7.1f} s wall for {len(results[name, round_])} runs, "
-                      f"{cpu_text}", flush=True)
+                print(f"round {round_ + 1}: {name:7s} {wall:7.1f} s wall for {len(results[name, round_])} runs "
+                      f"({own:.1f} s in the runs themselves), {cpu_text}", flush=True)
     reference = next(iter(results.values()))
     same = all(r == reference for r in results.values())
     print(f"load average after {os.getloadavg()[0]:.1f}; results equal across executors and rounds: {same}")
@@ -98,6 +107,13 @@ def main() -> None:
         print(f"local pool ({args.workers} workers) speed-up over inline: median "
               f"{statistics.median(per_round):.2f}× (per round {', '.join(f'{r:.2f}' for r in per_round)}; "
               "target ≥ 1.7×)")
+    if "inline" in seconds:
+        for name in (n for n in seconds if n != "inline"):
+            slower = [own / ref - 1 for own, ref in zip(run_seconds[name], run_seconds["inline"])]
+            fixed = [wall - own / args.workers for wall, own in zip(seconds[name], run_seconds[name])]
+            print(f"{name:7s} runs' own seconds against inline's: median {100 * statistics.median(slower):+.0f}% "
+                  f"(per round {', '.join(f'{100 * x:+.0f}%' for x in slower)}); fixed cost (wall − run s / "
+                  f"workers) median {statistics.median(fixed):.1f} s ({', '.join(f'{x:.1f}' for x in fixed)})")
     if "ray" in seconds and "local" in seconds:
         per_round = [r / l for r, l in zip(seconds["ray"], seconds["local"])]
         print(f"local Ray time / local pool time: median {statistics.median(per_round):.2f} "
