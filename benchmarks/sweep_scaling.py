@@ -1,8 +1,8 @@
 """Sweep scaling: the same grid of 8 quick runs, inline, in a local pool, and on a local Ray cluster.
 
 The grid is split-digits × {naive, er} × seeds 0-3, an MLP 64-256-256-10
-trained for ``--epochs`` epochs per experience (about 5 s of one core per run
-at the default). Each executor runs the whole sweep from this process, and
+trained for ``--epochs`` epochs per experience (5-10 s of one core per run
+at the default, depending on the VM's day). Each executor runs the whole sweep from this process, and
 its time includes its own start-up: spawning and warming the pool's workers,
 or starting the Ray cluster (``ray.init(num_cpus=workers)``) and its workers.
 The inline reference runs in this already-warm process. The results of all
@@ -109,10 +109,10 @@ def main() -> None:
               "target ≥ 1.7×)")
     if "inline" in seconds:
         for name in (n for n in seconds if n != "inline"):
-            slower = [own / ref - 1 for own, ref in zip(run_seconds[name], run_seconds["inline"])]
+            relative = [own / ref - 1 for own, ref in zip(run_seconds[name], run_seconds["inline"])]
             fixed = [wall - own / args.workers for wall, own in zip(seconds[name], run_seconds[name])]
-            print(f"{name:7s} runs' own seconds against inline's: median {100 * statistics.median(slower):+.0f}% "
-                  f"(per round {', '.join(f'{100 * x:+.0f}%' for x in slower)}); fixed cost (wall − run s / "
+            print(f"{name:7s} runs' own seconds against inline's: median {100 * statistics.median(relative):+.0f}% "
+                  f"(per round {', '.join(f'{100 * x:+.0f}%' for x in relative)}); fixed cost (wall − run s / "
                   f"workers) median {statistics.median(fixed):.1f} s ({', '.join(f'{x:.1f}' for x in fixed)})")
     if "ray" in seconds and "local" in seconds:
         per_round = [r / l for r, l in zip(seconds["ray"], seconds["local"])]
