@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from agents._nets import build_network, make_optimizer
+from replaybench.agents._nets import build_network, make_optimizer
 from replaybench import progress
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param

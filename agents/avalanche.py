@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents._nets import build_network, make_optimizer
-from agents._supervised import TrainingConfig
+from replaybench.agents._nets import build_network, make_optimizer
+from replaybench.agents._supervised import TrainingConfig
 from replaybench.errors import ConfigError
 from replaybench.interop import to_avalanche_benchmark
 from replaybench.params import InstanceOf, did_you_mean, param

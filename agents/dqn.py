@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from agents._nets import mlp
+from replaybench.agents._nets import mlp
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from agents._supervised import SupervisedAgent, TrainingConfig
-from memories.reservoir import ClassBalancedBuffer, ReservoirBuffer, items_for_bytes
+from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
+from replaybench.memories.reservoir import ClassBalancedBuffer, ReservoirBuffer, items_for_bytes
 from replaybench.errors import ConfigError
 from replaybench.params import InstanceOf, Interval, Optional, param
 from replaybench.protocols import Experience, Stream

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from agents._supervised import SupervisedAgent, TrainingConfig
+from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
 from replaybench.params import Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from agents._supervised import SupervisedAgent
+from replaybench.agents._supervised import SupervisedAgent
 from replaybench.protocols import Experience, Stream
 from dataclasses import replace
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from agents._supervised import SupervisedAgent, TrainingConfig
+from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
 from replaybench.params import Interval, param
 from replaybench.protocols import Experience, Stream
 

@@ -5,7 +5,7 @@ It is the lower bound every continual-learning method is measured against.
 
 from __future__ import annotations
 
-from agents._supervised import SupervisedAgent
+from replaybench.agents._supervised import SupervisedAgent
 
 
 class NaiveAgent(SupervisedAgent):

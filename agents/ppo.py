@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents._nets import mlp
-from agents.dqn import flat_discrete_sizes
+from replaybench.agents._nets import mlp
+from replaybench.agents.dqn import flat_discrete_sizes
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, param
 from replaybench.protocols import Experience

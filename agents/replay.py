@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents._supervised import SupervisedAgent, TrainingConfig
-from memories.gsemm import DSEMConfig
-from memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir, scored_capacity
+from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
+from replaybench.memories.gsemm import DSEMConfig
+from replaybench.memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir, scored_capacity
 from replaybench.errors import ConfigError
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream

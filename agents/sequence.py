@@ -6,7 +6,7 @@ Four recurrent cores share one training loop (:class:`SequenceAgent`):
   bias, EMT's model (Karuvally et al., arXiv 2310.02430).
 - ``LSTMAgent``: ``nn.LSTM`` without bias, the same readout.
 - ``WaveLBCAgent`` / ``WaveSBCAgent``: an input encoder writes into the start
-  boundary of a :class:`~memories.wave.WaveLattice` with the linear (LBC) or
+  boundary of a :class:`~replaybench.memories.wave.WaveLattice` with the linear (LBC) or
   self-attention (SBC) boundary; a linear readout reads the whole lattice.
 
 Training follows EMT's recipe: Adam (lr 1e-3), gradient clipping at 1.0,
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memories.wave import WaveLattice
+from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream

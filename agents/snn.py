@@ -22,11 +22,11 @@ from replaybench import progress
 from replaybench.errors import ConfigError
 from replaybench.params import Config, Interval, OneOf, Optional, param
 from replaybench.protocols import Experience, Stream
-from spiking.models import (
+from replaybench.spiking.models import (
     DiehlCookConfig, LocalSNNConfig, PresentationConfig, SpikingModel, build_diehl_cook,
     build_local_snn,
 )
-from spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
+from replaybench.spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
 
 
 @dataclass(frozen=True)

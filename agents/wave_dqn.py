@@ -3,7 +3,7 @@
 For partially observable tasks such as ``cartpole-conflict-pomdp`` (no
 velocities): a single observation does not tell the agent where the pole is
 heading, the last few do. Each observation is encoded and written into the
-start boundary of a :class:`~memories.wave.WaveLattice` (s slots × d
+start boundary of a :class:`~replaybench.memories.wave.WaveLattice` (s slots × d
 features; Karuvally, Sejnowski & Siegelmann, ICML 2024); the wave carries it
 one slot further back at every step, so the lattice holds the recent history
 in order, and the boundary function f (LBC or SBC, learned, starting at 0)
@@ -21,7 +21,7 @@ wave (f = 0) the lattice after s steps is exact; ``burn_in`` = s by default.
 The next state of a step is the lattice advanced with that step's next
 observation, so a target never mixes two episodes.
 
-The Q-learning loop's hyperparameters are :class:`~agents.dqn.QLearningConfig`'s.
+The Q-learning loop's hyperparameters are :class:`~replaybench.agents.dqn.QLearningConfig`'s.
 
 Example:
     >>> from streams.rl import make_cartpole_conflict
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents._nets import mlp
-from agents.dqn import QLearningConfig, flat_discrete_sizes, training_stats
-from memories.wave import WaveLattice
+from replaybench.agents._nets import mlp
+from replaybench.agents.dqn import QLearningConfig, flat_discrete_sizes, training_stats
+from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Interval, OneOf, Optional, param
 from replaybench.protocols import Experience

@@ -1,7 +1,7 @@
 """Time per epoch and peak memory of sigprop and EFP, side by side with backprop.
 
 Every learner trains the same network (hidden widths, batch size, optimiser,
-learning rate) on the same data; backprop is ``agents.naive.NaiveAgent``.
+learning rate) on the same data; backprop is ``replaybench.agents.naive.NaiveAgent``.
 Reported per learner:
 
 - CPU seconds per epoch (process time) and its ratio to backprop's, plus the
@@ -45,9 +45,9 @@ import time
 from pathlib import Path
 
 LEARNERS = {
-    "backprop": "agents.naive:NaiveAgent",
-    "sigprop": "agents.forward.sigprop:SigpropAgent",
-    "efp": "agents.forward.efp:EFPAgent",
+    "backprop": "replaybench.agents.naive:NaiveAgent",
+    "sigprop": "replaybench.agents.forward.sigprop:SigpropAgent",
+    "efp": "replaybench.agents.forward.efp:EFPAgent",
 }
 
 
@@ -135,7 +135,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from replaybench.protocols import Experience
-    from streams.vision import load_dataset
+    from replaybench.streams.vision import load_dataset
 
     data = load_dataset(args.dataset)
     train_x, train_y, eval_x, eval_y, split = data.train_x, data.train_y, data.test_x, data.test_y, "test"
@@ -177,7 +177,7 @@ def run_interleaved(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     torch.set_num_threads(args.threads)
     from replaybench.protocols import Experience
-    from streams.vision import load_dataset
+    from replaybench.streams.vision import load_dataset
 
     data = load_dataset(args.dataset)
     n = args.subset or len(data.train_x)
@@ -217,7 +217,7 @@ def run_memory(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     from replaybench.protocols import Experience
-    from streams.vision import load_dataset
+    from replaybench.streams.vision import load_dataset
 
     data = load_dataset(args.dataset)
     n = args.subset or len(data.train_x)

@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from memories.gsemm import DSEM, LISEM, DSEMConfig, LISEMConfig, random_patterns
+from replaybench.memories.gsemm import DSEM, LISEM, DSEMConfig, LISEMConfig, random_patterns
 
 N_GRID = sorted({round(4 * math.sqrt(2) ** i) for i in range(17)})  # 4, 6, 8, 11, …, 1024
 DWELL = {"DSEM": 15.0, "LISEM": 35.0}  # time per memory at T_d = 20, measured at N = 100

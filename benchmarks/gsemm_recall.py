@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memories.gsemm import DSEM, LISEM, random_patterns
+from replaybench.memories.gsemm import DSEM, LISEM, random_patterns
 
 
 def zero_last_quarter(x: torch.Tensor) -> torch.Tensor:

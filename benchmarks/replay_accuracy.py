@@ -19,7 +19,7 @@ import torch
 
 from replaybench.runner import RunSpec, make_stream, run
 
-REPLAY = "agents.replay:BiologicalReplay"
+REPLAY = "replaybench.agents.replay:BiologicalReplay"
 
 # name -> (agent, options); the replay-* entries are the options registered in agents/catalog.py.
 CONFIGS: dict[str, tuple[str, dict]] = {

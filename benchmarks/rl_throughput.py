@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.dqn import DQN, DQNConfig
+from replaybench.agents.dqn import DQN, DQNConfig
 from replaybench.runner import RunSpec, run
-from streams.rl import make_cartpole_conflict
+from replaybench.streams.rl import make_cartpole_conflict
 
 
 def random_loop(steps: int, seed: int) -> float:
@@ -97,7 +97,7 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
 
 
 def our_dqn(steps: int, seed: int, cfg: DQNConfig) -> float:
-    """Steps per second of ``agents.dqn.DQN.learn`` on one experience of the same env."""
+    """Steps per second of ``replaybench.agents.dqn.DQN.learn`` on one experience of the same env."""
     stream = make_cartpole_conflict(n_tasks=1, steps_per_task=steps, task_ids=False)
     agent = DQN(stream=stream, config=cfg, seed=seed)
     start = time.process_time()
@@ -109,7 +109,7 @@ def two_task_run(agent_options: dict) -> tuple[float, float, list[list[float]]]:
     """Wall and CPU seconds of one runner run on the 2-task stream, and its R."""
     stream = make_cartpole_conflict(n_tasks=2, steps_per_task=4000)
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run(RunSpec(stream="cartpole-conflict", agent="agents.dqn:DQN", seed=0, agent_options=agent_options),
+    result = run(RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=0, agent_options=agent_options),
                  stream=stream)
     return time.perf_counter() - wall, time.process_time() - cpu, result.R
 

@@ -26,7 +26,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from agents._nets import mlp
+from replaybench.agents._nets import mlp
 from replaybench.interop import to_avalanche_benchmark
 from replaybench.runner import RunSpec, make_stream, run, seed_everything
 
@@ -98,7 +98,7 @@ def avalanche_classic_run(strategy: str, seed: int, **kwargs) -> tuple[float, fl
     import tempfile
     from pathlib import Path
 
-    from streams.datasets import DEBIAN_FASHION_MNIST
+    from replaybench.streams.datasets import DEBIAN_FASHION_MNIST
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -24,10 +24,10 @@ import time
 
 import torch
 
-from spiking.models import (
+from replaybench.spiking.models import (
     DiehlCookConfig, LocalSNNConfig, PresentationConfig, build_diehl_cook, build_local_snn,
 )
-from spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
+from replaybench.spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
 
 
 CONV_NU_POST = 1e-3
@@ -35,7 +35,7 @@ CONV_NU_POST = 1e-3
 
 
 def load(dataset: str, n_train: int, n_test: int):
-    from streams import datasets
+    from replaybench.streams import datasets
 
     data = datasets.load_mnist5k() if dataset == "mnist5k" else datasets.load_fashion_mnist()
     # The splits are sorted by class: subsample at random, with a fixed seed.

@@ -88,7 +88,7 @@ def _inputs(batch: int, steps: int, n_batches: int, seed: int):
 def worker_ours(args) -> dict:
     import torch
 
-    from spiking.models import DiehlCookConfig, PresentationConfig, build_diehl_cook
+    from replaybench.spiking.models import DiehlCookConfig, PresentationConfig, build_diehl_cook
 
     torch.set_num_threads(1)
     batches = _inputs(args.batch, args.steps, args.batches + 1, args.seed)

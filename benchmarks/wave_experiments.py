@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from agents.sequence import ElmanAgent, LSTMAgent, SequenceAgent, WaveLBCAgent, WaveSBCAgent
-from streams.sequence_tasks import (
+from replaybench.agents.sequence import ElmanAgent, LSTMAgent, SequenceAgent, WaveLBCAgent, WaveSBCAgent
+from replaybench.streams.sequence_tasks import (
     flipflop_accuracies,
     make_flipflop_periods,
     make_vb_compose,

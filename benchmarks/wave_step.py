@@ -16,7 +16,7 @@ import timeit
 
 import torch
 
-from memories.wave import WaveLattice
+from replaybench.memories.wave import WaveLattice
 
 
 def best_times(stmts: list[str], env: dict, rounds: int, number: int) -> list[float]:

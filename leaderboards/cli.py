@@ -17,14 +17,14 @@ DEFAULT_OUT = "replaybench-results"
 
 
 def _store(args: argparse.Namespace):
-    from leaderboards.store import Store
+    from replaybench.leaderboards.store import Store
 
     return Store(args.store)
 
 
 def _table(args: argparse.Namespace):
-    from leaderboards.boards import load_board
-    from leaderboards.ranking import board_table
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.ranking import board_table
 
     board = load_board(args.name)
     with _store(args) as store:
@@ -32,12 +32,12 @@ def _table(args: argparse.Namespace):
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from leaderboards.boards import load_board
-    from leaderboards.export import print_table
-    from leaderboards.ranking import board_table
-    from leaderboards.store import check_display_name
-    from leaderboards.submit import prepare, read_submit_config, run_submission
-    from leaderboards.wandb_sink import resolve_mode
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.export import print_table
+    from replaybench.leaderboards.ranking import board_table
+    from replaybench.leaderboards.store import check_display_name
+    from replaybench.leaderboards.submit import prepare, read_submit_config, run_submission
+    from replaybench.leaderboards.wandb_sink import resolve_mode
 
     board = load_board(args.board)
     display_name = check_display_name(args.name or args.agent)
@@ -55,8 +55,8 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from leaderboards.boards import load_board
-    from leaderboards.verify import DEFAULT_TOLERANCE, verify
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.verify import DEFAULT_TOLERANCE, verify
 
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     with _store(args) as store:
@@ -71,13 +71,13 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from leaderboards.export import print_table
+    from replaybench.leaderboards.export import print_table
 
     print_table(_table(args))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from leaderboards.export import render
+    from replaybench.leaderboards.export import render
     from replaybench.results import atomic_write_text, safe_name
 
     table = _table(args)
@@ -95,8 +95,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from leaderboards.export import rows_for_wandb
-    from leaderboards.wandb_sink import log_board, resolve_mode
+    from replaybench.leaderboards.export import rows_for_wandb
+    from replaybench.leaderboards.wandb_sink import log_board, resolve_mode
 
     mode = resolve_mode(args.mode)
     table = _table(args)
@@ -111,7 +111,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_pin(args: argparse.Namespace) -> None:
-    from leaderboards.boards import board_path, load_board, pin_fingerprints
+    from replaybench.leaderboards.boards import board_path, load_board, pin_fingerprints
     from replaybench.registry import STREAMS
     from replaybench.results import atomic_write_text
     from replaybench.runner import make_stream
@@ -141,7 +141,7 @@ def cmd_pin(args: argparse.Namespace) -> None:
 
 
 def cmd_boards(args: argparse.Namespace) -> None:
-    from leaderboards.boards import board_names, load_board
+    from replaybench.leaderboards.boards import board_names, load_board
 
     for name in board_names():
         board = load_board(name)

@@ -18,8 +18,8 @@ import html
 import io
 import json
 
-from leaderboards.ranking import CONFIDENCE, BoardTable, Row
-from leaderboards.redact import redact
+from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Row
+from replaybench.leaderboards.redact import redact
 
 FORMATS = ("md", "html", "csv", "json")
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from leaderboards.boards import Board
-from leaderboards.store import Store, StoredRun, Submission
+from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.store import Store, StoredRun, Submission
 
 CONFIDENCE = 0.9
 N_RESAMPLES = 10_000

@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from leaderboards.boards import Board
-from leaderboards.redact import redact
+from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.redact import redact
 from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.results import RunResult
 

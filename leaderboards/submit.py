@@ -18,29 +18,24 @@ The submission records two hashes:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import hashlib
-import inspect
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leaderboards.boards import Board
-from leaderboards.redact import redact
-from leaderboards.store import Store, check_display_name
+from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.redact import redact
+from replaybench.leaderboards.store import Store, check_display_name
 from replaybench.errors import ConfigError
 from replaybench.protocols import Stream
 from replaybench.registry import AGENTS
+from replaybench.provenance import agent_source_files, config_hash, source_hash
 from replaybench.results import safe_name, write_result
 from replaybench.runner import RunSpec, agent_class_and_config, make_agent, make_stream, run
 
 SUBMISSIONS_DIR = "submissions"
-BUILTIN_COMPANIONS = {"agents": ("memories",)}
-"""Packages whose code a built-in agent composes (DESIGN: agents → memories), hashed with it."""
 
 
 def canonical_agent(agent: str) -> str:
@@ -49,69 +44,6 @@ def canonical_agent(agent: str) -> str:
     if sep and target.endswith(".py"):
         return f"{Path(target).resolve()}:{attr}"
     return agent
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(dict(config), sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _imported_modules(path: Path, module_name: str) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
-    package = module_name if path.name == "__init__.py" else module_name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".") if package else []
-                parts = parts[: len(parts) - node.level + 1] if node.level > 1 else parts
-                base = ".".join([*parts, base] if base else parts)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # "from pkg import module"
-    return found
-
-
-def agent_source_files(agent_cls: type) -> dict[str, str]:
-    """SHA-256 of each source file of ``agent_cls``, keyed by a path relative to its package root."""
-    main_file = Path(inspect.getsourcefile(agent_cls) or "").resolve()
-    if not main_file.is_file():
-        raise ConfigError(f"Cannot find the source file of agent class {agent_cls.__qualname__}.")
-    module_name = agent_cls.__module__
-    top = module_name.split(".")[0]
-    if top.startswith("_replaybench_user_"):  # loaded from file.py: same-folder modules count
-        root, prefixes = main_file.parent, None
-    else:
-        root = main_file.parents[module_name.count(".")]
-        prefixes = {top, *BUILTIN_COMPANIONS.get(top, ())}
-    files: dict[Path, str] = {}
-    pending = [(main_file, module_name)]
-    while pending:
-        path, name = pending.pop()
-        if path in files:
-            continue
-        files[path] = name
-        for imported in _imported_modules(path, name):
-            if prefixes is not None and imported.split(".")[0] not in prefixes:
-                continue
-            candidate = _module_file(imported, root)
-            if candidate is not None and candidate not in files:
-                pending.append((candidate, imported))
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
-
-
-def _module_file(name: str, root: Path) -> Path | None:
-    """The ``.py`` file of module ``name`` if it lies under ``root``."""
-    rel = Path(*name.split("."))
-    for candidate in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
-        if candidate.is_file():
-            return candidate.resolve()
-    return None
-
-
-def source_hash(files: Mapping[str, str]) -> str:
-    return hashlib.sha256(json.dumps(dict(files), sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -190,7 +122,7 @@ def run_submission(prepared: PreparedSubmission, store: Store, *, display_name: 
                 path = write_result(result, folder, heatmap=plots)
                 where = None
                 if wandb_mode is not None:
-                    from leaderboards.wandb_sink import log_run
+                    from replaybench.leaderboards.wandb_sink import log_run
 
                     where = log_run(result, mode=wandb_mode, results_path=path, extra_config={
                         "board": board.name, "board_version": board.version, "submission": sub_id})

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaderboards.boards import Board
-from leaderboards.store import Store
-from leaderboards.submit import agent_source_files, source_hash
+from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.store import Store
+from replaybench.provenance import agent_source_files, source_hash
 from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.registry import AGENTS
 from replaybench.runner import RunSpec, make_stream, run

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from leaderboards.redact import redact
+from replaybench.leaderboards.redact import redact
 from replaybench.errors import ConfigError
 from replaybench.results import RunResult, atomic_write_text, safe_name, write_heatmap
 

@@ -1,11 +1,11 @@
-"""Replay memories for :mod:`agents.replay`: a reservoir with per-item metadata,
+"""Replay memories for :mod:`replaybench.agents.replay`: a reservoir with per-item metadata,
 and an adapter that stores exemplars in GSEMM (DSEM) and replays what its
 dynamics recall.
 
 Both count their budget in bytes of what they hold, like
-:attr:`memories.reservoir.ReservoirBuffer.nbytes` (inputs and int64 labels):
+:attr:`replaybench.memories.reservoir.ReservoirBuffer.nbytes` (inputs and int64 labels):
 the scored reservoir adds the metadata it keeps per item, the GSEMM memory
-counts Ξ and Φ (:attr:`memories.gsemm.DSEM.nbytes`) plus the per-memory
+counts Ξ and Φ (:attr:`replaybench.memories.gsemm.DSEM.nbytes`) plus the per-memory
 norms and per-class means it needs to decode a recalled pattern.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from memories.gsemm import DSEM, DSEMConfig
-from memories.reservoir import ReservoirBuffer
+from replaybench.memories.gsemm import DSEM, DSEMConfig
+from replaybench.memories.reservoir import ReservoirBuffer
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, check_param
 
@@ -255,7 +255,7 @@ class GSEMMReplayMemory:
 def _visits(rows: list[list[int]], min_dwell: int) -> list[list[tuple[int, int]]]:
     """Per trajectory: (memory, record at the middle of the visit) for each visit of ``min_dwell`` records or more.
 
-    Like :meth:`memories.gsemm.Recall.sequences`, but keeping where each visit happened.
+    Like :meth:`replaybench.memories.gsemm.Recall.sequences`, but keeping where each visit happened.
     """
     result = []
     for row in rows:

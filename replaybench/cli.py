@@ -90,7 +90,7 @@ def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[i
             path = write_result(result, out, heatmap=plots)
             print(f"wrote {path}", file=sys.stderr)
         if wandb_mode is not None:  # each run is logged as soon as it is written
-            from leaderboards.wandb_sink import log_run
+            from replaybench.leaderboards.wandb_sink import log_run
 
             log_run(result, mode=wandb_mode, results_path=path)
         results.append(result)
@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     opts = {a: options_for(a, cfg, args.option) for a in args.agent}
     wandb_mode = None
     if args.wandb is not None:
-        from leaderboards.wandb_sink import resolve_mode
+        from replaybench.leaderboards.wandb_sink import resolve_mode
 
         wandb_mode = resolve_mode(args.wandb)
     results = run_grid(streams=[args.stream], agents=args.agent, seeds=seeds, agent_options=opts,
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_quick(args: argparse.Namespace) -> None:
     import torch
 
-    from leaderboards.boards import load_board
+    from replaybench.leaderboards.boards import load_board
 
     torch.set_num_threads(1)  # the quick board's nets are tiny: extra threads only add synchronisation
     board = load_board("quick")
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(show)
     show.set_defaults(func=cmd_streams_show)
 
-    from leaderboards.cli import register_commands
+    from replaybench.leaderboards.cli import register_commands
 
     register_commands(sub)  # submit, verify, leaderboard show|export|publish|pin|list
     from replaybench.sweep import register_sweep_command

@@ -38,3 +38,12 @@ class DivergenceError(ReplaybenchError, FloatingPointError):
 
 class AgentError(ReplaybenchError):
     """An agent raised while learning or being evaluated."""
+
+
+def one_line(exc: BaseException, *, with_type: bool = True) -> str:
+    """``Type: first line of the message``: an exception kept to one line for the CLI."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from replaybench.errors import DivergenceError, ReplaybenchError
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, SelfScoringStream, Stream
 
 EVAL_BATCH = 4096
 
@@ -44,8 +44,8 @@ def supervised_accuracy(agent: Any, experience: Experience, stream: Stream) -> f
         raise ReplaybenchError(
             f"predict() must return logits of shape [{len(experience.test_y)}, n_classes]; got {tuple(logits.shape)}."
         )
-    if not torch.isfinite(logits).all():
-        raise DivergenceError(f"The agent's predictions on experience {experience.index} are not finite.")
+    if torch.isnan(logits).any() or torch.isposinf(logits).any():  # -inf masks a class; NaN/+inf diverged
+        raise DivergenceError(f"The agent's predictions on experience {experience.index} hold NaN or +inf.")
     if stream.scenario == "task-il":
         mask = torch.full((logits.shape[1],), float("-inf"))
         mask[list(experience.classes)] = 0.0
@@ -161,15 +161,10 @@ EVALUATORS: dict[str, Scorer] = {
 }
 """Default evaluator per experience kind."""
 
-AGENT_METHOD = {"supervised": "predict", "sequence": "predict", "unsupervised": "embed", "rl": "act"}
-"""The query method an agent needs for each kind."""
-
-
 def evaluate_scores(agent: Any, experience: Experience, stream: Stream) -> dict[str, float]:
     """Every score of ``agent`` on ``experience``: ``"score"`` (for R) and any secondary ones."""
-    stream_eval = getattr(stream, "evaluate", None)
-    if stream_eval is not None:
-        result = stream_eval(agent, experience)
+    if isinstance(stream, SelfScoringStream):
+        result = stream.evaluate(agent, experience)
     elif experience.kind in EVALUATORS:
         result = EVALUATORS[experience.kind](agent, experience, stream)
     else:

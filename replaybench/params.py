@@ -19,10 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import math
 import numbers
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -47,12 +50,16 @@ class Interval:
         high: Upper bound, or ``None``.
         closed: Which bounds belong to the range: "both", "left", "right" or
             "neither".
+        infinite: Whether ``-inf``/``inf`` are accepted where a bound is
+            ``None`` (e.g. a weight clamp that may be off). No
+            hyperparameter accepts them otherwise, and none accepts NaN.
     """
 
     type: type
     low: float | None
     high: float | None
     closed: str = "both"
+    infinite: bool = False
 
     def accepts(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -61,7 +68,7 @@ class Interval:
             return False
         if self.type is float and not isinstance(value, numbers.Real):
             return False
-        if isinstance(value, float) and math.isnan(value):
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not self.infinite)):
             return False
         left = self.closed in ("both", "left")
         right = self.closed in ("both", "right")
@@ -106,6 +113,8 @@ class InstanceOf:
 
     def accepts(self, value: Any) -> bool:
         if bool not in self.types and isinstance(value, bool):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         return isinstance(value, self.types)
 
@@ -174,14 +183,8 @@ class Config:
         ``owner`` names the thing configured in error messages (e.g. "agent 'er'").
         """
         merged = dict(values or {})
-        known = [f.name for f in dataclasses.fields(cls) if f.init]
         owner = owner or cls.owner_name or cls.__name__
-        for key in merged:
-            if key not in known:
-                raise ConfigError(
-                    f"Unknown option {key!r} for {owner}.{did_you_mean(key, known)} "
-                    f"Known options: {', '.join(known)}."
-                )
+        check_known_keys(cls, merged, owner)
         try:
             return cls(**merged)
         except ConfigError as exc:
@@ -192,6 +195,139 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def check_known_keys(config_cls: type, values: Mapping[str, Any], owner: str) -> None:
+    """Refuse a key that is not an init field of the dataclass ``config_cls``, with a hint."""
+    known = [f.name for f in dataclasses.fields(config_cls) if f.init]
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"Unknown option {key!r} for {owner}.{did_you_mean(key, known)} "
+                f"Known options: {', '.join(known) or '(none)'}."
+            )
+
+
+# --- plain frozen dataclasses as configs --------------------------------------------------------
+def build_config(config_cls: type, values: Mapping[str, Any] | None = None, *, owner: str) -> Any:
+    """Build a config from a mapping: a :class:`Config` subclass, or any frozen dataclass.
+
+    A plain ``@dataclass(frozen=True)`` works as an agent's ``Config``: unknown
+    keys are refused with a hint, TOML arrays become tuples, and every field's
+    value (given or default) is checked against its annotation (int, float,
+    bool, str, ``Literal``, tuples, ``Optional``/unions, mappings) with the
+    same message shape as :func:`check_param`. Other annotations are not
+    checked. A ``TypeError``/``ValueError`` from the dataclass itself (a
+    missing field, its own ``__post_init__`` check) is a :class:`ConfigError`.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class MyConfig:
+        ...     lr: float = 0.1
+        ...     hidden: tuple[int, ...] = (64,)
+        >>> build_config(MyConfig, {"hidden": [32, 32]}, owner="agent 'mine'").hidden
+        (32, 32)
+        >>> build_config(MyConfig, {"lr": "fast"}, owner="agent 'mine'")
+        Traceback (most recent call last):
+        ...
+        replaybench.errors.ConfigError: The 'lr' parameter of agent 'mine' must be a float. Got 'fast' instead.
+    """
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        raise ConfigError(f"The Config of {owner} must be a dataclass; got {config_cls!r}.")
+    if not config_cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise ConfigError(f"The Config of {owner} must be frozen: @dataclass(frozen=True).")
+    values = dict(values or {})
+    if issubclass(config_cls, Config):
+        return config_cls.from_dict(values, owner=owner)
+    check_known_keys(config_cls, values, owner)
+    hints = _type_hints(config_cls, owner)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    for key, value in values.items():
+        _check_annotated(owner, key, value, hints.get(key, Any))
+    try:
+        config = config_cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Building the Config of {owner} raised {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")) from None
+    for f in dataclasses.fields(config):
+        if f.name not in values:
+            _check_annotated(owner, f.name, getattr(config, f.name), hints.get(f.name, Any))
+    return config
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of any dataclass config's fields (tuples as lists)."""
+    if isinstance(config, Config):
+        return config.to_dict()
+    return {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _type_hints(config_cls: type, owner: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(config_cls)
+    except Exception as exc:  # noqa: BLE001 - an unresolvable annotation: name it, don't crash
+        raise ConfigError(f"Cannot resolve the annotations of the Config of {owner}: "
+                          f"{type(exc).__name__}: {exc}.") from None
+
+
+def _annotation_accepts(value: Any, tp: Any) -> bool | None:
+    """Whether ``value`` fits annotation ``tp``; None where the annotation is not checked."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or isinstance(tp, typing.TypeVar):
+        return None
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if tp is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_annotation_accepts(value, a) for a in args]
+        return True if any(v is True or v is None for v in verdicts) else False
+    if origin is tuple or tp is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_annotation_accepts(v, args[0]) is not False for v in value)
+        return len(value) == len(args) and all(_annotation_accepts(v, a) is not False for v, a in zip(value, args))
+    if origin in (dict, Mapping, collections.abc.Mapping) or tp in (dict, Mapping):
+        return isinstance(value, Mapping)
+    return None
+
+
+def _describe_annotation(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in _TYPE_NAMES:
+        return _TYPE_NAMES[tp]
+    if tp is type(None):
+        return "None"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_annotation(a) for a in args)
+    if origin is tuple or tp is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_describe_annotation(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a tuple of {len(args)}" if args else "a tuple"
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _check_annotated(owner: str, name: str, value: Any, tp: Any) -> None:
+    if _annotation_accepts(value, tp) is False:
+        raise ConfigError(f"The {name!r} parameter of {owner} must be {_describe_annotation(tp)}. "
+                          f"Got {value!r} instead.")
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,11 +3,15 @@
 These are structural protocols (``typing.Protocol``): anything with the right
 attributes and methods qualifies, so third-party agents need not inherit from
 us. The runner owns the loop; an agent only learns and answers queries.
+
+Every optional hook that the runner, an evaluator or the CLI calls is
+declared here as a small protocol of its own (:data:`OPTIONAL_HOOKS`), and
+``replaybench check agent|stream`` holds implementations to the contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -19,9 +23,8 @@ Kind = Literal["supervised", "unsupervised", "rl", "sequence"]
 - supervised: ``predict(x, task_id)`` returns logits, scored by accuracy.
 - unsupervised: ``embed(x)`` returns features, scored by a fixed probe.
 - rl: ``act(obs, task_id)`` returns actions, scored by normalised return. A
-  stateful (recurrent) agent also defines ``begin_episodes(n)``: the
-  evaluator calls it before ``n`` episodes start together, one per row of
-  the observation batches that follow.
+  stateful (recurrent) agent also defines ``begin_episodes(n)``
+  (:class:`EpisodeAware`).
 - sequence: ``predict(x, task_id)`` on [B, T, d] inputs; the stream scores it.
 """
 
@@ -80,24 +83,126 @@ class Stream(Protocol):
     def fingerprint(self) -> str: ...
 
 
+# --- optional stream hooks ----------------------------------------------------------------
+@runtime_checkable
+class SelfScoringStream(Protocol):
+    """A stream that scores agents itself (RL returns, sequence accuracy).
+
+    The runner calls ``evaluate(agent, experience)`` for every cell R[i][j]
+    instead of the default evaluator of the experience's kind. It returns the
+    R entry, or a mapping whose ``"score"`` is the R entry and whose other
+    entries are secondary scores kept beside R (``extras["R_<name>"]``).
+    """
+
+    def evaluate(self, agent: Any, experience: Experience) -> float | Mapping[str, float]: ...
+
+
+@runtime_checkable
+class SingleTaskStream(Protocol):
+    """A stream that can hand out one task alone: the reference run of
+    Continual World's forward transfer (``RunSpec.forward_transfer_reference``)."""
+
+    def single_task(self, index: int) -> Stream:
+        """Experience ``index`` as a stream of its own, encoded as in the full stream."""
+        ...
+
+
+@runtime_checkable
+class DescribedStream(Protocol):
+    """A stream that describes itself for ``replaybench streams show`` (sizes, classes, source)."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+# --- the agent ------------------------------------------------------------------------------
 @runtime_checkable
 class Agent(Protocol):
     """What the runner trains and evaluates.
 
-    Agents are built as ``AgentClass(stream=..., config=..., seed=...)``.
-    The runner calls ``learn`` once per experience and then queries the agent
-    through whichever of ``predict``, ``embed`` or ``act`` fits the
-    experience's kind. An agent never scores itself.
+    Agents are built as ``AgentClass(stream=..., config=..., seed=..., device=...)``,
+    where ``config`` is an instance of the class's nested ``Config``: a frozen
+    dataclass (a :class:`replaybench.params.Config` for declared
+    constraints, or a plain ``@dataclass(frozen=True)`` whose annotated types
+    are checked; see :func:`replaybench.params.build_config`). The runner
+    calls ``learn`` once per experience and then queries the agent through
+    the method of each experience's kind (:data:`QUERY_METHOD`). An agent
+    never scores itself.
     """
 
     kinds: ClassVar[frozenset[str]]
     """The experience kinds this agent supports."""
+    Config: ClassVar[type]
+    """The frozen dataclass of its options."""
 
-    def learn(self, experience: Experience) -> dict[str, float] | None:
-        """Learn from one experience; may return training statistics."""
+    def learn(self, experience: Experience) -> Mapping[str, float] | None:
+        """Learn from one experience; may return training statistics (numbers are kept in costs)."""
         ...
 
 
+class Predicts(Protocol):
+    """supervised and sequence kinds: logits for a batch.
+
+    ``predict(x, task_id)`` returns float logits [B, n_classes] (sequence:
+    the stream's output shape). Entries may be ``-inf`` to mask classes;
+    NaN and ``+inf`` are refused as divergence.
+    """
+
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor: ...
+
+
+class Embeds(Protocol):
+    """unsupervised kind: features [B, F] for a batch, probed by the runner."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class Acts(Protocol):
+    """rl kind: one action per observation in a batch (a vector env's rows)."""
+
+    def act(self, obs: Any, task_id: int | None) -> Any: ...
+
+
+QUERY_METHOD: dict[str, str] = {"supervised": "predict", "sequence": "predict", "unsupervised": "embed", "rl": "act"}
+"""The query method an agent needs for each experience kind (:class:`Predicts`, :class:`Embeds`, :class:`Acts`)."""
+
+
+# --- optional agent hooks -------------------------------------------------------------------
+@runtime_checkable
+class EpisodeAware(Protocol):
+    """A stateful (recurrent) RL agent: told when evaluation episodes start.
+
+    The RL evaluator calls ``begin_episodes(n)`` before ``n`` episodes start
+    together, one per row of the observation batches that follow, so that
+    the agent's working memory starts empty for them.
+    """
+
+    def begin_episodes(self, n: int) -> None: ...
+
+
+@runtime_checkable
+class KeepsTrainingCurve(Protocol):
+    """An RL agent that keeps the ``(env step, episode return)`` points of its last ``learn``.
+
+    The runner stores them (``extras["train_curves"]``) and uses them for
+    Continual World's forward transfer.
+    """
+
+    last_curve: Sequence[tuple[int, float]]
+
+
+OPTIONAL_HOOKS: dict[str, tuple[type, str]] = {
+    "begin_episodes": (EpisodeAware, "called by the RL evaluator before a batch of evaluation episodes"),
+    "last_curve": (KeepsTrainingCurve, "read by the runner after each learn (RL training curve, forward transfer)"),
+    "evaluate": (SelfScoringStream, "a stream's own scorer, used instead of the kind's default evaluator"),
+    "single_task": (SingleTaskStream, "a stream's task alone, for forward-transfer reference runs"),
+    "describe": (DescribedStream, "a stream's description for 'replaybench streams show'"),
+}
+"""Every optional hook the runner, the evaluators or the CLI call, with the protocol that declares it.
+Nothing else is looked up on an agent or a stream."""
+
+
+# --- memories -------------------------------------------------------------------------------
+@runtime_checkable
 class Memory(Protocol):
     """A storage policy an agent writes into and replays from.
 

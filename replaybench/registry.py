@@ -9,7 +9,7 @@ plugin that fails to load is named in the error.
 
 Example:
     >>> AGENTS.spec("naive").entry_point
-    'agents.naive:NaiveAgent'
+    'replaybench.agents.naive:NaiveAgent'
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from replaybench.errors import ConfigError, UnknownNameError
+from replaybench.errors import ConfigError, UnknownNameError, one_line
 from replaybench.params import did_you_mean
 
 
@@ -41,25 +41,49 @@ class Spec:
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
 
 
+USER_MODULE_PREFIX = "_replaybench_user_"
+"""Module names given to ``path/to/file.py`` entry points when they are imported."""
+
+
 def load_entry_point(entry_point: str) -> Any:
-    """Import ``"module:attr"`` or ``"path/to/file.py:attr"``."""
+    """Import ``"module:attr"`` or ``"path/to/file.py:attr"``.
+
+    Any failure (a missing file, a relative module name, a module that raises
+    while it is imported, a missing attribute) is a :class:`ConfigError` that
+    names the entry point and the exception, on one line.
+    """
     target, sep, attr = entry_point.rpartition(":")
     if not sep or not target or not attr:
         raise ConfigError(f"Expected 'module:Name' or 'file.py:Name', got {entry_point!r}.")
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise ConfigError(f"No such file: {target}.")
-            module_name = f"_replaybench_user_{path.stem}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ConfigError(f"No such file: {target}.")
+        module_name = f"{USER_MODULE_PREFIX}{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"Cannot import {target!r} for {entry_point!r}.")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
             spec.loader.exec_module(module)
-        else:
+        except BaseException as exc:
+            sys.modules.pop(module_name, None)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise ConfigError(f"Importing {target!r} for {entry_point!r} raised {one_line(exc)}.") from exc
+    else:
+        if target.startswith(".") or not all(part.isidentifier() for part in target.split(".")):
+            raise ConfigError(f"Expected an absolute module name before ':' in {entry_point!r}, "
+                              f"e.g. 'mypackage.agents:MyAgent'.")
+        try:
             module = importlib.import_module(target)
-    except ImportError as exc:
-        raise ConfigError(f"Cannot import {target!r} for {entry_point!r}: {exc}.") from exc
+        except ImportError as exc:
+            raise ConfigError(f"Cannot import {target!r} for {entry_point!r}: {one_line(exc, with_type=False)}.") from exc
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise ConfigError(f"Importing {target!r} for {entry_point!r} raised {one_line(exc)}.") from exc
     try:
         obj = module
         for part in attr.split("."):

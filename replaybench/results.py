@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -116,49 +113,3 @@ def write_heatmap(result: RunResult, path: Path) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
-
-
-def git_commit() -> str | None:
-    """The commit of the replaybench checkout, with '+dirty' if modified; None outside git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sha + ("+dirty" if dirty else "")
-
-
-def hardware() -> dict[str, Any]:
-    import torch
-
-    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": None}
-    if torch.cuda.is_available():
-        info["cuda"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def provenance(*, stream_fingerprint: str, stream_version: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Everything needed to say where a result came from."""
-    import numpy
-    import torch
-
-    from replaybench import __version__
-
-    return {
-        "replaybench_version": __version__,
-        "git_commit": git_commit(),
-        "stream_fingerprint": stream_fingerprint,
-        "stream_version": stream_version,
-        "config": config,
-        "seed": seed,
-        "torch_version": torch.__version__,
-        "numpy_version": numpy.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "hardware": hardware(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import resource
 import sys
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 
 from replaybench import metrics, progress
-from replaybench.errors import AgentError, ConfigError, ReplaybenchError
-from replaybench.evaluation import AGENT_METHOD, evaluate_scores
-from replaybench.params import Interval, check_param
-from replaybench.protocols import Stream
+from replaybench.errors import AgentError, ConfigError, ReplaybenchError, one_line
+from replaybench.evaluation import evaluate_scores
+from replaybench.params import Interval, build_config, check_param, config_to_dict
+from replaybench.protocols import QUERY_METHOD, KeepsTrainingCurve, SingleTaskStream, Stream
 from replaybench.registry import AGENTS, STREAMS
-from replaybench.results import RunResult, provenance
+from replaybench.provenance import provenance
+from replaybench.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,13 @@ def make_stream(name: str, *, data_dir: str | None = None, download: bool = Fals
 def agent_class_and_config(name: str, options: Mapping[str, Any]) -> tuple[type, Any]:
     """Resolve an agent name and validate its options into its Config."""
     agent_cls, spec = AGENTS.load(name)
-    config_cls = getattr(agent_cls, "Config", None)
+    if not isinstance(agent_cls, type):
+        raise ConfigError(f"Agent {name!r} ({spec.entry_point}) is not a class.")
+    config_cls = vars(agent_cls).get("Config") or next(
+        (vars(k)["Config"] for k in agent_cls.__mro__ if "Config" in vars(k)), None)
     if config_cls is None:
-        raise ConfigError(f"Agent {name!r} ({spec.entry_point}) has no Config class.")
-    return agent_cls, config_cls.from_dict({**spec.kwargs, **options}, owner=f"agent {name!r}")
+        raise ConfigError(f"Agent {name!r} ({spec.entry_point}) has no nested Config class.")
+    return agent_cls, build_config(config_cls, {**spec.kwargs, **options}, owner=f"agent {name!r}")
 
 
 def online_options(name: str, stream: Stream, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,8 +99,8 @@ def online_options(name: str, stream: Stream, options: Mapping[str, Any]) -> dic
     if not sizes:
         return dict(options)
     (k,) = sizes
-    agent_cls, _ = AGENTS.load(name)
-    fields = getattr(getattr(agent_cls, "Config", None), "__dataclass_fields__", {})
+    _, config = agent_class_and_config(name, options)
+    fields = {f.name for f in dataclasses.fields(config)}
     if "epochs" not in fields or "batch_size" not in fields:
         raise ConfigError(f"Stream {stream.name!r} is online (one pass in batches of {k}); agent {name!r} "
                           "has no epochs/batch_size options to follow it.")
@@ -108,18 +113,56 @@ def online_options(name: str, stream: Stream, options: Mapping[str, Any]) -> dic
 def make_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
                device: str = "cpu") -> Any:
     """Build agent ``name`` for ``stream``, refusing a kind it does not support."""
+    return build_agent(name, stream, seed=seed, options=options, device=device)[0]
+
+
+def build_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
+                device: str = "cpu") -> tuple[Any, Any]:
+    """The agent and the validated config it was built with.
+
+    Raises:
+        ConfigError: a bad option, a kind the agent does not support, a
+            missing query method.
+        AgentError: the agent's ``__init__`` raised (named, on one line).
+    """
     agent_cls, config = agent_class_and_config(name, online_options(name, stream, options or {}))
     needed = {e.kind for e in stream.experiences}
-    kinds = set(getattr(agent_cls, "kinds", ()))
+    kinds = agent_kinds(name, agent_cls)
     if not needed <= kinds:
         raise ConfigError(
             f"Agent {name!r} supports {sorted(kinds) or 'no'} experiences; stream {stream.name!r} "
             f"needs {sorted(needed)}."
         )
     for kind in needed:
-        if not callable(getattr(agent_cls, AGENT_METHOD[kind], None)):
-            raise ConfigError(f"Agent {name!r} declares {kind!r} but has no {AGENT_METHOD[kind]}() method.")
-    return agent_cls(stream=stream, config=config, seed=seed, device=device)
+        if not callable(vars_of(agent_cls).get(QUERY_METHOD[kind])):
+            raise ConfigError(f"Agent {name!r} declares {kind!r} but has no {QUERY_METHOD[kind]}() method.")
+    try:
+        agent = agent_cls(stream=stream, config=config, seed=seed, device=device)
+    except ReplaybenchError:
+        raise
+    except Exception as exc:
+        raise AgentError(f"Agent {name!r} raised {one_line(exc)} while being built for {stream.name!r}.") from exc
+    return agent, config
+
+
+def vars_of(cls: type) -> dict[str, Any]:
+    """Every attribute ``cls`` defines or inherits (its MRO's namespaces, nearest first)."""
+    merged: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(vars(klass))
+    return merged
+
+
+def agent_kinds(name: str, agent_cls: type) -> set[str]:
+    """The experience kinds an agent class declares, checked against the known kinds."""
+    kinds = vars_of(agent_cls).get("kinds")
+    if not isinstance(kinds, (set, frozenset, tuple, list)) or not kinds:
+        raise ConfigError(f"Agent {name!r} must declare the experience kinds it supports, "
+                          f"e.g. kinds = frozenset({{'supervised'}}); got {kinds!r}.")
+    unknown = sorted(set(kinds) - set(QUERY_METHOD))
+    if unknown:
+        raise ConfigError(f"Agent {name!r} declares unknown kinds {unknown}; known: {sorted(QUERY_METHOD)}.")
+    return set(kinds)
 
 
 def _peak_rss_mb() -> float:
@@ -144,7 +187,8 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     stream = stream if stream is not None else make_stream(
         spec.stream, data_dir=spec.data_dir, download=spec.download, **spec.stream_options)
     seed_everything(spec.seed)
-    agent = make_agent(spec.agent, stream, seed=spec.seed, options=spec.agent_options, device=spec.device)
+    agent, agent_config = build_agent(spec.agent, stream, seed=spec.seed, options=spec.agent_options,
+                                      device=spec.device)
     experiences = list(stream.experiences)
     if spec.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -178,7 +222,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             except Exception as exc:
                 raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} on experience {exp.index}: {exc}".splitlines()[0]) from exc
             learn_s = time.perf_counter() - t0
-            if hasattr(agent, "last_curve"):
+            if isinstance(agent, KeepsTrainingCurve):
                 curves.append([tuple(point) for point in agent.last_curve])
             row, others, eval_s = score_all(f"after experience {exp.index}")
             R.append(row)
@@ -196,7 +240,6 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         costs["replay_samples"] = sum(p.get("replay_samples", 0.0) for p in per_experience)
     if spec.device.startswith("cuda"):
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    config = agent.config.to_dict() if hasattr(agent.config, "to_dict") else dict(vars(agent.config))
     summary = metrics.summarize(R, baseline, joint_R)
     extras: dict[str, Any] = {f"R_{key}": rows for key, rows in secondary.items()}
     if curves:
@@ -209,7 +252,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     return RunResult(
         spec=spec.to_dict(), R=R, baseline=baseline, metrics=summary, costs=costs,
         provenance=provenance(stream_fingerprint=stream.fingerprint, stream_version=stream.version,
-                              config=config, seed=spec.seed),
+                              config=config_to_dict(agent_config), seed=spec.seed),
         extras=extras,
     )
 
@@ -223,8 +266,7 @@ def _forward_transfer(spec: RunSpec, stream: Stream, curves: list) -> list[float
     """
     from replaybench.rl_metrics import episode_curve_on_grid, forward_transfer_auc
 
-    single_task = getattr(stream, "single_task", None)
-    if single_task is None or len(curves) != len(stream.experiences):
+    if not isinstance(stream, SingleTaskStream) or len(curves) != len(stream.experiences):
         raise ConfigError(
             f"Forward transfer needs a stream with single_task() and an agent that keeps last_curve; "
             f"{stream.name!r} with {spec.agent!r} has neither or not both.")
@@ -233,7 +275,7 @@ def _forward_transfer(spec: RunSpec, stream: Stream, curves: list) -> list[float
     for i, exp in enumerate(stream.experiences):
         if i == 0:  # the first task's "transfer" is from nothing: CW reports it, but it is 0 by construction
             continue
-        ref_curve = run(reference, stream=single_task(i)).extras["train_curves"][0]
+        ref_curve = run(reference, stream=stream.single_task(i)).extras["train_curves"][0]
         grid = dict(step_budget=exp.step_budget, n_points=100, max_return=exp.info.get("max_return", 1.0),
                     min_return=exp.info.get("min_return", 0.0))
         out.append(forward_transfer_auc(episode_curve_on_grid(curves[i], **grid),

@@ -238,7 +238,7 @@ class BoardRecorder:
 
     def __init__(self, *, board: str, store: Any, plans: Sequence[PlannedRun],
                  streams: Mapping[str, Any], display_name: str) -> None:
-        from leaderboards.boards import load_board
+        from replaybench.leaderboards.boards import load_board
 
         self.board = load_board(board)
         for name, stream in streams.items():
@@ -260,7 +260,7 @@ class BoardRecorder:
         return json.dumps([spec.agent, dict(spec.agent_options)], sort_keys=True, default=str)
 
     def _submission(self, spec: RunSpec, result: RunResult) -> int:
-        from leaderboards.submit import agent_source_files, config_hash, source_hash
+        from replaybench.provenance import agent_source_files, config_hash, source_hash
         from replaybench.registry import AGENTS
 
         key = self._key(spec)
@@ -353,7 +353,7 @@ def run_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: bool = 
         ConfigError: a bad grid (before any work), or a folder that already
             holds runs of this grid without ``resume``.
     """
-    from leaderboards.store import Store
+    from replaybench.leaderboards.store import Store
 
     plans = expand_grid(config)
     streams = validate(config, plans)

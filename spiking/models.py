@@ -19,11 +19,11 @@ import torch
 
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, param
-from spiking.encoding import bernoulli, poisson
-from spiking.learning import PostPre, STDPParams, WeightDependentPostPre
-from spiking.network import Network, SpikeCounter, SpikeRecorder
-from spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes, LIFParams
-from spiking.topology import (
+from replaybench.spiking.encoding import bernoulli, poisson
+from replaybench.spiking.learning import PostPre, STDPParams, WeightDependentPostPre
+from replaybench.spiking.network import Network, SpikeCounter, SpikeRecorder
+from replaybench.spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes, LIFParams
+from replaybench.spiking.topology import (
     Conv2dConnection, DenseConnection, LateralInhibition, LocalConnection2d, OneToOne,
 )
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, check_param
-from spiking import _cpu_kernels
-from spiking.nodes import InputNodes, Nodes
-from spiking.topology import Connection
+from replaybench.spiking import _cpu_kernels
+from replaybench.spiking.nodes import InputNodes, Nodes
+from replaybench.spiking.topology import Connection
 
 
 class SpikeCounter:

@@ -29,7 +29,7 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
-from spiking import _cpu_kernels
+from replaybench.spiking import _cpu_kernels
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _REAL = Interval(float, None, None)

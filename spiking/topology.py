@@ -23,9 +23,9 @@ from torch import nn
 
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, Optional, check_param
-from spiking import _cpu_kernels
-from spiking.learning import LearningRule, batch_outer
-from spiking.nodes import Nodes
+from replaybench.spiking import _cpu_kernels
+from replaybench.spiking.learning import LearningRule, batch_outer
+from replaybench.spiking.nodes import Nodes
 
 
 class Connection(nn.Module):
@@ -53,8 +53,8 @@ class Connection(nn.Module):
                     f"The {name!r} parameter of {owner} must be a Nodes population. "
                     f"Got {type(nodes).__name__} instead."
                 )
-        check_param(owner, "wmin", wmin, Interval(float, None, None))
-        check_param(owner, "wmax", wmax, Interval(float, wmin, None))
+        check_param(owner, "wmin", wmin, Interval(float, None, None, infinite=True))
+        check_param(owner, "wmax", wmax, Interval(float, wmin, None, infinite=True))
         check_param(owner, "norm", norm, Optional(Interval(float, 0, None, closed="neither")))
         if rule is not None and not isinstance(rule, LearningRule):
             raise ConfigError(

@@ -45,7 +45,7 @@ import torch
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, check_param
 from replaybench.protocols import Experience
-from streams.sequence_tasks import SequenceStream
+from replaybench.streams.sequence_tasks import SequenceStream
 
 STREAM_VERSION = "1"
 

@@ -48,7 +48,7 @@ from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
 from replaybench.errors import ConfigError, DataMissingError
 from replaybench.params import InstanceOf, Interval, check_param, did_you_mean
-from replaybench.protocols import Experience
+from replaybench.protocols import EpisodeAware, Experience
 from replaybench.rl_metrics import normalised_return
 
 STREAM_VERSION = "1"
@@ -202,9 +202,9 @@ def apply_task_params(env: gymnasium.Env, params: Mapping[str, float]) -> None:
         spec.recompute(target)
 
 
-gymnasium.register("replaybench/CartPole-v0", entry_point="streams.rl:CartPoleTask", max_episode_steps=200)
-gymnasium.register("replaybench/Acrobot-v0", entry_point="streams.rl:AcrobotTask", max_episode_steps=500)
-gymnasium.register("replaybench/MountainCar-v0", entry_point="streams.rl:MountainCarTask",
+gymnasium.register("replaybench/CartPole-v0", entry_point="replaybench.streams.rl:CartPoleTask", max_episode_steps=200)
+gymnasium.register("replaybench/Acrobot-v0", entry_point="replaybench.streams.rl:AcrobotTask", max_episode_steps=500)
+gymnasium.register("replaybench/MountainCar-v0", entry_point="replaybench.streams.rl:MountainCarTask",
                    max_episode_steps=200)
 
 
@@ -293,7 +293,7 @@ def make_minigrid(*, env_id: str, render_mode: str | None = None) -> gymnasium.E
 
 for _minigrid_id in ("MiniGrid-DoorKey-5x5-v0", "MiniGrid-Empty-5x5-v0", "MiniGrid-LavaGapS5-v0"):
     # The inner gymnasium.make already adds the checker and order enforcement.
-    gymnasium.register(f"replaybench/{_minigrid_id}", entry_point="streams.rl:make_minigrid",
+    gymnasium.register(f"replaybench/{_minigrid_id}", entry_point="replaybench.streams.rl:make_minigrid",
                        kwargs={"env_id": _minigrid_id}, order_enforce=False, disable_env_checker=True)
 
 
@@ -532,9 +532,8 @@ def evaluate_rl(agent: Any, experience: Experience) -> float:
     envs = gymnasium.vector.SyncVectorEnv([functools.partial(factory, seed) for seed in seeds])
     try:
         obs, _ = envs.reset(seed=seeds)
-        begin_episodes = getattr(agent, "begin_episodes", None)
-        if begin_episodes is not None:
-            begin_episodes(len(seeds))
+        if isinstance(agent, EpisodeAware):
+            agent.begin_episodes(len(seeds))
         returns = np.zeros(len(seeds))
         running = np.ones(len(seeds), dtype=bool)
         while running.any():

@@ -44,7 +44,7 @@ import torch
 from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.params import Interval, OneOf, check_param
 from replaybench.protocols import Experience
-from streams.base import TensorStream
+from replaybench.streams.base import TensorStream
 
 STREAM_VERSION = "1"
 

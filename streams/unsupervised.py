@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from replaybench.evaluation import PROBE_LABELS_KEY
-from streams.base import TensorStream
-from streams.vision import make_split
+from replaybench.streams.base import TensorStream
+from replaybench.streams.vision import make_split
 
 
 def make_unsupervised_split(
@@ -40,16 +40,16 @@ def make_unsupervised_split(
     data_dir: str | None = None,
     download: bool = False,
 ) -> TensorStream:
-    """The class-IL split of :func:`streams.vision.make_split`, without training labels.
+    """The class-IL split of :func:`replaybench.streams.vision.make_split`, without training labels.
 
     Args:
         name: The stream's name.
-        dataset: A key of :data:`streams.vision.LOADERS`.
+        dataset: A key of :data:`replaybench.streams.vision.LOADERS`.
         n_experiences: Number of experiences; must divide the number of classes.
         class_order_seed: ``None`` keeps the natural class order; an int
             shuffles it with that seed.
         train_per_class: Keep only the first k training items of each class.
-        online_batch_size: Make the stream online (see :mod:`streams.vision`).
+        online_batch_size: Make the stream online (see :mod:`replaybench.streams.vision`).
     """
     split = make_split(name=name, dataset=dataset, n_experiences=n_experiences, scenario="class-il",
                        class_order_seed=class_order_seed, train_per_class=train_per_class,

@@ -26,9 +26,9 @@ import torch
 from replaybench.errors import ConfigError
 from replaybench.params import Interval, Optional, OneOf, check_param
 from replaybench.protocols import Experience
-from streams import datasets
-from streams.base import TensorStream
-from streams.datasets import TensorDataset
+from replaybench.streams import datasets
+from replaybench.streams.base import TensorStream
+from replaybench.streams.datasets import TensorDataset
 
 LOADERS: dict[str, Callable[..., TensorDataset]] = {
     "digits": lambda data_dir=None, download=False: datasets.load_digits(),

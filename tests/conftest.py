@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streams import datasets
+from replaybench.streams import datasets
 
 # The suite's networks are small: on 2 cores, intra-op threads mostly add synchronisation
 # (and OpenMP spinning under load), so the whole session runs with one.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents._nets import build_network
+from replaybench.agents._nets import build_network
 from replaybench.interop import to_avalanche_benchmark
 from replaybench.runner import RunSpec, make_stream, run, seed_everything
 

@@ -8,7 +8,7 @@ import sys
 
 
 from replaybench.cli import main
-from streams import datasets
+from replaybench.streams import datasets
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

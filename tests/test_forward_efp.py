@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents.forward.efp import EFPAgent, EFPConfig
+from replaybench.agents.forward.efp import EFPAgent, EFPConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
 
@@ -125,7 +125,7 @@ def test_tuned_efp_comes_near_the_papers_fashion_mnist_error():
     About 20 CPU minutes. The bound leaves room for the few tenths that
     float rounding alone moves a single seed's final error.
     """
-    from streams import datasets
+    from replaybench.streams import datasets
 
     data = datasets.load_fashion_mnist()
     stream = type("FashionMNIST", (), {"name": "fashion-mnist", "scenario": "class-il", "n_classes": 10,

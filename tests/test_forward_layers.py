@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from agents._nets import build_network
-from agents.forward.layers import ForwardNet, LocalBlock, build_forward_net, check_architecture
-from agents._supervised import TrainingConfig
+from replaybench.agents._nets import build_network
+from replaybench.agents.forward.layers import ForwardNet, LocalBlock, build_forward_net, check_architecture
+from replaybench.agents._supervised import TrainingConfig
 from replaybench.errors import ConfigError
 
 

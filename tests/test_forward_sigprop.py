@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents.forward import losses
-from agents.forward.sigprop import SigpropAgent, SigpropConfig
+from replaybench.agents.forward import losses
+from replaybench.agents.forward.sigprop import SigpropAgent, SigpropConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
 

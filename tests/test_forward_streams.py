@@ -7,7 +7,7 @@ import pytest
 from replaybench.runner import RunSpec, run
 
 
-AGENTS = {"sigprop": "agents.forward.sigprop:SigpropAgent", "efp": "agents.forward.efp:EFPAgent"}
+AGENTS = {"sigprop": "replaybench.agents.forward.sigprop:SigpropAgent", "efp": "replaybench.agents.forward.efp:EFPAgent"}
 
 
 @pytest.mark.parametrize("stream", ["split-digits", "split-digits-task", "permuted-digits"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from memories.gsemm import (
+from replaybench.memories.gsemm import (
     DSEM,
     LISEM,
     DSEMConfig,
@@ -121,7 +121,7 @@ def test_hebbian_terms_are_the_negative_energy_gradient():
     # the delay signal holding x_{t-1}: -∂E/∂Φ is then post (t) × delayed pre
     # (t-1), and -∂E/∂Ξ moves column t toward x_t (and t-1 toward its own
     # pattern, the term the rule leaves out).
-    from memories.gsemm import equations
+    from replaybench.memories.gsemm import equations
 
     p = patterns(4).double()
     config = DSEMConfig()

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaderboards import export
-from leaderboards.boards import board_names, load_board, parse_board, pin_fingerprints
-from leaderboards.ranking import bootstrap_interval, board_table
-from leaderboards.store import MIGRATIONS, SCHEMA_VERSION, Store
+from replaybench.leaderboards import export
+from replaybench.leaderboards.boards import board_names, load_board, parse_board, pin_fingerprints
+from replaybench.leaderboards.ranking import bootstrap_interval, board_table
+from replaybench.leaderboards.store import MIGRATIONS, SCHEMA_VERSION, Store
 from replaybench.errors import ConfigError, ReplaybenchError, UnknownNameError
 from replaybench.results import RunResult
 
@@ -280,7 +280,7 @@ import sys, time
 from pathlib import Path
 sys.path[:0] = [{root!r}, {tests!r}]
 from test_leaderboard import make_board, make_result
-from leaderboards.store import Store
+from replaybench.leaderboards.store import Store
 board = make_board(seeds=list(range(40)))
 store = Store(sys.argv[1])
 barrier = Path(sys.argv[2])

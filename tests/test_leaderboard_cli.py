@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards.boards import load_board
-from leaderboards.store import Store
-from leaderboards.submit import config_hash
+from replaybench.leaderboards.boards import load_board
+from replaybench.leaderboards.store import Store
+from replaybench.provenance import config_hash
 from replaybench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def test_submit_records_every_run_prints_the_board_and_verifies(paths, capsys):
         assert sub.status == "complete" and not sub.verified
         assert sub.config["epochs"] == 1 and sub.config["hidden"] == [32]
         assert sub.config_hash == config_hash(sub.config)
-        assert "agents/naive.py" in sub.source_files and len(sub.source_hash) == 64
+        assert "replaybench/agents/naive.py" in sub.source_files and len(sub.source_hash) == 64
         assert run.provenance["stream_fingerprint"] == load_board("quick").stream("split-digits").fingerprint
         assert run.provenance["config"] == sub.config and len(run.R) == 5
     written = list(Path(paths["out"]).rglob("*.json"))
@@ -221,7 +221,7 @@ def test_two_processes_submitting_at_once_lose_no_row(paths, tmp_path):
 
 
 def test_builtin_baselines_accept_their_board_options():
-    from leaderboards.boards import board_names
+    from replaybench.leaderboards.boards import board_names
     from replaybench.runner import agent_class_and_config
 
     for name in board_names():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replaybench.errors import ConfigError, UnknownNameError
-from replaybench.evaluation import AGENT_METHOD
+from replaybench.protocols import QUERY_METHOD as AGENT_METHOD
 from replaybench.registry import AGENTS, STREAMS, load_entry_point
 from replaybench.runner import agent_class_and_config
 
@@ -40,7 +40,7 @@ def test_a_misspelled_agent_option_is_refused_for_every_family():
 
 def test_registering_the_same_name_twice_differently_is_an_error():
     with pytest.raises(ValueError):
-        AGENTS.register("naive", "agents.er:ExperienceReplay")
+        AGENTS.register("naive", "replaybench.agents.er:ExperienceReplay")
 
 
 def test_unknown_family_variant_needs_a_name():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.er import ExperienceReplay
-from agents.replay import BiologicalReplay, ReplayConfig, sleep_consolidation
-from memories.gsemm import DSEMConfig
-from memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir
+from replaybench.agents.er import ExperienceReplay
+from replaybench.agents.replay import BiologicalReplay, ReplayConfig, sleep_consolidation
+from replaybench.memories.gsemm import DSEMConfig
+from replaybench.memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir
 from replaybench.errors import ConfigError
 from replaybench.runner import RunSpec, make_stream, run
 
-REPLAY = "agents.replay:BiologicalReplay"
+REPLAY = "replaybench.agents.replay:BiologicalReplay"
 FAST = {"epochs": 3, "lr": 0.05, "batch_size": 32, "hidden": (64,)}
 
 

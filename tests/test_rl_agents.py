@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn import DQN, DQNConfig, TransitionBuffer
-from agents.ppo import PPO, PPOConfig
+from replaybench.agents.dqn import DQN, DQNConfig, TransitionBuffer
+from replaybench.agents.ppo import PPO, PPOConfig
 from replaybench.errors import ConfigError
 from replaybench.runner import RunSpec, run
-from streams.rl import evaluate_rl, make_cartpole_conflict
+from replaybench.streams.rl import evaluate_rl, make_cartpole_conflict
 
 
 
@@ -31,7 +31,7 @@ def conflict_stream():
 def test_cartpole_conflict_finetune_forgets_and_replay_does_not(conflict_stream):
     """Issue #4's target, from rl-wandb-distributed.md (measured there: F 0.64, AP gap 0.40)."""
     results = {
-        (name, seed): run(RunSpec(stream="cartpole-conflict", agent="agents.dqn:DQN", seed=seed,
+        (name, seed): run(RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=seed,
                                   agent_options=options), stream=conflict_stream)
         for name, options in (("finetune", FINETUNE), ("replay", REPLAY)) for seed in (0, 1)
     }
@@ -170,7 +170,7 @@ def test_agents_refuse_continuous_actions_at_construction(agent_cls):
 
 @pytest.mark.parametrize("builder", ["acrobot", "mountaincar", "minigrid", "cartpole-hidden"])
 def test_agents_run_on_every_stream_kind(builder):
-    from streams import rl
+    from replaybench.streams import rl
 
     if builder == "minigrid":
         pytest.importorskip("minigrid")

@@ -9,7 +9,7 @@ from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
 from replaybench.errors import ConfigError
 from replaybench.protocols import Stream
-from streams.rl import (
+from replaybench.streams.rl import (
     TaskSpec,
     apply_task_params,
     build_stream,
@@ -184,7 +184,7 @@ def test_single_task_stream_keeps_the_task_and_its_encoding():
 
 def test_minigrid_sequence_shares_one_encoding():
     pytest.importorskip("minigrid")
-    from streams.rl import make_minigrid_sequence
+    from replaybench.streams.rl import make_minigrid_sequence
 
     stream = make_minigrid_sequence(steps_per_task=10)
     shapes = set()

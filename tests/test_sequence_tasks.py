@@ -7,7 +7,7 @@ import torch
 
 from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.protocols import Stream
-from streams.sequence_tasks import (
+from replaybench.streams.sequence_tasks import (
     VB_TABLE1_TASK_IDS,
     flipflop_accuracies,
     flipflop_sequences,

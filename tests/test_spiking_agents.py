@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.snn import SNNClassifier, SNNConfig, SNNFeatures
+from replaybench.agents.snn import SNNClassifier, SNNConfig, SNNFeatures
 from replaybench.errors import ConfigError
 from replaybench.evaluation import evaluate
-from streams.vision import make_split
+from replaybench.streams.vision import make_split
 
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking.learning import Hebbian, PostPre, STDPParams, WeightDependentPostPre, batch_outer
-from spiking.nodes import InputNodes, LIFNodes, LIFParams
-from spiking.topology import (
+from replaybench.spiking.learning import Hebbian, PostPre, STDPParams, WeightDependentPostPre, batch_outer
+from replaybench.spiking.nodes import InputNodes, LIFNodes, LIFParams
+from replaybench.spiking.topology import (
     Conv2dConnection, DenseConnection, LateralInhibition, LocalConnection2d, OneToOne,
 )
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking.encoding import poisson
-from spiking.learning import PostPre, STDPParams
-from spiking.models import (
+from replaybench.spiking.encoding import poisson
+from replaybench.spiking.learning import PostPre, STDPParams
+from replaybench.spiking.models import (
     DiehlCookConfig, LocalSNNConfig, PresentationConfig, build_diehl_cook, build_local_snn,
 )
-from spiking.network import Network, SpikeCounter, VoltageRecorder
-from spiking.nodes import InputNodes, LIFNodes, LIFParams
-from spiking.readout import (
+from replaybench.spiking.network import Network, SpikeCounter, VoltageRecorder
+from replaybench.spiking.nodes import InputNodes, LIFNodes, LIFParams
+from replaybench.spiking.readout import (
     ClassRates, NGramScores, all_activity, assign_labels, firing_orders, proportion_weighting,
 )
-from spiking.topology import DenseConnection
-from streams.datasets import load_mnist5k
+from replaybench.spiking.topology import DenseConnection
+from replaybench.streams.datasets import load_mnist5k
 
 
 
@@ -182,7 +182,7 @@ def test_spike_counter_counts_each_sample():
 
 @pytest.mark.parametrize(("reduction", "one_spike"), [("sum", False), ("max", False), ("mean", True)])
 def test_fused_cpu_kernels_match_the_tensor_path(reduction, one_spike, monkeypatch):
-    from spiking import _cpu_kernels
+    from replaybench.spiking import _cpu_kernels
 
     if _cpu_kernels.library() is None:
         pytest.skip("no C compiler")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from replaybench.errors import ConfigError
-from spiking.encoding import bernoulli, expected_rate, poisson
-from spiking.network import Network
-from spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes, LIFParams
-from spiking.topology import DenseConnection, LocalConnection2d
+from replaybench.spiking.encoding import bernoulli, expected_rate, poisson
+from replaybench.spiking.network import Network
+from replaybench.spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes, LIFParams
+from replaybench.spiking.topology import DenseConnection, LocalConnection2d
 
 
 
@@ -67,7 +67,7 @@ def test_adaptive_threshold_sums_spikes_over_the_batch_and_freezes_without_learn
                                                      ("max", [0.5, 0.5, 0.0])])
 def test_adaptive_threshold_reduces_its_increments_over_the_batch_as_configured(reduction, expected, fused,
                                                                                 monkeypatch):
-    from spiking import _cpu_kernels
+    from replaybench.spiking import _cpu_kernels
 
     if not fused:
         monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
@@ -84,7 +84,7 @@ def test_adaptive_threshold_reduces_its_increments_over_the_batch_as_configured(
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all(fused, monkeypatch):
-    from spiking import _cpu_kernels
+    from replaybench.spiking import _cpu_kernels
 
     if not fused:
         monkeypatch.setattr(_cpu_kernels, "_LIB", [None])

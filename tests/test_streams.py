@@ -14,8 +14,8 @@ from conftest import fashion_mnist_available, needs_fashion_mnist
 from replaybench.cli import main
 from replaybench.errors import ConfigError, DataCorruptError, DataMissingError
 from replaybench.runner import make_stream
-from streams import datasets, vision
-from streams.base import TensorStream
+from replaybench.streams import datasets, vision
+from replaybench.streams.base import TensorStream
 
 
 def check_partition(stream: TensorStream) -> None:
@@ -295,7 +295,7 @@ def test_bad_stream_options_are_one_line_errors(table, expected, tmp_path, capsy
 
 
 def _pinned(stream_names):
-    from leaderboards.boards import board_names, load_board
+    from replaybench.leaderboards.boards import board_names, load_board
 
     pins = []
     for board in board_names():

@@ -14,7 +14,7 @@ from replaybench.errors import ConfigError
 from replaybench.evaluation import evaluate, evaluate_scores
 from replaybench.params import Config
 from replaybench.runner import RunSpec, make_stream, run
-from streams.episodes import corrupt, make_episode_cycles, recall_scores
+from replaybench.streams.episodes import corrupt, make_episode_cycles, recall_scores
 
 
 class LookupMemory:
@@ -128,7 +128,7 @@ def test_corrupt_zeroes_the_requested_fraction():
 
 
 def test_sequence_agents_train_on_episodes():
-    from agents.sequence import ElmanAgent
+    from replaybench.agents.sequence import ElmanAgent
 
     stream = make_episode_cycles(n_experiences=2, n_features=16, cycle_length=3)
     agent = ElmanAgent(stream=stream, config=ElmanAgent.Config.from_dict({"updates": 3}), seed=0)

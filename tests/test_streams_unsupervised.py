@@ -20,8 +20,8 @@ from replaybench.evaluation import (
 )
 from replaybench.params import Config
 from replaybench.runner import RunSpec, make_agent, make_stream, run
-from streams.unsupervised import make_unsupervised_split
-from streams.vision import make_split
+from replaybench.streams.unsupervised import make_unsupervised_split
+from replaybench.streams.vision import make_split
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.naive import NaiveAgent
-from leaderboards.store import Store
+from replaybench.agents.naive import NaiveAgent
+from replaybench.leaderboards.store import Store
 from replaybench import executors
 from replaybench.cli import main
 from replaybench.errors import ConfigError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards import wandb_sink
+from replaybench.leaderboards import wandb_sink
 from replaybench.errors import ConfigError
 from replaybench.results import RunResult
 

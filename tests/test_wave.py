@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from agents.sequence import ElmanAgent, LSTMAgent, WaveLBCAgent, WaveSBCAgent
-from memories.wave import WaveLattice
+from replaybench.agents.sequence import ElmanAgent, LSTMAgent, WaveLBCAgent, WaveSBCAgent
+from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError
-from streams.sequence_tasks import make_flipflop_periods, make_vb_repeat_copy, score_sequence
+from replaybench.streams.sequence_tasks import make_flipflop_periods, make_vb_repeat_copy, score_sequence
 
 
 
@@ -179,7 +179,7 @@ def test_agent_config_refuses_unknown_and_bad_options() -> None:
 def test_runner_trains_and_scores_a_wave_agent_on_a_sequence_stream() -> None:
     from replaybench.runner import RunSpec, run
 
-    spec = RunSpec(stream="streams.sequence_tasks:make_vb_repeat_copy", agent="agents.sequence:WaveLBCAgent",
+    spec = RunSpec(stream="replaybench.streams.sequence_tasks:make_vb_repeat_copy", agent="replaybench.agents.sequence:WaveLBCAgent",
                    stream_options={"d": 4, "s": 4, "horizons": [4, 8], "n_train": 256, "n_test": 64},
                    agent_options={"slots": 4, "features": 4, "lr": 0.03, "batch_size": 32, "updates": 100})
     result = run(spec)

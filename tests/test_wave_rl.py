@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dqn import DQN, DQNConfig
-from agents.wave_dqn import StepBuffer, WaveDQN, WaveDQNConfig, WaveQNetwork
+from replaybench.agents.dqn import DQN, DQNConfig
+from replaybench.agents.wave_dqn import StepBuffer, WaveDQN, WaveDQNConfig, WaveQNetwork
 from replaybench.errors import ConfigError
-from streams.rl import evaluate_rl, make_cartpole_conflict
+from replaybench.streams.rl import evaluate_rl, make_cartpole_conflict
 
 
 @pytest.fixture(scope="module")

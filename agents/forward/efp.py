@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from agents.forward.layers import ACTIVATIONS, LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
+from replaybench.agents.forward.layers import ACTIVATIONS, LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
 from replaybench.params import Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 

@@ -5,7 +5,7 @@ the forward direction (sigprop's target signal, EFP's looped-back output), so
 the network is held as a list of separately trainable blocks plus a linear
 output head rather than one ``nn.Sequential``. A plain forward pass through
 the blocks and the head is the inference network; it is the same network
-:func:`agents._nets.build_network` gives backprop (Linear-ReLU or
+:func:`replaybench.agents._nets.build_network` gives backprop (Linear-ReLU or
 Conv-ReLU-MaxPool), optionally with a per-sample normalisation.
 """
 
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents._nets import make_optimizer
-from agents._supervised import TrainingConfig
+from replaybench.agents._nets import make_optimizer
+from replaybench.agents._supervised import TrainingConfig
 from replaybench import progress
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import InstanceOf, OneOf, param
@@ -160,7 +160,7 @@ def build_forward_net(
     architecture: str, input_shape: Sequence[int], hidden: Sequence[int], n_classes: int,
     *, norm: str = "none", activation: str = "relu",
 ) -> ForwardNet:
-    """The MLP or small CNN of :mod:`agents._nets` as separately trainable blocks.
+    """The MLP or small CNN of :mod:`replaybench.agents._nets` as separately trainable blocks.
 
     "mlp": Linear(→h)-act per width in ``hidden``; "cnn": Conv3×3(→c)-act-MaxPool2
     per channel count in ``hidden``; then a linear head to ``n_classes``.

@@ -13,7 +13,7 @@ Training, for a minibatch (x, c) with c the one-hot label:
 2. For i ≥ 2: h_i = layer_i(h_{i-1}) and t_i = layer_i(t_{i-1}), through the
    same weights, with the inputs detached.
 3. Layer i's loss is an input-target similarity loss L(h_i, t_i; t_{i-1})
-   (:mod:`agents.forward.losses`); it reaches only layer i (and S, for
+   (:mod:`replaybench.agents.forward.losses`); it reaches only layer i (and S, for
    layer 1). Each layer's backward runs as soon as its loss exists, so only
    one layer's graph is alive at a time: the memory saving the paper claims.
 4. The output layer is trained with cross-entropy on the detached h_n.
@@ -48,11 +48,11 @@ from torch import nn
 
 import torch.nn.functional as F
 
-from agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
+from replaybench.agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
                                    masked_cross_entropy)
-from agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_products,
+from replaybench.agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_products,
                                    class_similarity, log_counts, loss_and_grad, one_hot_loss_and_grad, target_gram)
-from memories.reservoir import ReservoirBuffer
+from replaybench.memories.reservoir import ReservoirBuffer
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 

@@ -5,8 +5,8 @@ Karuvally, Sejnowski & Siegelmann, ICML 2023 (arXiv 2212.05563). See
 capacity experiment.
 """
 
-from memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
-from memories.gsemm.models import DSEM, GSEMM, LISEM, Recall, random_patterns, transitions_from_cycles
+from replaybench.memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
+from replaybench.memories.gsemm.models import DSEM, GSEMM, LISEM, Recall, random_patterns, transitions_from_cycles
 
 __all__ = [
     "DSEM",

@@ -3,7 +3,7 @@
 Each equation is written once, here, as a pure function over batched states
 (``v``, ``v_d``: [B, N]) and the weights (``xi``: Ξ, [N, K], whose columns are
 the memories; ``phi``: Φ, [K, K], with ``phi[ν, μ] > 0`` meaning "μ is followed
-by ν"). The model classes in :mod:`memories.gsemm.models` only wrap them.
+by ν"). The model classes in :mod:`replaybench.memories.gsemm.models` only wrap them.
 
 Source: Karuvally, Sejnowski & Siegelmann, "General Sequential Episodic Memory
 Model", ICML 2023 (arXiv 2212.05563), and the reference code

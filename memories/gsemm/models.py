@@ -2,8 +2,8 @@
 
 A model holds Ξ (memories, [N, K]) and Φ (transitions, [K, K]) as buffers,
 so ``.to(device)``, ``.double()`` and ``state_dict`` work. ``store`` learns
-them online from pattern sequences (:mod:`memories.gsemm.learning`);
-``recall`` integrates the dynamics (:mod:`memories.gsemm.equations`) from a
+them online from pattern sequences (:mod:`replaybench.memories.gsemm.learning`);
+``recall`` integrates the dynamics (:mod:`replaybench.memories.gsemm.equations`) from a
 batch of cues and decodes which memories the trajectory visits.
 
 Example:
@@ -28,10 +28,10 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
-from memories.gsemm import equations
-from memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
-from memories.gsemm.integrators import STEPPERS, VectorField
-from memories.gsemm.learning import MemoryWeights, cosine_overlaps, learn_sequence, transform_patterns
+from replaybench.memories.gsemm import equations
+from replaybench.memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
+from replaybench.memories.gsemm.integrators import STEPPERS, VectorField
+from replaybench.memories.gsemm.learning import MemoryWeights, cosine_overlaps, learn_sequence, transform_patterns
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import InstanceOf, Interval, check_param
 
@@ -211,7 +211,7 @@ class GSEMM(nn.Module):
         return self._field()(v, v_d)
 
     def energy(self, v: Tensor, v_d: Tensor) -> Tensor:
-        """[B] energy at batched states [B, N] (see :mod:`memories.gsemm.equations`)."""
+        """[B] energy at batched states [B, N] (see :mod:`replaybench.memories.gsemm.equations`)."""
         raise NotImplementedError
 
     def output(self, v: Tensor) -> Tensor:
