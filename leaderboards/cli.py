@@ -1,13 +1,14 @@
-"""The leaderboard commands: ``submit``, ``verify`` and ``leaderboard show|export|publish|pin|list``.
+"""The leaderboard commands: ``verify`` and ``leaderboard show|export|publish|pin|list``.
 
-``replaybench.cli.build_parser`` calls :func:`register_commands`; user errors
-raise :class:`ReplaybenchError` and become one line with exit code 2 there.
+``replaybench.cli.build_parser`` (the assembly, which also owns ``submit``,
+as every command that runs agents goes through the pipeline) calls
+:func:`register_commands`; user errors raise :class:`ReplaybenchError` and
+become one line with exit code 2 there.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -29,29 +30,6 @@ def _table(args: argparse.Namespace):
     board = load_board(args.name)
     with _store(args) as store:
         return board_table(board, store)
-
-
-def cmd_submit(args: argparse.Namespace) -> None:
-    from replaybench.leaderboards.boards import load_board
-    from replaybench.leaderboards.export import print_table
-    from replaybench.leaderboards.ranking import board_table
-    from replaybench.leaderboards.store import check_display_name
-    from replaybench.leaderboards.submit import prepare, read_submit_config, run_submission
-    from replaybench.leaderboards.wandb_sink import resolve_mode
-
-    board = load_board(args.board)
-    display_name = check_display_name(args.name or args.agent)
-    wandb_flag = args.wandb if args.wandb is not None else os.environ.get("WANDB_MODE")
-    wandb_mode = resolve_mode(wandb_flag) if wandb_flag is not None else None  # W&B only when asked
-    options = read_submit_config(args.config, args.agent) if args.config else {}
-    prepared = prepare(board, args.agent, config_options=options, data_dir=args.data_dir,
-                       download=args.download, device=args.device)
-    with _store(args) as store:
-        sub_id = run_submission(prepared, store, display_name=display_name, out=args.out,
-                                data_dir=args.data_dir, download=args.download, device=args.device,
-                                wandb_mode=wandb_mode, plots=not args.no_plots)
-        print_table(board_table(board, store), highlight=sub_id)
-    print(f"submission #{sub_id} recorded in {store.path}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -150,8 +128,9 @@ def cmd_boards(args: argparse.Namespace) -> None:
               f"({pinned}/{len(board.streams)} pinned) - {board.description}")
 
 
-def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``submit``, ``verify`` and ``leaderboard`` to the ``replaybench`` parser."""
+def register_commands(subparsers: argparse._SubParsersAction, parents: list | None = None) -> None:
+    """Add ``verify`` and ``leaderboard`` to the ``replaybench`` parser (``parents``: shared options)."""
+    parents = list(parents or [])
 
     def store_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--store", help="leaderboard SQLite file (default: leaderboard.sqlite in the user data dir)")
@@ -160,22 +139,7 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--data-dir", help="folder holding dataset files")
         p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
-    p = subparsers.add_parser("submit", help="run an agent on every stream × seed of a board and record it")
-    p.add_argument("agent", metavar="AGENT", help="a registered name, module:Class or path/to/file.py:Class")
-    p.add_argument("--board", required=True, help="a board name (see 'replaybench leaderboard list') or .toml file")
-    p.add_argument("--name", help="display name on the board (default: AGENT)")
-    p.add_argument("--config", help="TOML with [agent] / [agents.NAME] option tables")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
-    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
-                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline); "
-                        "without this flag, runs are logged only if WANDB_MODE is set")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
-    store_arg(p)
-    data_args(p)
-    p.set_defaults(func=cmd_submit)
-
-    p = subparsers.add_parser("verify", help="re-run one seed of a submission and compare R")
+    p = subparsers.add_parser("verify", parents=parents, help="re-run one seed of a submission and compare R")
     p.add_argument("submission", metavar="SUBMISSION", type=int, help="submission id (the # column)")
     p.add_argument("--board", help="board name or .toml file (default: the submission's board)")
     p.add_argument("--seed", type=int, help="seed to re-run (default: the board's first)")
@@ -186,32 +150,32 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     data_args(p)
     p.set_defaults(func=cmd_verify)
 
-    lb = subparsers.add_parser("leaderboard", help="show, export, publish or pin boards")
+    lb = subparsers.add_parser("leaderboard", parents=parents, help="show, export, publish or pin boards")
     lsub = lb.add_subparsers(dest="leaderboard_command", required=True)
-    p = lsub.add_parser("show", help="the ranked board with mean ± 90%% bootstrap interval")
+    p = lsub.add_parser("show", parents=parents, help="the ranked board with mean ± 90%% bootstrap interval")
     p.add_argument("name", metavar="NAME", help="board name or .toml file")
     store_arg(p)
     p.set_defaults(func=cmd_show)
 
-    p = lsub.add_parser("export", help="write the board as Markdown, HTML, CSV or JSON")
+    p = lsub.add_parser("export", parents=parents, help="write the board as Markdown, HTML, CSV or JSON")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--format", required=True, choices=("md", "html", "csv", "json"))
     p.add_argument("--out", help="file or folder ('-' for stdout; default: stdout, html: leaderboard-NAME.html)")
     store_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = lsub.add_parser("publish", help="write a job_type=leaderboard W&B run holding the board table")
+    p = lsub.add_parser("publish", parents=parents, help="write a job_type=leaderboard W&B run holding the board table")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--mode", help="online, offline or disabled (default: $WANDB_MODE, else offline)")
     p.add_argument("--project", default="replaybench")
     store_arg(p)
     p.set_defaults(func=cmd_publish)
 
-    p = lsub.add_parser("pin", help="compute the streams' fingerprints and write them into the board file")
+    p = lsub.add_parser("pin", parents=parents, help="compute the streams' fingerprints and write them into the board file")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--check", action="store_true", help="only compare; exit 2 if a pinned fingerprint is stale")
     data_args(p)
     p.set_defaults(func=cmd_pin)
 
-    p = lsub.add_parser("list", help="the built-in boards")
+    p = lsub.add_parser("list", parents=parents, help="the built-in boards")
     p.set_defaults(func=cmd_boards)

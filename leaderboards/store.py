@@ -34,7 +34,7 @@ from typing import Any
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.redact import redact
 from replaybench.errors import ConfigError, ReplaybenchError
-from replaybench.results import RunResult
+from replaybench.results import RunResult, result_json, without_non_finite
 
 STORE_FILE = "leaderboard.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -136,8 +136,14 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def redact_json(result: RunResult) -> str:
+    """A result's strict JSON (non-finite numbers recorded, as in its results file), secrets redacted."""
+    return result_json(RunResult.from_dict(redact(result.to_dict())), indent=None)
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(redact(obj), sort_keys=True)
+    """Strict JSON (SQLite's json_extract and browsers refuse NaN): non-finite numbers as null."""
+    return json.dumps(without_non_finite(redact(obj))[0], sort_keys=True, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -300,7 +306,7 @@ class Store:
                 "hardware_json, wall_seconds, results_path, created, wandb_run) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (submission_id, stream, seed, prov["stream_fingerprint"], str(prov.get("stream_version", "")),
-                 json.dumps(result.R), json.dumps(result.baseline), _dumps(result.to_dict()), _dumps(prov),
+                 json.dumps(result.R), json.dumps(result.baseline), redact_json(result), _dumps(prov),
                  prov.get("git_commit"), prov.get("replaybench_version"), prov.get("torch_version"),
                  _dumps(prov.get("hardware", {})), float(result.costs.get("wall_seconds", 0.0)),
                  redact(results_path), now(), wandb_run))
@@ -329,7 +335,7 @@ class Store:
                 (redact(sweep), run_id, spec["stream"], redact(spec["agent"]), int(spec["seed"]), _dumps(dict(spec)),
                  "done" if done else "failed",
                  json.dumps(result.R) if done else None, _dumps(result.metrics) if done else None,
-                 _dumps(result.to_dict()) if done else None, None if done else _dumps(dict(failure)),
+                 redact_json(result) if done else None, None if done else _dumps(dict(failure)),
                  redact(results_path), seconds, host, now()))
 
     def finish_submission(self, submission_id: int, status: str) -> None:

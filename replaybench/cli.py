@@ -1,213 +1,337 @@
-"""The ``replaybench`` command line.
+"""The ``replaybench`` command: the assembly layer.
 
-User errors (unknown names, malformed configs, missing data, failing agents)
-print one line on stderr and exit with code 2; nothing already written is
-removed. Everything else is a bug and keeps its traceback.
+It parses arguments, builds run specs, picks the sinks (results folder,
+store, board, W&B) and hands everything to the one pipeline
+(:mod:`replaybench.pipeline`). It is the only module of ``replaybench/``
+that imports ``replaybench.leaderboards``.
+
+Exit codes: 0 every run finished; 1 some runs failed (the others are kept);
+2 bad input, refused before any work, one line on stderr (``--traceback``
+shows the trace); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), the
+finished runs kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import signal
 import sys
-import tomllib
-from collections.abc import Mapping, Sequence
+import threading
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from replaybench.errors import ConfigError, ReplaybenchError
 
 DEFAULT_OUT = "replaybench-results"
-CONFIG_KEYS = ("agent", "agents", "stream", "seeds", "out")
 TABLE_METRICS = ("acc", "forgetting_max", "forgetting_first_last", "bwt", "fwt", "plasticity")
 OPTIONAL_METRICS = ("intransigence", "forward_transfer_cw")
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a run config TOML; malformed files and unknown keys are errors.
+# --- shared options --------------------------------------------------------------------------
+def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "inline") -> None:
+    """Where runs execute: every command that runs agents takes these."""
+    from replaybench.executors import EXECUTORS
 
-    Layout: ``[agent]`` options for every agent, ``[agents.NAME]`` options for
-    one agent, ``[stream]`` stream options, and optional ``seeds``/``out``.
-    """
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            cfg = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"Config file not found: {p}.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Malformed config {p}: {exc}.") from None
-    for key, value in cfg.items():
-        if key not in CONFIG_KEYS:
-            raise ConfigError(f"Unknown key {key!r} in {p}; expected one of {', '.join(CONFIG_KEYS)}.")
-        if key in ("agent", "agents", "stream") and not isinstance(value, dict):
-            raise ConfigError(f"Key {key!r} in {p} must be a table, e.g. [{key}].")
-    return cfg
-
-
-def options_for(agent: str, cfg: Mapping[str, Any], cli_options: Sequence[str]) -> dict[str, Any]:
-    """Agent options: file-wide, then per-agent, then ``-o key=value`` (last wins)."""
-    from replaybench.params import parse_option
-
-    opts = dict(cfg.get("agent", {}))
-    opts.update(cfg.get("agents", {}).get(agent, {}))
-    opts.update(parse_option(o) for o in cli_options)
-    return opts
+    p.add_argument("--executor", choices=EXECUTORS, default=default_executor,
+                   help=f"where runs execute (default: {default_executor})")
+    p.add_argument("--workers", type=int, help="parallel runs (local pool size, Ray CPUs, Slurm array parallelism; "
+                                               "default: the CPUs available)")
+    p.add_argument("--timeout", type=float, help="per-run limit in seconds; a run past it is recorded as failed")
+    p.add_argument("--address", help="Ray cluster: 'auto' or ray://host:10001 (default: start a local one)")
+    p.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit cluster (default: detect)")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per run (inline: this process; "
+                                               "local: each worker, default 1)")
+    p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
+    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
+                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
+    p.add_argument("--data-dir", help="folder holding dataset files (e.g. Fashion-MNIST IDX files)")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
 
-def run_grid(*, streams: Sequence[str], agents: Sequence[str], seeds: Sequence[int],
-             agent_options: Mapping[str, Mapping[str, Any]], stream_options: Mapping[str, Any],
-             out: str | None, data_dir: str | None = None, download: bool = False, device: str = "cpu",
-             plots: bool = True, intransigence: bool = False, forward_transfer: bool = False,
-             wandb_mode: str | None = None) -> list:
-    """Validate every spec, then run and write each one; returns the results.
-
-    With ``intransigence``, a ``joint`` reference run per (stream, seed), with
-    the options of the training loop, supplies a*_k (Chaudhry et al. 2018).
-    """
-    from replaybench.results import write_result
-    from replaybench.runner import RunSpec, agent_class_and_config, make_stream, run
-
-    specs = [RunSpec(stream=s, agent=a, seed=seed, agent_options=agent_options.get(a, {}),
-                     stream_options=stream_options, data_dir=data_dir, download=download, device=device,
-                     forward_transfer_reference=forward_transfer)
-             for s in streams for a in agents for seed in seeds]
-    for a in agents:  # fail on a bad agent name or option before any work starts
-        agent_class_and_config(a, agent_options.get(a, {}))
-    built = {s: make_stream(s, data_dir=data_dir, download=download, **stream_options) for s in streams}
-    joint: dict[tuple[str, int], list[list[float]]] = {}
-    results = []
-    for spec in specs:
-        key = (spec.stream, spec.seed)
-        if intransigence and key not in joint:
-            joint[key] = run(RunSpec(stream=spec.stream, agent="joint", seed=spec.seed, data_dir=data_dir,
-                                     download=download, device=device,
-                                     agent_options=_training_options(spec.agent_options)),
-                             stream=built[spec.stream]).R
-        result = run(spec, stream=built[spec.stream], joint_R=joint.get(key))
-        path = None
-        if out:
-            path = write_result(result, out, heatmap=plots)
-            print(f"wrote {path}", file=sys.stderr)
-        if wandb_mode is not None:  # each run is logged as soon as it is written
-            from replaybench.leaderboards.wandb_sink import log_run
-
-            log_run(result, mode=wandb_mode, results_path=path)
-        results.append(result)
-    return results
+def check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"The '--threads' option must be an int in the range [1, inf). Got {threads} instead.")
 
 
-def _training_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a joint reference accepts (its training loop's), taken from ``options``."""
-    import dataclasses
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to this process (where inline runs execute)."""
+    check_threads(threads)
+    if threads is not None:
+        import torch
 
-    from replaybench.registry import AGENTS
-
-    joint_cls, _ = AGENTS.load("joint")
-    names = {f.name for f in dataclasses.fields(joint_cls.Config)}
-    return {k: v for k, v in options.items() if k in names}
+        torch.set_num_threads(threads)
 
 
-def print_results(results: Sequence) -> None:
-    """Per-seed rows, then mean ± std per (stream, agent)."""
+def wandb_sinks(args: argparse.Namespace, extra_config: dict[str, Any] | None = None) -> list[Any]:
+    """A W&B sink when ``--wandb`` was given (the mode is checked now, before any work)."""
+    if args.wandb is None:
+        return []
+    from replaybench.leaderboards.sinks import WandbSink
+    from replaybench.leaderboards.wandb_sink import resolve_mode
+
+    return [WandbSink(mode=resolve_mode(args.wandb), extra_config=extra_config)]
+
+
+def make_executor_from(args: argparse.Namespace, streams: dict[str, Any], folder: Path) -> Any:
+    from replaybench.executors import make_executor
+
+    return make_executor(args.executor, workers=args.workers, timeout_s=args.timeout, address=args.address,
+                         folder=folder / ".submitit", cluster=args.cluster, partition=args.partition,
+                         streams=streams, threads=args.threads)
+
+
+def execute(plans: list, args: argparse.Namespace, *, folder: Path, sinks: Sequence[Any], description: str) -> Any:
+    """Validate ``plans`` (nothing written on failure), then run them through the pipeline."""
+    from replaybench.pipeline import run_pipeline, validate
+    from replaybench.results import ResultsFolder
+
+    ResultsFolder(folder).open(plans)  # an unwritable or clashing --out fails before the streams are built
+    streams = validate(plans, local_devices=args.executor in ("inline", "local"))
+    executor = make_executor_from(args, streams, folder)
+    return run_pipeline(plans, executor=executor, sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *sinks],
+                        description=description)
+
+
+# --- printing -----------------------------------------------------------------------------------
+def _cell(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def interval_text(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± half-width`` of the 90% t-interval (:func:`replaybench.metrics.t_interval`)."""
+    from replaybench.metrics import t_interval
+
+    mean, half = t_interval(values)
+    if mean != mean:
+        return "n/a"
+    return f"{mean:.{digits}f}" if half != half else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def print_results(results: Sequence[Any]) -> None:
+    """Per-seed rows, then mean ± 90% t-interval per (stream, agent)."""
     from rich.console import Console
     from rich.table import Table
 
+    if not results:
+        return
     console = Console() if sys.stdout.isatty() else Console(width=200)  # don't squeeze piped tables
     shown = [*TABLE_METRICS, *(k for k in OPTIONAL_METRICS if all(k in r.metrics for r in results))]
     per_seed = Table(title="Per seed")
     for col in ("stream", "agent", "seed", *shown, "wall s", "peak MB"):
         per_seed.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str, str], list] = {}
     for r in results:
         m = r.metrics
-        per_seed.add_row(r.spec["stream"], r.spec["agent"], str(r.spec["seed"]),
-                         *(f"{m[k]:.3f}" for k in shown),
+        per_seed.add_row(r.spec["stream"], r.spec["agent"], str(r.spec["seed"]), *(_cell(m.get(k)) for k in shown),
                          f"{r.costs['wall_seconds']:.1f}", f"{r.costs['peak_rss_mb']:.0f}")
-        groups.setdefault((r.spec["stream"], r.spec["agent"]), []).append(r)
+        groups.setdefault((r.spec["stream"], r.spec["agent"], r.run_id.rpartition("__")[2]), []).append(r)
     console.print(per_seed)
-    summary = Table(title="Mean ± std over seeds")
+    summary = Table(title="Mean ± 90% t-interval over seeds")
     for col in ("stream", "agent", "seeds", *shown, "wall s", "peak MB"):
         summary.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
-    for (stream, agent), rs in groups.items():
-        cells = [mean_std([r.metrics[k] for r in rs]) for k in shown]
-        summary.add_row(stream, agent, str(len(rs)), *cells, mean_std([r.costs["wall_seconds"] for r in rs], 1),
+    for (stream, agent, _), rs in groups.items():
+        cells = [interval_text([r.metrics.get(k, float("nan")) for r in rs]) for k in shown]
+        summary.add_row(stream, agent, str(len(rs)), *cells,
+                        interval_text([r.costs["wall_seconds"] for r in rs], 1),
                         f"{max(r.costs['peak_rss_mb'] for r in rs):.0f}")
     console.print(summary)
 
 
-def mean_std(values: Sequence[float], digits: int = 3) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+def print_report(report: Any, *, folder: Path | None = None) -> None:
+    """The results tables, then one row per failed run, then a count."""
+    from rich.console import Console
+    from rich.table import Table
+
+    print_results(report.ordered_results())
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    if report.failures:
+        table = Table(title="Failed runs")
+        for col in ("run", "kind", "error"):
+            table.add_column(col)
+        for p in report.plans:
+            if p.run_id in report.failures:
+                f = report.failures[p.run_id]
+                table.add_row(p.run_id, f.get("kind", "?"), f.get("error", ""))
+        console.print(table)
+    where = f"; results in {folder}" if folder is not None else ""
+    console.print(f"{len(report.results)} finished, {len(report.failures)} failed of {len(report.plans)} runs "
+                  f"({len(report.executed)} run now, {len(report.skipped)} skipped){where}")
 
 
-# --- commands -------------------------------------------------------------------
-def cmd_run(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        import torch
+# --- commands -----------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from replaybench.config_files import check_seeds, load_config_file, options_for
+    from replaybench.pipeline import plan
+    from replaybench.runner import RunSpec
 
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = load_config_file(args.config) if args.config else {}
-    seeds = args.seeds if args.seeds is not None else cfg.get("seeds", [0])
-    out = args.out or cfg.get("out") or DEFAULT_OUT
-    opts = {a: options_for(a, cfg, args.option) for a in args.agent}
-    wandb_mode = None
-    if args.wandb is not None:
-        from replaybench.leaderboards.wandb_sink import resolve_mode
-
-        wandb_mode = resolve_mode(args.wandb)
-    results = run_grid(streams=[args.stream], agents=args.agent, seeds=seeds, agent_options=opts,
-                       stream_options=cfg.get("stream", {}), out=out, data_dir=args.data_dir,
-                       download=args.download, device=args.device, plots=not args.no_plots,
-                       intransigence=args.intransigence, forward_transfer=args.forward_transfer,
-                       wandb_mode=wandb_mode)
-    print_results(results)
+    seeds = check_seeds(args.seeds if args.seeds is not None else cfg.get("seeds", [0]),
+                        where="--seeds" if args.seeds is not None else str(args.config))
+    folder = Path(args.out or cfg.get("out") or DEFAULT_OUT)
+    plans = plan(RunSpec(stream=args.stream, agent=agent, seed=seed, agent_options=options_for(agent, cfg, args.option),
+                         stream_options=cfg.get("stream", {}), data_dir=args.data_dir, download=args.download,
+                         device=args.device, intransigence_reference=args.intransigence,
+                         forward_transfer_reference=args.forward_transfer)
+                 for agent in args.agent for seed in seeds)
+    report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description=f"run ({args.executor})")
+    print_report(report, folder=folder)
+    return report.exit_code
 
 
-def cmd_quick(args: argparse.Namespace) -> None:
-    import torch
-
+def cmd_quick(args: argparse.Namespace) -> int:
     from replaybench.leaderboards.boards import load_board
+    from replaybench.pipeline import plan
+    from replaybench.runner import RunSpec
 
-    torch.set_num_threads(1)  # the quick board's nets are tiny: extra threads only add synchronisation
+    set_threads(args.threads if args.threads is not None else 1)  # tiny nets: threads only add synchronisation
     board = load_board("quick")
-    opts = {a: board.options_for(a) for a in board.baselines}
-    results = run_grid(streams=board.stream_names, agents=board.baselines, seeds=board.seeds,
-                       agent_options=opts, stream_options={}, out=args.out or DEFAULT_OUT,
-                       plots=not args.no_plots)
-    print_results(results)
+    folder = Path(args.out or DEFAULT_OUT)
+    plans = plan(RunSpec(stream=bs.name, agent=agent, seed=seed, agent_options=board.options_for(agent),
+                         stream_options=bs.options, device=args.device)
+                 for bs in board.streams for agent in board.baselines for seed in board.seeds)
+    report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description="quick")
+    print_report(report, folder=folder)
+    return report.exit_code
 
 
-def cmd_list(args: argparse.Namespace) -> None:
+def cmd_submit(args: argparse.Namespace) -> int:
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.export import print_table
+    from replaybench.leaderboards.ranking import board_table
+    from replaybench.leaderboards.redact import redact
+    from replaybench.leaderboards.sinks import BoardSink, open_submissions
+    from replaybench.leaderboards.store import Store, check_display_name
+    from replaybench.leaderboards.submit import (
+        check_board_fingerprints,
+        plan_submission,
+        read_submit_config,
+        submission_dir,
+    )
+    from replaybench.pipeline import run_pipeline, validate
+    from replaybench.results import ResultsFolder, check_writable_folder
+
+    set_threads(args.threads)
+    board = load_board(args.board)
+    display_name = redact(check_display_name(args.name or args.agent))
+    options = read_submit_config(args.config, args.agent) if args.config else {}
+    plans = plan_submission(board, args.agent, config_options=options, data_dir=args.data_dir,
+                            download=args.download, device=args.device)
+    wandb = wandb_sinks(args)  # checks the mode now
+    check_writable_folder(args.out)
+    streams = validate(plans, local_devices=args.executor in ("inline", "local"))
+    check_board_fingerprints(board, plans, streams)
+    with Store(args.store) as store:
+        ids = open_submissions(store, board, plans, display_name=display_name)
+        (sub_id,) = ids.values()
+        folder = submission_dir(args.out, board, sub_id, display_name)
+        wandb = wandb_sinks(args, {"board": board.name, "board_version": board.version, "submission": sub_id})
+        try:
+            report = run_pipeline(plans, executor=make_executor_from(args, streams, folder),
+                                  sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *wandb,
+                                         BoardSink(store, board, ids, echo=True)],
+                                  description=f"submit ({args.executor})")
+        except BaseException:
+            if store.submission(sub_id).status == "running":
+                store.finish_submission(sub_id, "failed")
+            raise
+        status = store.submission(sub_id).status
+        print_report(report, folder=folder)
+        print_table(board_table(board, store), highlight=sub_id)
+    print(f"submission #{sub_id} recorded in {store.path} ({status})", file=sys.stderr)
+    return report.exit_code
+
+
+def sweep_config_from(args: argparse.Namespace) -> Any:
+    """The sweep file's values, overridden by the flags that were given."""
+    from replaybench.params import parse_option
+    from replaybench.sweep import SweepConfig, load_sweep_file
+
+    values = load_sweep_file(args.file) if args.file else {}
+    flags = {"streams": args.streams, "agents": args.agents, "seeds": args.seeds, "out": args.out,
+             "executor": args.executor, "workers": args.workers, "timeout_s": args.timeout,
+             "address": args.address, "cluster": args.cluster, "partition": args.partition,
+             "board": args.board, "store": args.store, "data_dir": args.data_dir, "device": args.device}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.download:
+        values["download"] = True
+    if args.option:  # last wins, as in 'replaybench run': over the file's shared and per-agent options
+        cli = dict(parse_option(o) for o in args.option)
+        values["agent_options"] = {**values.get("agent_options", {}), **cli}
+        values["agent_options_by_agent"] = {a: {**opts, **cli}
+                                            for a, opts in values.get("agent_options_by_agent", {}).items()}
+    return SweepConfig.from_dict(values)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.sinks import BoardSink, SweepRowsSink, open_submissions
+    from replaybench.leaderboards.store import Store
+    from replaybench.leaderboards.submit import check_board_fingerprints
+    from replaybench.sweep import execute_sweep, prepare_sweep
+
+    set_threads(args.threads)
+    config = sweep_config_from(args)
+    board = load_board(config.board) if config.board is not None else None
+    wandb = wandb_sinks(args, {"sweep": str(Path(config.out).resolve())})
+    prepared = prepare_sweep(config, resume=args.resume, skip_failed=args.skip_failed)
+    if board is not None:
+        check_board_fingerprints(board, prepared.plans, prepared.streams)
+    with Store(config.store) as store:
+        sinks: list[Any] = [*wandb, SweepRowsSink(store, prepared.out)]
+        if board is not None:
+            ids = open_submissions(store, board, prepared.plans, display_name=f"sweep {prepared.out.resolve().name}",
+                                   resume=True)
+            sinks.append(BoardSink(store, board, ids, resumable=True))
+        try:
+            report = execute_sweep(prepared, sinks=sinks, plots=not args.no_plots, threads=args.threads)
+        except KeyboardInterrupt:
+            print(f"sweep interrupted; finished runs are in {prepared.out}; continue with --resume", file=sys.stderr)
+            raise
+    print_report(report, folder=prepared.out)
+    return report.exit_code
+
+
+def cmd_list(args: argparse.Namespace) -> int:
     from replaybench.registry import AGENTS, STREAMS
 
     registry = STREAMS if args.what == "streams" else AGENTS
     for spec in registry.specs():
         print(f"{spec.name:24s} {spec.summary}")
+    return 0
 
 
-def cmd_streams_show(args: argparse.Namespace) -> None:
+def cmd_streams_show(args: argparse.Namespace) -> int:
     import json
 
+    from replaybench.protocols import DescribedStream
     from replaybench.runner import make_stream
 
     stream = make_stream(args.name, data_dir=args.data_dir, download=args.download)
-    describe = getattr(stream, "describe", None)
-    info = describe() if describe else {"name": stream.name, "version": stream.version,
-                                        "scenario": stream.scenario, "fingerprint": stream.fingerprint}
+    info = stream.describe() if isinstance(stream, DescribedStream) else {
+        "name": stream.name, "version": stream.version, "scenario": stream.scenario,
+        "fingerprint": stream.fingerprint}
     print(json.dumps(info, indent=1))
+    return 0
 
 
+# --- the parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="replaybench", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, show the full trace, not one line")
+    parser = argparse.ArgumentParser(prog="replaybench", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="folder holding dataset files (e.g. Fashion-MNIST IDX files)")
-        p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
 
-    p = sub.add_parser("run", help="run agents on a stream over seeds")
+    p = add("run", help="run agents on a stream over seeds")
     p.add_argument("--stream", required=True, help="a stream name (see 'replaybench list streams')")
     p.add_argument("--agent", required=True, nargs="+", help="one or more agent names")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the config's, else 0)")
@@ -215,55 +339,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, e.g. -o lr=0.05 -o hidden=[256,256]")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest for small nets on a busy machine)")
-    p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
     p.add_argument("--intransigence", action="store_true",
                    help="also run a joint reference per seed and report intransigence")
-    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
-                   help="log each run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
     p.add_argument("--forward-transfer", action="store_true",
                    help="RL: also train on each task alone and report Continual World's forward transfer")
-    data_args(p)
+    add_execution_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("quick", help="the embedded default: several agents on split-digits, offline")
+    p = add("quick", help="the embedded default: the quick board's baselines on split-digits, offline")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
-    p.add_argument("--no-plots", action="store_true")
+    add_execution_args(p)
     p.set_defaults(func=cmd_quick)
 
-    p = sub.add_parser("list", help="list registered streams or agents")
+    p = add("submit", help="run an agent on every stream × seed of a board and record it")
+    p.add_argument("agent", metavar="AGENT", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("--board", required=True, help="a board name (see 'replaybench leaderboard list') or .toml file")
+    p.add_argument("--name", help="display name on the board (default: AGENT)")
+    p.add_argument("--config", help="TOML with [agent] / [agents.NAME] option tables")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--store", help="leaderboard SQLite file (default: leaderboard.sqlite in the user data dir)")
+    add_execution_args(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = add("sweep", help="run a grid of streams × agents × options × seeds, resumably")
+    p.add_argument("file", nargs="?", help="sweep TOML (flags override its values)")
+    p.add_argument("--streams", nargs="+", help="stream names")
+    p.add_argument("--agents", nargs="+", help="agent names")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0)")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for every agent, e.g. -o epochs=1")
+    p.add_argument("--out", help="results folder (default: ./replaybench-sweep)")
+    p.add_argument("--resume", action="store_true", help="skip finished runs, rerun the rest")
+    p.add_argument("--skip-failed", action="store_true", help="with --resume, do not rerun failed runs")
+    p.add_argument("--board", help="also record each finished run on this leaderboard")
+    p.add_argument("--store", help="store file that records every run (default: the user's leaderboard store)")
+    add_execution_args(p, default_executor=None)  # type: ignore[arg-type]  # the file's, else local
+    p.set_defaults(func=cmd_sweep, device=None)  # unset flags leave the sweep file's values
+
+    p = add("list", help="list registered streams or agents")
     p.add_argument("what", choices=("streams", "agents"))
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("streams", help="inspect streams")
+    p = add("streams", help="inspect streams")
     ssub = p.add_subparsers(dest="streams_command", required=True)
-    show = ssub.add_parser("show", help="scenario, sizes, classes, fingerprint and source of a stream")
+    show = ssub.add_parser("show", parents=[common], help="scenario, sizes, classes, fingerprint and source")
     show.add_argument("name")
-    data_args(show)
+    show.add_argument("--data-dir", help="folder holding dataset files")
+    show.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     show.set_defaults(func=cmd_streams_show)
 
     from replaybench.leaderboards.cli import register_commands
 
-    register_commands(sub)  # submit, verify, leaderboard show|export|publish|pin|list
-    from replaybench.sweep import register_sweep_command
+    try:  # TEMP until checks lands
+        from replaybench.checks import register_check_command
 
-    register_sweep_command(sub)
+        register_check_command(sub)  # check agent|stream|memory
+    except ImportError:
+        pass
+    register_commands(sub, parents=[common])  # verify, leaderboard show|export|publish|pin|list
     return parser
+
+
+# --- entry point --------------------------------------------------------------------------------
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: runs in flight are stopped, finished ones kept, submissions closed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        args.func(args)
+        return int(args.func(args) or 0)
     except ReplaybenchError as exc:
+        if getattr(args, "traceback", False):
+            traceback.print_exc()
         print(f"replaybench: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("replaybench: terminated; finished runs are kept.", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("replaybench: interrupted; finished runs are kept.", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -88,12 +88,17 @@ _STREAM_CACHE: dict[str, Any] = {}
 _STREAM_CACHE_SIZE = 4
 
 
+def stream_key(spec: Mapping[str, Any]) -> str:
+    """What identifies the stream a spec (``RunSpec.to_dict()``) runs on: runs with equal keys share it."""
+    return json.dumps([spec["stream"], spec.get("stream_options", {}), spec.get("data_dir"),
+                       spec.get("download", False)], sort_keys=True, default=str)
+
+
 def _cached_stream(spec: Mapping[str, Any]) -> Any:
     """Build (once per worker) the stream a spec names; runs of a sweep share few streams."""
     from replaybench.runner import make_stream
 
-    key = json.dumps([spec["stream"], spec.get("stream_options", {}), spec.get("data_dir"),
-                      spec.get("download", False)], sort_keys=True, default=str)
+    key = stream_key(spec)
     if key not in _STREAM_CACHE:
         if len(_STREAM_CACHE) >= _STREAM_CACHE_SIZE:
             _STREAM_CACHE.pop(next(iter(_STREAM_CACHE)))
@@ -103,14 +108,18 @@ def _cached_stream(spec: Mapping[str, Any]) -> Any:
 
 
 def _non_finite(result: Any) -> str | None:
-    """Name the first non-finite number in R or the scalar metrics, or None."""
+    """Name the first non-finite score in R or the baseline, or None.
+
+    A metric may be undefined (NaN, e.g. forgetting after one experience); a
+    score may not: it means the evaluator or the agent broke.
+    """
     for i, row in enumerate(result.R):
         for j, v in enumerate(row):
             if not math.isfinite(v):
                 return f"R[{i}][{j}] = {v}"
-    for name, v in result.metrics.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            return f"metric {name!r} = {v}"
+    for j, v in enumerate(result.baseline):
+        if not math.isfinite(v):
+            return f"baseline[{j}] = {v}"
     return None
 
 
@@ -144,11 +153,11 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
         stream: An already-built stream (inline runs); else one is built and cached.
         on_start: Called when setup is done and the run's clock starts.
     """
-    from replaybench.results import run_name
+    from replaybench.results import run_id as identity
     from replaybench.runner import RunSpec, agent_class_and_config, run
 
     start = time.perf_counter()
-    run_id = run_name(spec["stream"], spec["agent"], spec["seed"])
+    run_id = identity(spec)
     host = socket.gethostname()
     alarm = timeout_s is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     previous = None
@@ -206,8 +215,7 @@ class InlineExecutor:
 
     Args:
         timeout_s: Per-run limit (``SIGALRM``; only in the main thread).
-        streams: Already-built streams by name, reused when a task's spec has
-            no stream options of its own.
+        streams: Already-built streams by :func:`stream_key`, reused.
     """
 
     name = "inline"
@@ -218,7 +226,7 @@ class InlineExecutor:
 
     def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
         for task in tasks:
-            stream = self.streams.get(task.spec["stream"]) if not task.spec.get("stream_options") else None
+            stream = self.streams.get(stream_key(task.spec))
             yield _with_id(run_one(task.spec, self.timeout_s, None, stream), task.run_id)
 
     def close(self) -> None:
@@ -502,12 +510,21 @@ class SlurmExecutor:
 
 def make_executor(name: str, *, workers: int | None = None, timeout_s: float | None = None,
                   address: str | None = None, folder: str | Path | None = None, cluster: str | None = None,
-                  partition: str | None = None, streams: Mapping[str, Any] | None = None) -> Executor:
-    """Build the executor called ``name`` (one of :data:`EXECUTORS`)."""
+                  partition: str | None = None, streams: Mapping[str, Any] | None = None,
+                  threads: int | None = None) -> Executor:
+    """Build the executor called ``name`` (one of :data:`EXECUTORS`).
+
+    ``threads`` is torch's intra-op threads per run in a local worker (default
+    1); inline runs keep this process's setting.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"The 'workers' parameter must be an int in the range [1, inf). Got {workers!r} instead.")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ConfigError(f"The 'timeout' parameter must be a float in the range (0, inf). Got {timeout_s!r} instead.")
     if name == "inline":
         return InlineExecutor(timeout_s=timeout_s, streams=streams)
     if name == "local":
-        return LocalExecutor(workers=workers, timeout_s=timeout_s)
+        return LocalExecutor(workers=workers, timeout_s=timeout_s, threads=threads or 1)
     if name == "ray":
         return RayExecutor(address=address, workers=workers, timeout_s=timeout_s)
     if name == "slurm":

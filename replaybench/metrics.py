@@ -133,3 +133,27 @@ HIGHER_IS_BETTER = {
     "fwt": True, "plasticity": True, "intransigence": False,
 }
 """Direction of each scalar metric, for ranking."""
+
+
+# --- across seeds -------------------------------------------------------------------------------
+def t_interval(values: Sequence[float], confidence: float = 0.90) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval of the mean over seeds.
+
+    ``mean ± t_{(1+c)/2, n-1} · s / √n`` with ``s`` the sample standard
+    deviation. One value has no interval: the half-width is NaN. Non-finite
+    values (undefined metrics) are left out.
+
+    Example:
+        >>> m, h = t_interval([0.70, 0.72, 0.74])
+        >>> round(m, 3), round(h, 4)
+        (0.72, 0.0337)
+    """
+    from scipy.stats import t
+
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float("nan")
+    half = t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(half)

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import resource
 import sys
@@ -22,13 +23,14 @@ import numpy as np
 import torch
 
 from replaybench import metrics, progress
+from replaybench.config_files import MAX_SEED
 from replaybench.errors import AgentError, ConfigError, ReplaybenchError, one_line
 from replaybench.evaluation import evaluate_scores
-from replaybench.params import Interval, build_config, check_param, config_to_dict
+from replaybench.params import InstanceOf, Interval, build_config, check_param, config_to_dict
 from replaybench.protocols import QUERY_METHOD, KeepsTrainingCurve, SingleTaskStream, Stream
 from replaybench.registry import AGENTS, STREAMS
 from replaybench.provenance import provenance
-from replaybench.results import RunResult
+from replaybench.results import RunResult, run_id
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,15 @@ class RunSpec:
     """Also train a fresh agent on each task alone and report Continual World's
     forward transfer (streams that offer ``single_task(i)``, agents that keep
     ``last_curve``)."""
+    intransigence_reference: bool = False
+    """Also run ``joint`` (with this spec's training-loop options) on the same
+    stream and seed, and report intransigence against its diagonal."""
 
     def __post_init__(self) -> None:
-        check_param("RunSpec", "seed", self.seed, Interval(int, 0, None))
+        for name in ("stream", "agent"):
+            check_param("RunSpec", name, getattr(self, name), InstanceOf(str))
+        check_param("RunSpec", "seed", self.seed, Interval(int, 0, MAX_SEED))
+        check_device(self.device)
         object.__setattr__(self, "agent_options", MappingProxyType(dict(self.agent_options)))
         object.__setattr__(self, "stream_options", MappingProxyType(dict(self.stream_options)))
 
@@ -59,7 +67,40 @@ class RunSpec:
         return {"stream": self.stream, "agent": self.agent, "seed": self.seed,
                 "agent_options": dict(self.agent_options), "stream_options": dict(self.stream_options),
                 "data_dir": self.data_dir, "download": self.download, "device": self.device,
-                "forward_transfer_reference": self.forward_transfer_reference}
+                "forward_transfer_reference": self.forward_transfer_reference,
+                "intransigence_reference": self.intransigence_reference}
+
+    @property
+    def run_id(self) -> str:
+        """``<stream>__<agent>__seed<k>__<options hash>`` (:func:`replaybench.results.run_id`)."""
+        return run_id(self.to_dict())
+
+
+def check_device(device: str, *, available: bool = False) -> None:
+    """Refuse a device torch cannot parse; with ``available``, also one this machine lacks.
+
+    Availability is checked where runs execute on this machine (inline and
+    local executors); a Ray or Slurm worker may have devices the driver lacks.
+    """
+    if not isinstance(device, str):
+        raise ConfigError(f"The 'device' parameter of RunSpec must be a str. Got {device!r} instead.")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"Unknown device {device!r}; expected e.g. 'cpu', 'cuda' or 'cuda:1'.") from None
+    if not available or parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"Device {device!r} asked for, but CUDA is not available on this machine.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(f"Device {device!r} asked for, but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s).")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"Device {device!r} asked for, but MPS is not available on this machine.")
+    else:
+        raise ConfigError(f"Device type {parsed.type!r} is not supported; use 'cpu', 'cuda' or 'mps'.")
 
 
 def seed_everything(seed: int) -> None:
@@ -186,6 +227,8 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     """
     stream = stream if stream is not None else make_stream(
         spec.stream, data_dir=spec.data_dir, download=spec.download, **spec.stream_options)
+    if spec.intransigence_reference and joint_R is None:
+        joint_R = _joint_reference(spec, stream)
     seed_everything(spec.seed)
     agent, agent_config = build_agent(spec.agent, stream, seed=spec.seed, options=spec.agent_options,
                                       device=spec.device)
@@ -255,6 +298,25 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
                               config=config_to_dict(agent_config), seed=spec.seed),
         extras=extras,
     )
+
+
+_JOINT_CACHE: dict[str, list[list[float]]] = {}
+"""R of joint reference runs in this process, by spec: a grid of agents on one stream and seed
+needs one (a run is deterministic, so the cache cannot change a number)."""
+
+
+def _joint_reference(spec: RunSpec, stream: Stream) -> list[list[float]]:
+    """R of ``joint`` on ``spec``'s stream and seed, with the options of its training loop."""
+    joint_cls, _ = agent_class_and_config("joint", {})
+    names = {f.name for f in dataclasses.fields(joint_cls.Config)}
+    reference = replace(spec, agent="joint", intransigence_reference=False, forward_transfer_reference=False,
+                        agent_options={k: v for k, v in spec.agent_options.items() if k in names})
+    key = json.dumps(reference.to_dict(), sort_keys=True, default=str)
+    if key not in _JOINT_CACHE:
+        if len(_JOINT_CACHE) >= 8:
+            _JOINT_CACHE.pop(next(iter(_JOINT_CACHE)))
+        _JOINT_CACHE[key] = run(reference, stream=stream).R
+    return _JOINT_CACHE[key]
 
 
 def _forward_transfer(spec: RunSpec, stream: Stream, curves: list) -> list[float]:

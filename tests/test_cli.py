@@ -8,6 +8,7 @@ import sys
 
 
 from replaybench.cli import main
+from replaybench.results import options_hash
 from replaybench.streams import datasets
 
 
@@ -20,10 +21,13 @@ def test_run_writes_results_and_prints_tables(tmp_path):
                    "-o", "epochs=1", "-o", "hidden=[16]", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     files = sorted(p.name for p in tmp_path.glob("*.json"))
-    assert files == [f"split-digits__{a}__seed{s}.json" for a in ("er", "naive") for s in (0, 1)]
+    assert [f.rpartition("__")[0] for f in files] == [f"split-digits__{a}__seed{s}" for a in ("er", "naive")
+                                                      for s in (0, 1)]
+    assert len({f.rpartition("__")[2] for f in files}) == 1  # one options hash: the same -o for both agents
     assert len(list(tmp_path.glob("*.png"))) == 4
-    assert "Mean ± std over seeds" in proc.stdout and "forgetting_max" in proc.stdout
-    data = json.loads((tmp_path / "split-digits__er__seed1.json").read_text())
+    assert "Mean ± 90% t-interval over seeds" in proc.stdout and "forgetting_max" in proc.stdout
+    (er1,) = tmp_path.glob("split-digits__er__seed1__*.json")
+    data = json.loads(er1.read_text())
     assert data["spec"]["seed"] == 1 and data["provenance"]["config"]["epochs"] == 1
 
 
@@ -115,8 +119,11 @@ def test_a_failing_run_keeps_results_already_written(tmp_path):
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     bad = run_cli("run", "--stream", "split-digits", "--agent", "naive", "--seeds", "0", "1",
                   "-o", "lr=1e30", "--out", str(tmp_path), "--no-plots")
-    assert bad.returncode == 2 and "lower the learning rate" in bad.stderr
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert bad.returncode == 1 and "lower the learning rate" in bad.stderr  # runs failed: exit 1, each recorded
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {k: v for k, v in after.items() if k in before} == before
+    digest = options_hash({"agent_options": {"lr": 1e30}, "stream_options": {}, "device": "cpu"})
+    assert sorted(set(after) - set(before)) == [f"split-digits__naive__seed{s}__{digest}.failed.json" for s in (0, 1)]
 
 
 def test_streams_show_prints_fingerprint_and_sizes():
@@ -131,8 +138,9 @@ def test_intransigence_is_measured_against_a_joint_reference(tmp_path):
     code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=2", "-o", "hidden=[16]",
                  "--intransigence", "--out", str(tmp_path), "--no-plots"])
     assert code == 0
-    data = json.loads((tmp_path / "split-digits__naive__seed0.json").read_text())
-    assert "intransigence" in data["metrics"]
+    (path,) = tmp_path.glob("split-digits__naive__seed0__*.json")
+    data = json.loads(path.read_text())
+    assert data["spec"]["intransigence_reference"] and "intransigence" in data["metrics"]
     assert -1.0 <= data["metrics"]["intransigence"] <= 1.0
 
 

@@ -165,7 +165,7 @@ def test_a_file_agent_with_a_secret_in_the_environment(paths, tmp_path, monkeypa
         monkeypatch.setenv(var, str(tmp_path / "wb" / var.lower()))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     agent_file = tmp_path / "my_agent.py"
-    agent_file.write_text("from agents.naive import NaiveAgent\n\n\nclass MyAgent(NaiveAgent):\n    pass\n")
+    agent_file.write_text("from replaybench.agents.naive import NaiveAgent\n\n\nclass MyAgent(NaiveAgent):\n    pass\n")
     assert main(["submit", f"{agent_file}:MyAgent", "--board", paths["board"], "--store", paths["store"],
                  "--out", paths["out"], "--name", f"mine {key}", "--wandb", "offline"]) == 0
     for fmt in ("md", "html", "csv", "json"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from replaybench.agents.naive import NaiveAgent
+from replaybench.leaderboards.sinks import SweepRowsSink
 from replaybench.leaderboards.store import Store
 from replaybench import executors
 from replaybench.cli import main
@@ -85,7 +86,7 @@ def test_bad_sweeps_fail_before_any_work(tmp_path):
         config(tmp_path, executor="threads")
     with pytest.raises(ConfigError, match="'agents' parameter of sweep must be a non-empty list"):
         config(tmp_path, agents=[])
-    with pytest.raises(ConfigError, match="twice"):
+    with pytest.raises(ConfigError, match=r"repeats \[0\]"):
         expand_grid(config(tmp_path, seeds=[0, 0]))
     with pytest.raises(ConfigError, match="Unknown option 'memory_sise'"):
         run_sweep(config(tmp_path, agent_options={**TINY, "memory_sise": 3}))
@@ -127,10 +128,13 @@ def test_resume_reruns_failed_runs_unless_told_not_to(tmp_path):
     assert again.executed == [failed_id] and len(again.skipped) == 1
     kept = run_sweep(cfg, resume=True, skip_failed=True, show_progress=False)
     assert kept.executed == [] and set(kept.failures) == {failed_id}
-    # a changed option is another run, never mistaken for a finished one
-    changed = run_sweep(config(tmp_path, agents=["naive"], agent_options={**TINY, "lr": 0.2}), resume=True,
-                        show_progress=False)
-    assert changed.skipped == [] and len(changed.executed) == 1
+    # a folder holds one grid: another one is refused, resumed or not, and sweep.json is left as it was
+    manifest = (Path(cfg.out) / "sweep.json").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match="holds another sweep's grid"):
+            run_sweep(config(tmp_path, agents=["naive"], agent_options={**TINY, "lr": 0.2}), resume=resume,
+                      show_progress=False)
+    assert (Path(cfg.out) / "sweep.json").read_bytes() == manifest
 
 
 def test_a_run_past_its_timeout_is_stopped_and_recorded(tmp_path):
@@ -202,8 +206,8 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
                                  "agent_options": TINY, "executor": "inline", "out": str(out)})
     with Store() as store:  # the default store: a row for every run finished before the kill but the last, at most
         rows_before = {r.run_id for r in store.sweep_runs(str(out.resolve()))}
-    assert rows_before <= {name[:-5] for name in before} and len(rows_before) >= len(before) - 1
-    report = run_sweep(cfg, resume=True, show_progress=False, plots=False)
+        assert rows_before <= {name[:-5] for name in before} and len(rows_before) >= len(before) - 1
+        report = run_sweep(cfg, sinks=[SweepRowsSink(store, out)], resume=True, show_progress=False, plots=False)
     finished = {f"{i}.json" for i in report.planned}
     assert {f"{i}.json" for i in report.skipped} == set(before)
     assert {f"{i}.json" for i in report.executed} == finished - set(before)
@@ -221,8 +225,8 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
 def test_a_sweep_without_a_board_records_every_outcome_in_the_store(tmp_path):
     out, store_file = tmp_path / "sweep", tmp_path / "s.sqlite"
     cfg = config(tmp_path, agents=["naive", agent(RaisingAgent)], seeds=[0], store=str(store_file))
-    report = run_sweep(cfg, show_progress=False, plots=False)
     with Store(store_file) as store:
+        report = run_sweep(cfg, sinks=[SweepRowsSink(store, out)], show_progress=False, plots=False)
         rows = {r.agent: r for r in store.sweep_runs(str(out.resolve()))}
         assert store.count("submissions") == 0  # no board: no leaderboard rows
     done, failed = rows["naive"], rows[agent(RaisingAgent)]
@@ -232,8 +236,8 @@ def test_a_sweep_without_a_board_records_every_outcome_in_the_store(tmp_path):
     assert failed.status == "failed" and failed.R is None and failed.failure["kind"] == "raised"
     assert "boom on purpose" in failed.failure["traceback"] and Path(failed.results_path).is_file()
     # a resumed sweep that reruns the failed run replaces its row; the finished one keeps its own
-    run_sweep(cfg, resume=True, show_progress=False, plots=False)
     with Store(store_file) as store:
+        run_sweep(cfg, sinks=[SweepRowsSink(store, out)], resume=True, show_progress=False, plots=False)
         assert store.count("sweep_runs") == 2
 
 
@@ -243,7 +247,7 @@ def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
     board = ["--board", "quick", "--store", str(tmp_path / "lb.sqlite")]
     assert main([*args, *board]) == 0
     stdout = capsys.readouterr().out
-    assert "Mean ± std over seeds" in stdout and "2 finished, 0 failed of 2 runs (2 run now, 0 skipped)" in stdout
+    assert "Mean ± 90% t-interval over seeds" in stdout and "2 finished, 0 failed of 2 runs (2 run now, 0 skipped)" in stdout
     with Store(tmp_path / "lb.sqlite") as store:
         (sub,) = store.submissions("quick", status=None)
         assert sub.status == "complete" and sub.agent == "naive"
