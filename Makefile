@@ -1,9 +1,12 @@
 # The two set-up commands of the README:
 #   make quick   create .venv, install, run the embedded default (offline, < 2 min)
-#   make test    create .venv, install with test extras, run the test suite
+#   make test    create .venv, install with test extras, run the style gates and the test suite
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+# An installed copy of the package, for import-linter: the rooms live in their own folders
+# (installed as replaybench.<room>), which its import graph cannot see in the source tree.
+LINT_TREE ?= $(or $(TMPDIR),/tmp)/replaybench-lint-tree
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,14 +14,27 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
 	touch $@
 
-.PHONY: install quick test test-all
+.PHONY: install quick test test-all lint format
 install: $(VENV)/.installed
 
 quick: $(VENV)/.installed
 	$(VENV)/bin/replaybench quick
 
-test: $(VENV)/.installed
+# Style gates: one formatter and linter (ruff), a type checker on the core (mypy), the layers contract.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	rm -rf $(LINT_TREE)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(LINT_TREE) . && rm -rf build
+	cd $(LINT_TREE) && PYTHONPATH=$(LINT_TREE) $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest
 
-test-all: $(VENV)/.installed
+test-all: lint
 	$(PY) -m pytest -m ""

@@ -11,6 +11,8 @@ One step (BindsNET ``Network.run`` semantics, synchronous mode):
 After a presentation with learning on, connections with ``norm`` renormalise.
 
 Example:
+    >>> from replaybench.spiking.nodes import LIFNodes, LIFParams
+    >>> from replaybench.spiking.topology import DenseConnection
     >>> net = Network(dt=1.0)
     >>> _ = net.add_layer("X", InputNodes(shape=(4,)))
     >>> _ = net.add_layer("Y", LIFNodes(shape=(2,), params=LIFParams()))

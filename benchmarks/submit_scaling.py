@@ -1,0 +1,84 @@
+"""Submit scaling: one board submission, inline against a local pool, as a user runs it.
+
+Each executor runs the real command in a fresh process, so its wall time
+holds everything a user waits for: the interpreter, importing torch,
+validation (every stream built, the agent built once per stream), the runs,
+the store's rows and the board table::
+
+    replaybench submit AGENT --board BOARD --executor inline
+    replaybench submit AGENT --board BOARD --executor local --workers 2
+
+Every R matrix of the two submissions is checked to be equal (the pool's
+workers run one torch thread each; the inline process is given one too, so
+both compute the same numbers the same way).
+
+    python benchmarks/submit_scaling.py [--agent er] [--board standard-supervised] [--workers 2] [--repeats 1]
+
+Target (issue #17): on 2 cores, ``--executor local --workers 2`` takes ≤ 0.6×
+the inline wall time on the standard-supervised board (15 runs: 3 streams ×
+5 seeds). The load average is printed before and after: on a shared machine
+the ratio is only as good as the cores that were free. With ``--repeats``
+the executors alternate, and the median ratio is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from replaybench.leaderboards.store import Store
+
+
+def submit(executor: str, workers: int, agent: str, board: str, root: Path) -> tuple[float, dict]:
+    """Wall seconds of one ``replaybench submit`` and its R matrices by (stream, seed)."""
+    store, out = root / f"{executor}.sqlite", root / f"{executor}-out"
+    cmd = [sys.executable, "-m", "replaybench", "submit", agent, "--board", board, "--store", str(store),
+           "--out", str(out), "--no-plots", "--executor", executor, "--threads", "1"]
+    if executor != "inline":
+        cmd += ["--workers", str(workers)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{executor}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+    with Store(store) as s:
+        (sub,) = s.submissions(Path(board).stem if board.endswith(".toml") else board, status=None)
+        runs = {(r.stream, r.seed): r.R for r in s.runs(sub.id)}
+    return wall, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", default="er")
+    parser.add_argument("--board", default="standard-supervised")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
+    ratios, rows = [], []
+    for k in range(args.repeats):
+        order = ("inline", "local") if k % 2 == 0 else ("local", "inline")
+        with tempfile.TemporaryDirectory() as tmp:
+            timed = {e: submit(e, args.workers, args.agent, args.board, Path(tmp)) for e in order}
+        (inline_s, inline_R), (local_s, local_R) = timed["inline"], timed["local"]
+        if inline_R != local_R:
+            raise SystemExit("the pool's R matrices differ from inline's")
+        ratios.append(local_s / inline_s)
+        rows.append((k + 1, inline_s, local_s, local_s / inline_s, len(inline_R)))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"\n{args.agent} on {args.board}, local pool of {args.workers} workers against inline (fresh processes)")
+    print("| round | runs | inline s | local s | local / inline |\n|---:|---:|---:|---:|---:|")
+    for k, inline_s, local_s, ratio, n in rows:
+        print(f"| {k} | {n} | {inline_s:.1f} | {local_s:.1f} | {ratio:.2f} |")
+    print(f"\nmedian local / inline: {statistics.median(ratios):.2f} (target ≤ 0.60); R identical in every round")
+
+
+if __name__ == "__main__":
+    main()
