@@ -23,7 +23,7 @@ for each finished training episode of that experience, the raw material of
 Continual World's forward transfer.
 
 Example:
-    >>> from streams.rl import make_cartpole_conflict
+    >>> from replaybench.streams.rl import make_cartpole_conflict
     >>> stream = make_cartpole_conflict(n_tasks=2, steps_per_task=4000)
     >>> agent = DQN(stream=stream, config=DQNConfig(buffer="reservoir"), seed=0)
     >>> stats = agent.learn(stream.experiences[0])
@@ -41,6 +41,7 @@ import torch
 
 from replaybench.agents._nets import mlp
 from replaybench.errors import ConfigError, DivergenceError
+from replaybench.memories.transitions import TransitionBuffer
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience
 
@@ -137,71 +138,6 @@ def training_stats(curve: list[tuple[int, float]], losses: list[float], buffer: 
             "memory_bytes": float(buffer.nbytes)}
 
 
-class TransitionBuffer:
-    """Fixed-size arrays of (obs, action, reward, next_obs, terminated).
-
-    Past capacity, a new transition replaces a uniformly chosen slot with
-    probability capacity/seen (reservoir sampling, Vitter 1985), so the buffer
-    stays a uniform sample of everything offered. Each slot has a priority,
-    used only by prioritised sampling.
-    """
-
-    def __init__(self, *, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
-        self.capacity, self.rng = capacity, rng
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
-        self.priorities = np.zeros(capacity, dtype=np.float64)
-        self.clear()
-
-    def clear(self) -> None:
-        self.size = self.seen = 0
-        self.max_priority = 1.0
-
-    def __len__(self) -> int:
-        return self.size
-
-    @property
-    def nbytes(self) -> int:
-        per_slot = sum(a[0].nbytes if a.ndim > 1 else a.itemsize
-                       for a in (self.obs, self.next_obs, self.actions, self.rewards, self.terminated))
-        return self.size * per_slot
-
-    def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        self.seen += 1
-        if self.size < self.capacity:
-            slot = self.size
-            self.size += 1
-        else:
-            slot = int(self.rng.integers(self.seen))
-            if slot >= self.capacity:
-                return
-        self.obs[slot], self.next_obs[slot] = obs, next_obs
-        self.actions[slot], self.rewards[slot], self.terminated[slot] = action, reward, terminated
-        self.priorities[slot] = self.max_priority
-
-    def sample_uniform(self, n: int) -> np.ndarray:
-        return self.rng.integers(self.size, size=n)
-
-    def sample_prioritized(self, n: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
-        """Indices drawn ∝ priority^α, and their normalised importance weights (N·P)^−β / max."""
-        scaled = self.priorities[: self.size] ** alpha
-        probs = scaled / scaled.sum()
-        index = np.minimum(np.searchsorted(np.cumsum(probs), self.rng.random(n)), self.size - 1)
-        weights = (self.size * probs[index]) ** -beta
-        return index, weights / weights.max()
-
-    def update_priorities(self, index: np.ndarray, td_error: np.ndarray, epsilon: float) -> None:
-        self.priorities[index] = np.abs(td_error) + epsilon
-        self.max_priority = max(self.max_priority, float(self.priorities[index].max()))
-
-    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(a[index]) for a in
-                     (self.obs, self.actions, self.rewards, self.next_obs, self.terminated))
-
-
 class DQN:
     """Deep Q-network agent for ``rl`` experiences with discrete actions.
 
@@ -259,7 +195,7 @@ class DQN:
                     obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0).to(self.device)
                     action = int(self.q_network(obs_tensor).argmax())
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            self.buffer.add(obs, action, reward, next_obs, terminated)
+            self.buffer.append(obs, action, reward, next_obs, terminated)
             if cfg.reverse_replay:
                 episode.append((obs, action, reward, next_obs, terminated))
             episode_return += reward
@@ -293,7 +229,7 @@ class DQN:
             loss, td_error = self._td_update(self.buffer.batch(index), torch.from_numpy(weights).float())
             self.buffer.update_priorities(index, td_error.cpu().numpy(), cfg.priority_epsilon)
         else:
-            loss, _ = self._td_update(self.buffer.batch(self.buffer.sample_uniform(cfg.batch_size)))
+            loss, _ = self._td_update(self.buffer.sample(cfg.batch_size))
         return loss
 
     def _reverse_sweep(self) -> None:

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
+from replaybench.errors import ConfigError
 from replaybench.memories.gsemm import DSEMConfig
 from replaybench.memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir, scored_capacity
-from replaybench.errors import ConfigError
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 
@@ -158,7 +158,7 @@ class BiologicalReplay(SupervisedAgent):
             return self.pool_x[idx], self.pool_y[idx], None
         if len(self.memory) == 0:
             return None
-        idx = self.memory.sample(n, self.replay_weights())
+        idx = self.memory.sample_indices(n, self.replay_weights())
         return self.memory.x[idx], self.memory.y[idx], idx
 
     def replay_weights(self) -> torch.Tensor | None:

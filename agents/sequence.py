@@ -15,7 +15,7 @@ on every step for flip-flops. Each experience gets ``updates`` minibatch
 updates drawn from its training sequences.
 
 Example:
-    >>> from streams.sequence_tasks import make_vb_repeat_copy
+    >>> from replaybench.streams.sequence_tasks import make_vb_repeat_copy
     >>> stream = make_vb_repeat_copy(d=4, s=4, horizons=(4,), n_train=64, n_test=8)
     >>> agent = WaveLBCAgent(stream=stream, config=WaveLBCAgent.Config(updates=2, slots=4), seed=0)
     >>> agent.predict(stream.experiences[0].test_x).shape

@@ -24,7 +24,7 @@ observation, so a target never mixes two episodes.
 The Q-learning loop's hyperparameters are :class:`~replaybench.agents.dqn.QLearningConfig`'s.
 
 Example:
-    >>> from streams.rl import make_cartpole_conflict
+    >>> from replaybench.streams.rl import make_cartpole_conflict
     >>> stream = make_cartpole_conflict(n_tasks=1, steps_per_task=600, hide_velocity=True)
     >>> agent = WaveDQN(stream=stream, config=WaveDQN.Config(learning_starts=100), seed=0)
     >>> stats = agent.learn(stream.experiences[0])
@@ -43,8 +43,9 @@ from torch import nn
 
 from replaybench.agents._nets import mlp
 from replaybench.agents.dqn import QLearningConfig, flat_discrete_sizes, training_stats
-from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError, DivergenceError
+from replaybench.memories.transitions import StepBuffer
+from replaybench.memories.wave import WaveLattice
 from replaybench.params import Interval, OneOf, Optional, param
 from replaybench.protocols import Experience
 
@@ -124,48 +125,6 @@ class WaveQNetwork(nn.Module):
         return torch.stack(states, dim=1)
 
 
-class StepBuffer:
-    """A FIFO ring of consecutive env steps, with a flag on each episode's first step."""
-
-    def __init__(self, *, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
-        self.capacity, self.rng = capacity, rng
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
-        self.starts = np.zeros(capacity, dtype=bool)
-        self.clear()
-
-    def clear(self) -> None:
-        self.written = 0
-        """Steps ever written; step k lives in slot k % capacity while it is among the last ``capacity``."""
-
-    def __len__(self) -> int:
-        return min(self.written, self.capacity)
-
-    @property
-    def nbytes(self) -> int:
-        arrays = (self.obs, self.next_obs, self.actions, self.rewards, self.terminated, self.starts)
-        return len(self) * sum(a[0].nbytes if a.ndim > 1 else a.itemsize for a in arrays)
-
-    def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
-            start: bool) -> None:
-        slot = self.written % self.capacity
-        self.obs[slot], self.next_obs[slot] = obs, next_obs
-        self.actions[slot], self.rewards[slot] = action, reward
-        self.terminated[slot], self.starts[slot] = terminated, start
-        self.written += 1
-
-    def sample_windows(self, n: int, length: int) -> tuple[torch.Tensor, ...]:
-        """``n`` windows of ``length`` consecutive stored steps: (obs, actions, rewards, next_obs, terminated, starts)."""
-        oldest = self.written - len(self)
-        ends = self.rng.integers(oldest + length - 1, self.written, size=n)
-        index = (ends[:, None] - np.arange(length - 1, -1, -1)[None, :]) % self.capacity
-        return tuple(torch.from_numpy(a[index]) for a in
-                     (self.obs, self.actions, self.rewards, self.next_obs, self.terminated, self.starts))
-
-
 class WaveDQN:
     """Deep recurrent Q-learning with a traveling-wave core, for ``rl`` experiences with discrete actions.
 
@@ -227,7 +186,7 @@ class WaveDQN:
             action = int(self.rng.integers(self.n_actions)) if self.rng.random() < cfg.epsilon(step, budget) \
                 else int(greedy)
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            self.buffer.add(obs, action, reward, next_obs, terminated, episode_start)
+            self.buffer.append(obs, action, reward, next_obs, terminated, episode_start)
             episode_start, episode_return, obs = False, episode_return + reward, next_obs
 
             if step >= cfg.learning_starts and step % cfg.train_every == 0 and len(self.buffer) >= cfg.sequence_length:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from replaybench.errors import ConfigError
 from replaybench.memories.gsemm import DSEM, DSEMConfig
 from replaybench.memories.reservoir import ReservoirBuffer
-from replaybench.errors import ConfigError
 from replaybench.params import Interval, check_param
 
 _FLOAT_BYTES = 4
@@ -78,13 +79,24 @@ class ScoredReservoir:
         self.last_correct[fresh] = False
         self._size = len(kept)
 
-    def sample(self, n: int, weights: Tensor | None = None) -> Tensor:
-        """Indices of ``n`` stored items, uniform or in proportion to ``weights``."""
+    def sample_indices(self, n: int, weights: Tensor | None = None,
+                       generator: torch.Generator | None = None) -> Tensor:
+        """Indices of ``n`` stored items, uniform or in proportion to ``weights``.
+
+        The agent reads the items (``x[idx]``, ``y[idx]``) and writes their
+        metadata back (``score[idx]``) through these indices.
+        """
         if self._size == 0:
             raise ValueError("cannot sample from an empty memory")
+        generator = generator or self.generator
         if weights is None:
-            return torch.randint(self._size, (n,), generator=self.generator)
-        return torch.multinomial(weights[: self._size], n, replacement=True, generator=self.generator)
+            return torch.randint(self._size, (n,), generator=generator)
+        return torch.multinomial(weights[: self._size], n, replacement=True, generator=generator)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` stored items ``(x, y)`` drawn uniformly with replacement."""
+        idx = self.sample_indices(n, generator=generator)
+        return self.x[idx], self.y[idx]
 
     def __len__(self) -> int:
         return self._size
@@ -96,6 +108,30 @@ class ScoredReservoir:
             return 0
         per_item = self.x[0].nelement() * self.x.element_size() + _LABEL_BYTES + self.metadata_bytes
         return self._size * per_item
+
+    def state_dict(self) -> dict[str, Any]:
+        n = self._size
+        stored = {} if self.x is None else {"x": self.x[:n].clone(), "y": self.y[:n].clone()}
+        return {**stored, "score": self.score[:n].clone(), "age": self.age[:n].clone(),
+                "forgets": self.forgets[:n].clone(), "last_correct": self.last_correct[:n].clone(),
+                "slots": self._slots.state_dict(), "next_id": self._next_id, "capacity": self.capacity,
+                "metadata_bytes": self.metadata_bytes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (into a memory of the same capacity)."""
+        if state["capacity"] != self.capacity:
+            raise ConfigError(f"Cannot load a ScoredReservoir of capacity {state['capacity']} into one of "
+                              f"{self.capacity}.")
+        self.metadata_bytes, self._next_id = int(state["metadata_bytes"]), int(state["next_id"])
+        self._slots.load_state_dict(state["slots"])
+        self._size = n = len(state["score"])
+        if "x" in state:
+            x, y = state["x"], state["y"]
+            self.x = torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype)
+            self.y = torch.zeros(self.capacity, dtype=y.dtype)
+            self.x[:n], self.y[:n] = x, y
+        for name in ("score", "age", "forgets", "last_correct"):
+            getattr(self, name)[:n] = state[name]
 
 
 def scored_capacity(budget_bytes: int, example_x: Tensor, metadata_bytes: int) -> int:
@@ -174,6 +210,33 @@ class GSEMMReplayMemory:
 
     def __len__(self) -> int:
         return sum(m.model.n_memories for m in self.classes.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every class's Ξ, Φ and counts (the DSEM's own ``state_dict``), norms and mean."""
+        return {c: {"model": m.model.state_dict(), "norms": m.norms.clone(), "mean": m.mean.clone()}
+                for c, m in self.classes.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the config and budget stay this memory's)."""
+        self.classes = {}
+        for c, saved in state.items():
+            model = DSEM(n_features=self.n_features, config=self.config)
+            model.load_state_dict(saved["model"])
+            self.classes[int(c)] = _ClassMemory(model=model, norms=saved["norms"].clone(), mean=saved["mean"].clone())
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` stored exemplars ``(x [n, N], y [n])``, decoded from Ξ, uniformly with replacement.
+
+        These are the memories themselves, without recall dynamics (the
+        agent replays :meth:`recall_pool`); exemplars merged into one memory
+        come back as that memory.
+        """
+        if not self.classes:
+            raise ValueError("cannot sample from an empty memory")
+        labels = torch.cat([torch.full((m.model.n_memories,), c) for c, m in self.classes.items()])
+        decoded = torch.cat([self.decode(c, m.model.patterns) for c, m in self.classes.items()])
+        idx = torch.randint(len(labels), (n,), generator=generator or self.generator)
+        return decoded[idx], labels[idx]
 
     # -------------------------------------------------------------- storing
     def add(self, x: Tensor, y: Tensor) -> None:

@@ -1,5 +1,7 @@
 """Storage policies for replay: what to keep from a stream of labelled items.
 
+Items are ``(x, y)`` pairs: two fields, in the terms of :class:`replaybench.protocols.Memory`.
+
 Both buffers preallocate their tensors, so adding and sampling are a few
 indexing operations with no per-sample Python work (Avalanche's buffers
 rebuild datasets instead; see avalanche#574, #1274).
@@ -97,6 +99,18 @@ class ReservoirBuffer:
         x, y = self.items()
         return {"x": x.clone(), "y": y.clone(), "seen": self.seen, "capacity": self.capacity}
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; the generator stays this buffer's."""
+        self.capacity, self.seen = int(state["capacity"]), int(state["seen"])
+        x, y = state["x"], state["y"]
+        self._size = len(x)
+        if self._size == 0:
+            self._x = self._y = None
+            return
+        self._x = torch.empty((self.capacity, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        self._y = torch.empty(self.capacity, dtype=y.dtype, device=y.device)
+        self._x[: self._size], self._y[: self._size] = x, y
+
 
 def _last_occurrence(values: torch.Tensor) -> torch.Tensor:
     """Indices of the last occurrence of each distinct value."""
@@ -158,6 +172,15 @@ class ClassBalancedBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         return {c: b.state_dict() for c, b in self._per_class.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; every class's reservoir shares this buffer's generator."""
+        self._per_class = {}
+        for c, class_state in state.items():
+            self._per_class[int(c)] = buffer = ReservoirBuffer(capacity=int(class_state["capacity"]),
+                                                               generator=self.generator)
+            buffer.load_state_dict(class_state)
+        self._cache = None
 
 
 def items_for_bytes(budget_bytes: int, example_x: torch.Tensor, label_dtype=torch.int64) -> int:

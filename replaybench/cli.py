@@ -77,24 +77,24 @@ def wandb_sinks(args: argparse.Namespace, extra_config: dict[str, Any] | None = 
     return [WandbSink(mode=resolve_mode(args.wandb), extra_config=extra_config)]
 
 
-def make_executor_from(args: argparse.Namespace, streams: dict[str, Any], folder: Path) -> Any:
+def make_executor_from(args: argparse.Namespace, folder: Path) -> Any:
     from replaybench.executors import make_executor
 
     return make_executor(args.executor, workers=args.workers, timeout_s=args.timeout, address=args.address,
                          folder=folder / ".submitit", cluster=args.cluster, partition=args.partition,
-                         streams=streams, threads=args.threads)
+                         threads=args.threads)
 
 
 def execute(plans: list, args: argparse.Namespace, *, folder: Path, sinks: Sequence[Any], description: str) -> Any:
-    """Validate ``plans`` (nothing written on failure), then run them through the pipeline."""
-    from replaybench.pipeline import run_pipeline, validate
+    """Validate ``plans`` (nothing written on failure) while the executor starts, then run the pipeline."""
+    from replaybench.pipeline import run_pipeline, start_and_validate
     from replaybench.results import ResultsFolder
 
     ResultsFolder(folder).open(plans)  # an unwritable or clashing --out fails before the streams are built
-    streams = validate(plans, local_devices=args.executor in ("inline", "local"))
-    executor = make_executor_from(args, streams, folder)
+    executor = make_executor_from(args, folder)
+    streams = start_and_validate(plans, executor, local_devices=args.executor in ("inline", "local"))
     return run_pipeline(plans, executor=executor, sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *sinks],
-                        description=description)
+                        streams=streams, description=description)
 
 
 # --- printing -----------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         read_submit_config,
         submission_dir,
     )
-    from replaybench.pipeline import run_pipeline, validate
+    from replaybench.pipeline import run_pipeline, start_and_validate
     from replaybench.results import ResultsFolder, check_writable_folder
 
     set_threads(args.threads)
@@ -224,15 +224,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
                             download=args.download, device=args.device)
     wandb = wandb_sinks(args)  # checks the mode now
     check_writable_folder(args.out)
-    streams = validate(plans, local_devices=args.executor in ("inline", "local"))
-    check_board_fingerprints(board, plans, streams)
-    with Store(args.store) as store:
+    executor = make_executor_from(args, Path(args.out))
+    streams = start_and_validate(plans, executor, local_devices=args.executor in ("inline", "local"))
+    try:
+        check_board_fingerprints(board, plans, streams)
+        store = Store(args.store)
+    except BaseException:
+        executor.close()
+        raise
+    with store:
         ids = open_submissions(store, board, plans, display_name=display_name)
         (sub_id,) = ids.values()
         folder = submission_dir(args.out, board, sub_id, display_name)
         wandb = wandb_sinks(args, {"board": board.name, "board_version": board.version, "submission": sub_id})
         try:
-            report = run_pipeline(plans, executor=make_executor_from(args, streams, folder),
+            report = run_pipeline(plans, executor=executor, streams=streams,
                                   sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *wandb,
                                          BoardSink(store, board, ids, echo=True)],
                                   description=f"submit ({args.executor})")
@@ -388,14 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     show.set_defaults(func=cmd_streams_show)
 
+    from replaybench.checks import register_check_command
     from replaybench.leaderboards.cli import register_commands
 
-    try:  # TEMP until checks lands
-        from replaybench.checks import register_check_command
-
-        register_check_command(sub)  # check agent|stream|memory
-    except ImportError:
-        pass
+    register_check_command(sub, parents=[common])  # check agent|stream|memory
     register_commands(sub, parents=[common])  # verify, leaderboard show|export|publish|pin|list
     return parser
 

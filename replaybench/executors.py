@@ -201,7 +201,13 @@ class Executor(Protocol):
 
     name: str
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]: ...
+    def start(self, n_tasks: int) -> None:
+        """Begin starting workers for ``n_tasks`` runs, so their start-up overlaps the driver's validation."""
+        ...
+
+    def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
+        """Run ``tasks``; ``streams`` (by :func:`stream_key`) are already built, for runs in this process."""
+        ...
 
     def close(self) -> None: ...
 
@@ -224,7 +230,11 @@ class InlineExecutor:
         self.timeout_s = timeout_s
         self.streams = dict(streams or {})
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def start(self, n_tasks: int) -> None:
+        pass
+
+    def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
+        self.streams.update(streams or {})
         for task in tasks:
             stream = self.streams.get(stream_key(task.spec))
             yield _with_id(run_one(task.spec, self.timeout_s, None, stream), task.run_id)
@@ -251,6 +261,7 @@ def _worker_main(conn: Any, threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _warm_up_worker()  # before the first task arrives: the driver may still be validating
     while True:
         try:
             message = conn.recv()
@@ -318,11 +329,17 @@ class LocalExecutor:
         worker.conn.close()
         self._pool.remove(worker)
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def start(self, n_tasks: int) -> None:
+        """Spawn the workers now: each imports torch and the runner while the driver validates."""
+        for _ in range(min(self.workers, n_tasks) - len(self._pool)):
+            self._start()
+
+    def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
         from multiprocessing.connection import wait
 
         pending = deque(tasks)
-        idle = [self._start() for _ in range(min(self.workers, len(pending)))]
+        self.start(len(pending))
+        idle = [w for w in self._pool if w.task is None]
         busy: list[_Worker] = []
         deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S
         while pending or busy:
@@ -425,7 +442,10 @@ class RayExecutor:
         # System failures (a lost node, a dead worker) are retried; a raising run is an outcome, not an error.
         self._remote = ray.remote(num_cpus=1, max_retries=2)(run_one)
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def start(self, n_tasks: int) -> None:
+        pass  # the cluster came up in __init__
+
+    def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
         ray = self._ray
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending = deque(tasks)
@@ -485,7 +505,10 @@ class SlurmExecutor:
             params["slurm_partition"] = partition
         self._executor.update_parameters(**params)
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def start(self, n_tasks: int) -> None:
+        pass  # Slurm starts jobs when they are submitted
+
+    def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
         if not tasks:
             return
         specs = [dict(t.spec) for t in tasks]

@@ -124,6 +124,16 @@ class PipelineReport:
         return [self.results[p.run_id] for p in self.plans if p.run_id in self.results]
 
 
+def start_and_validate(plans: Sequence[PlannedRun], executor: Executor, *, local_devices: bool) -> dict[str, Any]:
+    """:func:`validate` while ``executor`` starts its workers; on bad input it is closed again."""
+    executor.start(len(plans))
+    try:
+        return validate(plans, local_devices=local_devices)
+    except BaseException:
+        executor.close()
+        raise
+
+
 def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict[str, Any]:
     """Refuse a bad plan before any work; return the built streams by :func:`stream_key`.
 
@@ -170,8 +180,24 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def estimated_cost(stream: Any) -> float:
+    """A run's relative cost on ``stream``: the items it trains on plus the items scored into R.
+
+    Only the order matters: a parallel executor starts the longest runs
+    first, so that no long run is left alone at the end while workers idle.
+    """
+    cost = 0.0
+    n = len(stream.experiences)
+    for e in stream.experiences:
+        if e.train_x is not None:
+            cost += len(e.train_x) + n * (len(e.test_x) if e.test_x is not None else 0)
+        else:  # rl: environment steps
+            cost += e.step_budget
+    return cost
+
+
 def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequence[Sink] = (),
-                 finished: Mapping[str, RunResult] | None = None,
+                 streams: Mapping[str, Any] | None = None, finished: Mapping[str, RunResult] | None = None,
                  failed: Mapping[str, Mapping[str, Any]] | None = None,
                  description: str = "runs", show_progress: bool | None = None) -> PipelineReport:
     """Run ``plans`` on ``executor``; hand every outcome to ``sinks`` at once.
@@ -182,6 +208,8 @@ def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequ
         sinks: Opened in order before any run, given every outcome in order,
             closed in order at the end (``interrupted=True`` after Ctrl-C or
             SIGTERM).
+        streams: The streams :func:`validate` built: inline runs reuse them, and
+            a parallel executor gets the runs longest first (:func:`estimated_cost`).
         finished: Results of plans finished before (a resumed sweep); they are
             not run again, and sinks see them as resumed outcomes.
         failed: Failure records of plans not to be rerun (``--skip-failed``).
@@ -206,10 +234,13 @@ def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequ
                 _hand_over(outcome, opened, report)
                 report.skipped.append(p.run_id)
         todo = [Task(p.run_id, p.spec.to_dict()) for p in plans if p.run_id not in report.skipped]
+        if streams and executor.name != "inline":
+            costs = {key: estimated_cost(s) for key, s in streams.items()}
+            todo.sort(key=lambda task: -costs.get(stream_key(task.spec), 0.0))  # stable: plan order among equals
         bar = sys.stderr.isatty() if show_progress is None else show_progress
         start = time.monotonic()
         with progress.session(bar):
-            outcomes = executor.run(todo)
+            outcomes = executor.run(todo, streams=streams)
             for k, raw in enumerate(progress.track(outcomes, description, total=len(todo)), 1):
                 result = RunResult.from_dict(raw.result) if raw.result is not None else None
                 outcome = RunOutcome(by_id[raw.run_id], result, raw.failure, raw.seconds, raw.host)

@@ -206,16 +206,23 @@ Nothing else is looked up on an agent or a stream."""
 class Memory(Protocol):
     """A storage policy an agent writes into and replays from.
 
+    An item is a tuple of fields, each a tensor row: ``(x, y)`` for labelled
+    inputs, ``(obs, action, reward, next_obs, terminated)`` for a transition.
+    ``add`` takes one tensor per field, all with the batch as their leading
+    dimension; ``sample`` returns the fields of the drawn items in the same
+    order. Which fields a memory holds is its own (its docstring says).
+
     ``nbytes`` counts the stored payload so that agents are compared at equal
-    memory budgets.
+    memory budgets. ``replaybench check memory`` holds implementations to
+    this contract (:func:`replaybench.checks.check_memory`).
     """
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, *fields: torch.Tensor) -> None:
         """Offer a batch of items; the policy decides what to keep."""
         ...
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` stored items (with replacement if fewer are stored)."""
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """Draw ``n`` stored items (with replacement), from ``generator`` or else the memory's own randomness."""
         ...
 
     def __len__(self) -> int: ...
@@ -223,4 +230,8 @@ class Memory(Protocol):
     @property
     def nbytes(self) -> int: ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """What is stored, for ``load_state_dict`` (a memory's randomness stays its owner's)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

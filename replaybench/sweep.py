@@ -241,14 +241,14 @@ def execute_sweep(prepared: PreparedSweep, *, sinks: Sequence[Sink] = (), plots:
               file=sys.stderr, flush=True)
     executor = make_executor(config.executor, workers=config.workers, timeout_s=config.timeout_s,
                              address=config.address, folder=out / ".submitit", cluster=config.cluster,
-                             partition=config.partition, streams=prepared.streams, threads=threads)
+                             partition=config.partition, threads=threads)
     try:
         write_manifest(config, plans, out)
     except BaseException:
         executor.close()
         raise
     report = run_pipeline(plans, executor=executor, sinks=[ResultsFolder(out, heatmaps=plots), *sinks],
-                          finished=state.finished, failed=state.failed, description=f"sweep ({config.executor})",
+                          streams=prepared.streams, finished=state.finished, failed=state.failed, description=f"sweep ({config.executor})",
                           show_progress=show_progress)
     return SweepReport(plans=report.plans, results=report.results, failures=report.failures,
                        executed=report.executed, skipped=report.skipped, out=out)

@@ -40,53 +40,55 @@ def test_list_shows_one_line_per_name():
     assert "split-fmnist" in streams and "permuted-digits" in streams
 
 
-def _one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+def _one_line_error(capsys, *args: str) -> str:
+    """Run the CLI in this process (the entry point itself is run above); expect exit 2 and one line."""
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
     return lines[0]
 
 
-def test_unknown_stream_lists_known_names():
-    line = _one_line_error(run_cli("run", "--stream", "split-fminst", "--agent", "naive"))
+def test_unknown_stream_lists_known_names(capsys):
+    line = _one_line_error(capsys, "run", "--stream", "split-fminst", "--agent", "naive")
     assert "Unknown stream 'split-fminst'" in line and "Did you mean 'split-fmnist'" in line and "split-digits" in line
 
 
-def test_unknown_agent_lists_known_names():
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "nieve"))
+def test_unknown_agent_lists_known_names(capsys):
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "nieve")
     assert "Unknown agent 'nieve'" in line and "naive" in line and "ewc" in line
 
 
-def test_unknown_avalanche_strategy_lists_strategies():
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "avalanche:Replai"))
+def test_unknown_avalanche_strategy_lists_strategies(capsys):
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "avalanche:Replai")
     assert "Did you mean 'Replay'" in line
 
 
-def test_malformed_config_names_the_key(tmp_path):
+def test_malformed_config_names_the_key(tmp_path, capsys):
     bad_key = tmp_path / "bad.toml"
     bad_key.write_text("[agent]\nlearning_rate = 0.1\n")
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_key)))
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_key))
     assert "Unknown option 'learning_rate'" in line and "Known options:" in line and "lr" in line
 
     bad_value = tmp_path / "value.toml"
     bad_value.write_text("[agent]\nepochs = 0\n")
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_value)))
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(bad_value))
     assert "'epochs'" in line and "Got 0" in line
 
     broken = tmp_path / "broken.toml"
     broken.write_text("[agent\nlr = \n")
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(broken)))
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(broken))
     assert "Malformed config" in line
 
     top = tmp_path / "top.toml"
     top.write_text("[agents_options]\n")
     assert "'agents_options'" in _one_line_error(
-        run_cli("run", "--stream", "split-digits", "--agent", "naive", "--config", str(top)))
+        capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(top))
 
 
-def test_bad_cli_option_is_one_line():
-    line = _one_line_error(run_cli("run", "--stream", "split-digits", "--agent", "er", "-o", "memory_size=-3"))
+def test_bad_cli_option_is_one_line(capsys):
+    line = _one_line_error(capsys, "run", "--stream", "split-digits", "--agent", "er", "-o", "memory_size=-3")
     assert "The 'memory_size' parameter of agent 'er' must be an int in the range [1, inf). Got -3 instead." in line
 
 
@@ -112,14 +114,14 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert code == 2 and ("truncated" in err or "magic" in err)
 
 
-def test_a_failing_run_keeps_results_already_written(tmp_path):
-    ok = run_cli("run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
-                 "--out", str(tmp_path), "--no-plots")
-    assert ok.returncode == 0
+def test_a_failing_run_keeps_results_already_written(tmp_path, capsys):
+    assert main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
+                 "--out", str(tmp_path), "--no-plots"]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    bad = run_cli("run", "--stream", "split-digits", "--agent", "naive", "--seeds", "0", "1",
-                  "-o", "lr=1e30", "--out", str(tmp_path), "--no-plots")
-    assert bad.returncode == 1 and "lower the learning rate" in bad.stderr  # runs failed: exit 1, each recorded
+    capsys.readouterr()
+    code = main(["run", "--stream", "split-digits", "--agent", "naive", "--seeds", "0", "1",
+                 "-o", "lr=1e30", "--out", str(tmp_path), "--no-plots"])
+    assert code == 1 and "lower the learning rate" in capsys.readouterr().err  # runs failed: exit 1, each recorded
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert {k: v for k, v in after.items() if k in before} == before
     digest = options_hash({"agent_options": {"lr": 1e30}, "stream_options": {}, "device": "cpu"})

@@ -95,7 +95,7 @@ def test_prioritised_sampling_favours_high_loss_items(digits):
     assert not torch.all(memory.score[:n] == memory.score[0])  # replay losses were written back
     memory.score[:n] = 0.01
     memory.score[: n // 4] = 1.0
-    idx = memory.sample(4000, agent.replay_weights())
+    idx = memory.sample_indices(4000, agent.replay_weights())
     share = (idx < n // 4).float().mean()
     assert share > 0.9  # a quarter of the items with 100x the loss take ~97% of the draws
 

@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from replaybench.agents.dqn import DQN, DQNConfig, TransitionBuffer
+from replaybench.agents.dqn import DQN, DQNConfig
 from replaybench.agents.ppo import PPO, PPOConfig
 from replaybench.errors import ConfigError
+from replaybench.memories.transitions import TransitionBuffer
 from replaybench.runner import RunSpec, run
 from replaybench.streams.rl import evaluate_rl, make_cartpole_conflict
-
-
-
 
 FINETUNE = {"buffer": "per-task"}
 REPLAY = {"buffer": "reservoir"}
@@ -28,6 +26,7 @@ def conflict_stream():
     return make_cartpole_conflict(n_tasks=2, steps_per_task=4000)
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: `make test-all`
 def test_cartpole_conflict_finetune_forgets_and_replay_does_not(conflict_stream):
     """Issue #4's target, from rl-wandb-distributed.md (measured there: F 0.64, AP gap 0.40)."""
     results = {
@@ -94,7 +93,7 @@ def test_same_seed_same_agent_and_different_seed_differs():
 def test_reservoir_buffer_keeps_a_uniform_sample_of_everything_offered():
     buffer = TransitionBuffer(capacity=500, obs_dim=1, rng=np.random.default_rng(0))
     for i in range(5000):
-        buffer.add(np.array([i], np.float32), 0, 0.0, np.array([i], np.float32), False)
+        buffer.append(np.array([i], np.float32), 0, 0.0, np.array([i], np.float32), False)
     assert len(buffer) == 500 and buffer.seen == 5000
     kept = buffer.obs[:, 0]
     # A uniform sample: each tenth of the stream holds about a tenth of the slots.
@@ -105,7 +104,7 @@ def test_reservoir_buffer_keeps_a_uniform_sample_of_everything_offered():
 def test_prioritized_sampling_is_proportional_with_normalised_importance_weights():
     buffer = TransitionBuffer(capacity=4, obs_dim=1, rng=np.random.default_rng(0))
     for i in range(4):
-        buffer.add(np.zeros(1, np.float32), 0, 0.0, np.zeros(1, np.float32), False)
+        buffer.append(np.zeros(1, np.float32), 0, 0.0, np.zeros(1, np.float32), False)
     buffer.update_priorities(np.arange(4), np.array([1.0, 1.0, 1.0, 5.0]), epsilon=0.0)
     index, weights = buffer.sample_prioritized(20_000, alpha=1.0, beta=1.0)
     frequency = np.bincount(index, minlength=4) / len(index)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
 from replaybench.agents.dqn import DQN, DQNConfig
-from replaybench.agents.wave_dqn import StepBuffer, WaveDQN, WaveDQNConfig, WaveQNetwork
+from replaybench.agents.wave_dqn import WaveDQN, WaveDQNConfig, WaveQNetwork
 from replaybench.errors import ConfigError
+from replaybench.memories.transitions import StepBuffer
 from replaybench.streams.rl import evaluate_rl, make_cartpole_conflict
 
 
@@ -36,7 +36,7 @@ def test_the_lattice_holds_the_episode_and_forgets_what_came_before_its_start():
 def test_windows_are_consecutive_stored_steps_with_their_episode_starts():
     buffer = StepBuffer(capacity=50, obs_dim=1, rng=np.random.default_rng(0))
     for k in range(120):
-        buffer.add(np.array([k], np.float32), k % 2, 1.0, np.array([k + 1], np.float32), False, k % 7 == 0)
+        buffer.append(np.array([k], np.float32), k % 2, 1.0, np.array([k + 1], np.float32), False, k % 7 == 0)
     obs, actions, _, next_obs, _, starts = buffer.sample_windows(200, 6)
     steps = obs[..., 0].long()
     assert len(buffer) == 50 and int(steps.min()) >= 70 and int(steps.max()) <= 119
@@ -55,6 +55,7 @@ def test_evaluation_starts_every_episode_with_an_empty_memory(pomdp_stream):
         agent.act(np.ones((3, 3), np.float32))
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: `make test-all`
 def test_the_wave_core_learns_the_partially_observable_task_a_memoryless_dqn_cannot(pomdp_stream):
     """Without velocities, one observation does not say where the pole goes; a few do.
 

@@ -8,7 +8,7 @@ batch of cues and decodes which memories the trajectory visits.
 
 Example:
     >>> import torch
-    >>> from memories.gsemm import DSEM, DSEMConfig, random_patterns
+    >>> from replaybench.memories.gsemm import DSEM, DSEMConfig, random_patterns
     >>> patterns = random_patterns(3, 64, generator=torch.Generator().manual_seed(0))
     >>> memory = DSEM(n_features=64, config=DSEMConfig(dt=0.1, integrator="euler"))
     >>> memory.store(patterns, cyclic=True).tolist()
