@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	rm -rf $(LINT_TREE)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(LINT_TREE) . && rm -rf build
-	cd $(LINT_TREE) && PYTHONPATH=$(LINT_TREE) $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
+	cd $(LINT_TREE) && PYTHONPATH=$(LINT_TREE) $(CURDIR)/$(VENV)/bin/lint-imports $(CURDIR)/pyproject.toml
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

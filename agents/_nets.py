@@ -38,7 +38,9 @@ def build_network(architecture: str, input_shape: Sequence[int], hidden: Sequenc
     return small_cnn(input_shape, n_outputs, channels=hidden)
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """``"sgd"`` or ``"adam"``; ``weight_decay`` is decoupled from the gradient for Adam (AdamW)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from replaybench.agents._nets import build_network, make_optimizer
 from replaybench import progress
+from replaybench.agents._nets import build_network, make_optimizer
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -50,17 +50,24 @@ class SupervisedAgent:
 
     def __init__(self, *, stream: Stream, config: TrainingConfig, seed: int, device: str = "cpu") -> None:
         if not all(isinstance(h, int) and h > 0 for h in config.hidden):
-            raise ConfigError(f"The 'hidden' parameter of {type(self).__name__} must be positive ints. Got {config.hidden!r} instead.")
+            raise ConfigError(
+                f"The 'hidden' parameter of {type(self).__name__} must be positive ints. Got {config.hidden!r} instead."
+            )
         if config.architecture == "cnn" and len(stream.input_shape) != 3:
-            raise ConfigError(f"The 'cnn' architecture needs image input [C, H, W]; stream {stream.name} gives {stream.input_shape}.")
+            raise ConfigError(
+                f"The 'cnn' architecture needs image input [C, H, W]; stream {stream.name} gives {stream.input_shape}."
+            )
         self.config = config
         self.device = torch.device(device)
         self.n_classes = stream.n_classes
         self.multi_head = stream.scenario == "task-il"
         self.generator = torch.Generator().manual_seed(seed)
-        self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes).to(self.device)
-        self.optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum,
-                                        config.weight_decay)
+        self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes).to(
+            self.device
+        )
+        self.optimizer = make_optimizer(
+            config.optimizer, self.network.parameters(), config.lr, config.momentum, config.weight_decay
+        )
 
     # --- the loop -----------------------------------------------------------
     def learn(self, experience: Experience) -> dict[str, float]:

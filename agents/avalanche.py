@@ -24,8 +24,18 @@ from replaybench.params import InstanceOf, did_you_mean, param
 from replaybench.protocols import Experience, Stream
 
 # Arguments the adapter sets itself; users may not pass them in strategy_options.
-_MANAGED = {"model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
-            "plugins", "evaluator", "eval_every"}
+_MANAGED = {
+    "model",
+    "optimizer",
+    "criterion",
+    "train_mb_size",
+    "train_epochs",
+    "eval_mb_size",
+    "device",
+    "plugins",
+    "evaluator",
+    "eval_every",
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,10 @@ class AvalancheConfig(TrainingConfig):
         choices = [k for k in accepted if k not in _MANAGED and k not in ("self", "base_kwargs")]
         for key in self.strategy_options:
             if key not in choices:
-                raise ConfigError(f"Unknown strategy option {key!r} for avalanche:{self.variant}."
-                                  f"{did_you_mean(key, choices)} Accepted: {', '.join(choices)}.")
+                raise ConfigError(
+                    f"Unknown strategy option {key!r} for avalanche:{self.variant}."
+                    f"{did_you_mean(key, choices)} Accepted: {', '.join(choices)}."
+                )
 
 
 def strategy_class(name: str) -> type:
@@ -52,8 +64,11 @@ def strategy_class(name: str) -> type:
         import avalanche.training as training
         from avalanche.training.templates import SupervisedTemplate
 
-    known = sorted(n for n, obj in vars(training).items()
-                   if inspect.isclass(obj) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate)
+    known = sorted(
+        n
+        for n, obj in vars(training).items()
+        if inspect.isclass(obj) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate
+    )
     if name not in known:
         raise ConfigError(f"Unknown Avalanche strategy {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}.")
     return getattr(training, name)
@@ -72,13 +87,19 @@ class AvalancheAgent:
         self.config = config
         self.device = torch.device(device)
         self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes)
-        optimizer = make_optimizer(config.optimizer, self.network.parameters(), config.lr, config.momentum,
-                                   config.weight_decay)
+        optimizer = make_optimizer(
+            config.optimizer, self.network.parameters(), config.lr, config.momentum, config.weight_decay
+        )
         self.strategy = cls(
-            model=self.network, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(),
+            model=self.network,
+            optimizer=optimizer,
+            criterion=torch.nn.CrossEntropyLoss(),
             train_mb_size=config.batch_size,
-            train_epochs=config.epochs, eval_mb_size=4096, device=self.device,
-            evaluator=EvaluationPlugin(loggers=[]), **config.strategy_options,
+            train_epochs=config.epochs,
+            eval_mb_size=4096,
+            device=self.device,
+            evaluator=EvaluationPlugin(loggers=[]),
+            **config.strategy_options,
         )
         self.benchmark = to_avalanche_benchmark(stream)
 

@@ -81,11 +81,15 @@ class QLearningConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.hidden or not all(isinstance(h, int) and h > 0 for h in self.hidden):
-            raise ConfigError(f"The 'hidden' parameter of {self.owner_name} must be a non-empty tuple of positive "
-                              f"ints. Got {self.hidden!r} instead.")
+            raise ConfigError(
+                f"The 'hidden' parameter of {self.owner_name} must be a non-empty tuple of positive "
+                f"ints. Got {self.hidden!r} instead."
+            )
         if self.batch_size > self.buffer_capacity:
-            raise ConfigError(f"The 'batch_size' parameter of {self.owner_name} must not exceed buffer_capacity "
-                              f"({self.buffer_capacity}). Got {self.batch_size} instead.")
+            raise ConfigError(
+                f"The 'batch_size' parameter of {self.owner_name} must not exceed buffer_capacity "
+                f"({self.buffer_capacity}). Got {self.batch_size} instead."
+            )
 
     def epsilon(self, step: int, budget: int) -> float:
         """ε at env step ``step`` of a task of ``budget`` steps: linear from start to end, then flat."""
@@ -120,8 +124,10 @@ def flat_discrete_sizes(stream: Any, *, seed: int, owner: str) -> tuple[int, int
     probe = stream.experiences[0].env_factory(seed)
     try:
         if not hasattr(probe.action_space, "n") or len(probe.observation_space.shape) != 1:
-            raise ConfigError(f"{owner} needs flat observations and a discrete action space; "
-                              f"got {probe.observation_space} and {probe.action_space}.")
+            raise ConfigError(
+                f"{owner} needs flat observations and a discrete action space; "
+                f"got {probe.observation_space} and {probe.action_space}."
+            )
         return probe.observation_space.shape[0], int(probe.action_space.n)
     finally:
         probe.close()
@@ -130,12 +136,14 @@ def flat_discrete_sizes(stream: Any, *, seed: int, owner: str) -> tuple[int, int
 def training_stats(curve: list[tuple[int, float]], losses: list[float], buffer: Any, replayed: int) -> dict[str, float]:
     """What a Q-learning agent's ``learn`` reports: episodes, returns, loss, buffer and replay volume."""
     returns = [r for _, r in curve]
-    return {"episodes": float(len(returns)),
-            "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
-            "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-            "buffer_size": float(len(buffer)),
-            "replay_samples": float(replayed),
-            "memory_bytes": float(buffer.nbytes)}
+    return {
+        "episodes": float(len(returns)),
+        "mean_episode_return": float(np.mean(returns)) if returns else float("nan"),
+        "mean_loss": float(np.mean(losses)) if losses else float("nan"),
+        "buffer_size": float(len(buffer)),
+        "replay_samples": float(replayed),
+        "memory_bytes": float(buffer.nbytes),
+    }
 
 
 class DQN:
@@ -240,8 +248,9 @@ class DQN:
             chunk = slice(max(0, stop - size), stop)
             self._td_update(tuple(torch.as_tensor(t[chunk]) for t in transitions))
 
-    def _td_update(self, batch: tuple[torch.Tensor, ...],
-                   weights: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+    def _td_update(
+        self, batch: tuple[torch.Tensor, ...], weights: torch.Tensor | None = None
+    ) -> tuple[float, torch.Tensor]:
         """One Adam step on the (weighted) squared TD error; returns the loss and the TD errors."""
         obs, actions, rewards, next_obs, terminated = (t.to(self.device) for t in batch)
         with torch.no_grad():

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
-from replaybench.memories.reservoir import ClassBalancedBuffer, ReservoirBuffer, items_for_bytes
 from replaybench.errors import ConfigError
+from replaybench.memories.reservoir import ClassBalancedBuffer, ReservoirBuffer, items_for_bytes
 from replaybench.params import InstanceOf, Interval, Optional, param
 from replaybench.protocols import Experience, Stream
 

@@ -8,11 +8,12 @@ Chaudhry et al. 2018's intransigence needs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from replaybench.agents._supervised import SupervisedAgent
 from replaybench.protocols import Experience, Stream
-from dataclasses import replace
 
 
 class JointAgent(SupervisedAgent):

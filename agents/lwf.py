@@ -51,5 +51,9 @@ class LwFAgent(SupervisedAgent):
         t = self.config.temperature
         with torch.no_grad():
             target = F.softmax(self.teacher(x)[:, old] / t, dim=1)
-        student = F.log_softmax(self.network(x)[:, old] / t, dim=1) if self.multi_head else F.log_softmax(logits[:, old] / t, dim=1)
+        student = (
+            F.log_softmax(self.network(x)[:, old] / t, dim=1)
+            if self.multi_head
+            else F.log_softmax(logits[:, old] / t, dim=1)
+        )
         return self.config.alpha * t * t * F.kl_div(student, target, reduction="batchmean")

@@ -74,8 +74,10 @@ class PPOConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.hidden or not all(isinstance(h, int) and h > 0 for h in self.hidden):
-            raise ConfigError(f"The 'hidden' parameter of PPO must be a non-empty tuple of positive ints. "
-                              f"Got {self.hidden!r} instead.")
+            raise ConfigError(
+                f"The 'hidden' parameter of PPO must be a non-empty tuple of positive ints. "
+                f"Got {self.hidden!r} instead."
+            )
 
 
 class PPO:
@@ -125,7 +127,8 @@ class PPO:
         env_seeds = [int(s) for s in np.random.SeedSequence([self.seed, experience.index]).generate_state(n_envs)]
         envs = gymnasium.vector.SyncVectorEnv(
             [functools.partial(experience.env_factory, s) for s in env_seeds],
-            autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+            autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+        )
         obs_shape = envs.single_observation_space.shape
         buf_obs = torch.zeros((n_steps, n_envs, *obs_shape))
         buf_actions = torch.zeros((n_steps, n_envs), dtype=torch.long)
@@ -173,23 +176,38 @@ class PPO:
             returns = advantages + buf_values
 
             # Clipped-surrogate updates over shuffled minibatches.
-            flat = (buf_obs.reshape(-1, *obs_shape), buf_actions.reshape(-1), buf_logprobs.reshape(-1),
-                    advantages.reshape(-1), returns.reshape(-1), buf_values.reshape(-1))
+            flat = (
+                buf_obs.reshape(-1, *obs_shape),
+                buf_actions.reshape(-1),
+                buf_logprobs.reshape(-1),
+                advantages.reshape(-1),
+                returns.reshape(-1),
+                buf_values.reshape(-1),
+            )
             batch = n_steps * n_envs
             minibatch = max(1, batch // cfg.minibatches)
             for _ in range(cfg.epochs):
                 order = torch.randperm(batch, generator=self.generator)
                 for start in range(0, batch, minibatch):
-                    losses.append(self._update(*(x[order[start:start + minibatch]] for x in flat)))
+                    losses.append(self._update(*(x[order[start : start + minibatch]] for x in flat)))
         envs.close()
         finished = [r for _, r in self.last_curve]
-        return {"episodes": float(len(finished)),
-                "mean_episode_return": float(np.mean(finished)) if finished else float("nan"),
-                "mean_loss": float(np.mean(losses)) if losses else float("nan"),
-                "env_steps": float(step)}
+        return {
+            "episodes": float(len(finished)),
+            "mean_episode_return": float(np.mean(finished)) if finished else float("nan"),
+            "mean_loss": float(np.mean(losses)) if losses else float("nan"),
+            "env_steps": float(step),
+        }
 
-    def _update(self, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
-                advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor) -> float:
+    def _update(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        old_values: torch.Tensor,
+    ) -> float:
         cfg = self.config
         obs, actions = obs.to(self.device), actions.to(self.device)
         dist = torch.distributions.Categorical(logits=self.actor(obs))
@@ -197,8 +215,7 @@ class PPO:
         if len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         advantages = advantages.to(self.device)
-        policy_loss = torch.max(-advantages * ratio,
-                                -advantages * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
         values = self.critic(obs).squeeze(-1)
         returns, old_values = returns.to(self.device), old_values.to(self.device)
         clipped_values = old_values + (values - old_values).clamp(-cfg.clip, cfg.clip)

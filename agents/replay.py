@@ -112,22 +112,36 @@ class BiologicalReplay(SupervisedAgent):
         c = config
         name = type(self).__name__
         if (c.latent_layer or c.sleep) and c.architecture != "mlp":
-            raise ConfigError(f"The 'latent_layer' and 'sleep' options of {name} need architecture 'mlp'. Got {c.architecture!r} instead.")
+            raise ConfigError(
+                f"The 'latent_layer' and 'sleep' options of {name} need architecture 'mlp'. "
+                f"Got {c.architecture!r} instead."
+            )
         if c.latent_layer > len(c.hidden):
-            raise ConfigError(f"The 'latent_layer' parameter of {name} must be in the range [0, {len(c.hidden)}]. Got {c.latent_layer} instead.")
+            raise ConfigError(
+                f"The 'latent_layer' parameter of {name} must be in the range [0, {len(c.hidden)}]. "
+                f"Got {c.latent_layer} instead."
+            )
         if c.memory_model == "gsemm" and (c.priority != "none" or c.decay or c.gist):
-            raise ConfigError(f"{name}: 'priority', 'decay' and 'gist' act on the reservoir memory, not memory_model='gsemm'.")
+            raise ConfigError(
+                f"{name}: 'priority', 'decay' and 'gist' act on the reservoir memory, not memory_model='gsemm'."
+            )
         if c.sequence_replay and c.memory_model != "gsemm":
-            raise ConfigError(f"The 'sequence_replay' option of {name} replays GSEMM recalls; set memory_model='gsemm'.")
+            raise ConfigError(
+                f"The 'sequence_replay' option of {name} replays GSEMM recalls; set memory_model='gsemm'."
+            )
         split = 1 + 2 * c.latent_layer if c.latent_layer else 0  # Flatten, then (Linear, ReLU) per hidden layer
         self.lower = self.network[:split]
         self.upper = self.network[split:]
         example = self.lower(stream.experiences[0].train_x[:1].to(self.device))[0].detach().cpu()
         if c.memory_model == "gsemm":
             dsem = DSEMConfig(dt=0.1, integrator="euler", tau_d=c.gsemm_tau_d)
-            self.gsemm = GSEMMReplayMemory(budget_bytes=c.memory_bytes, n_features=example.numel(), config=dsem, generator=self.generator)
+            self.gsemm = GSEMMReplayMemory(
+                budget_bytes=c.memory_bytes, n_features=example.numel(), config=dsem, generator=self.generator
+            )
             if self.gsemm.memories_per_class(stream.n_classes) < 1:
-                raise ConfigError(f"A GSEMM memory of {c.memory_bytes} bytes holds no exemplar of stream {stream.name}.")
+                raise ConfigError(
+                    f"A GSEMM memory of {c.memory_bytes} bytes holds no exemplar of stream {stream.name}."
+                )
             self.memory = None
         else:
             metadata = 4 * ((c.priority != "none") + (c.decay > 0))
@@ -190,7 +204,7 @@ class BiologicalReplay(SupervisedAgent):
             self._update_scores(idx, per_item.detach().cpu(), (replay_logits.argmax(1) == ry).cpu())
         if self.slow is not None:
             with torch.no_grad():
-                target = self.slow[len(self.lower):](rx.view(len(rx), *self._stored_shape()))
+                target = self.slow[len(self.lower) :](rx.view(len(rx), *self._stored_shape()))
             loss = loss + self.config.cls_distill * F.mse_loss(replay_logits, target)
         self.stats["replay_samples"] = self.stats.get("replay_samples", 0.0) + len(rx)
         return loss
@@ -232,9 +246,13 @@ class BiologicalReplay(SupervisedAgent):
             self.gsemm.add(stored.flatten(1), y)
             pool = self.gsemm.recall_pool(cue_fraction=c.cue_fraction, steps=c.recall_steps)
             self.pool_x, self.pool_y = pool.x, pool.y
-            self.stats.update(memory_bytes=float(self.gsemm.nbytes), gsemm_memories=float(len(self.gsemm)),
-                              gsemm_completed=pool.completed, gsemm_items_per_cue=pool.items_per_cue,
-                              gsemm_pool=float(len(pool.x)))
+            self.stats.update(
+                memory_bytes=float(self.gsemm.nbytes),
+                gsemm_memories=float(len(self.gsemm)),
+                gsemm_completed=pool.completed,
+                gsemm_items_per_cue=pool.items_per_cue,
+                gsemm_pool=float(len(pool.x)),
+            )
         if self.slow is not None:
             self._ema()
         return dict(self.stats)
@@ -268,8 +286,13 @@ class BiologicalReplay(SupervisedAgent):
 
 
 @torch.no_grad()
-def sleep_consolidation(network: nn.Sequential, input_mean: torch.Tensor, recent_x: torch.Tensor,
-                        config: ReplayConfig, generator: torch.Generator) -> dict[str, float]:
+def sleep_consolidation(
+    network: nn.Sequential,
+    input_mean: torch.Tensor,
+    recent_x: torch.Tensor,
+    config: ReplayConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
     """Sleep Replay Consolidation (Tadros et al. 2022, Nat. Commun. 13:7742), in outline.
 
     The MLP's linear layers run as a network of integrate-and-fire neurons
@@ -308,5 +331,7 @@ def sleep_consolidation(network: nn.Sequential, input_mean: torch.Tensor, recent
             spikes_total += float(post.sum())
             spikes = post
     after = torch.cat([l.weight.flatten() for l in layers])
-    return {"sleep_spikes": spikes_total / (neurons * config.sleep_steps),
-            "sleep_weight_change": float((after - before).norm() / before.norm())}
+    return {
+        "sleep_spikes": spikes_total / (neurons * config.sleep_steps),
+        "sleep_weight_change": float((after - before).norm() / before.norm()),
+    }

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError, DivergenceError
+from replaybench.memories.wave import WaveLattice
 from replaybench.params import Config, InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 
@@ -103,8 +103,10 @@ class SequenceAgent:
 
     def __init__(self, *, stream: Stream, config: SequenceTrainingConfig, seed: int, device: str = "cpu") -> None:
         if stream.scenario != "sequence":
-            raise ConfigError(f"{type(self).__name__} needs a sequence stream. Got scenario {stream.scenario!r} "
-                              f"from stream {stream.name!r} instead.")
+            raise ConfigError(
+                f"{type(self).__name__} needs a sequence stream. Got scenario {stream.scenario!r} "
+                f"from stream {stream.name!r} instead."
+            )
         self.config = config
         self.device = torch.device(device)
         self.d_in = stream.input_shape[-1]
@@ -124,8 +126,9 @@ class SequenceAgent:
         """Train for ``config.updates`` minibatch updates on the experience."""
         return self.train_updates(experience, self.config.updates)
 
-    def train_updates(self, experience: Experience, updates: int,
-                      on_update: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    def train_updates(
+        self, experience: Experience, updates: int, on_update: Callable[[int, float], None] | None = None
+    ) -> dict[str, float]:
         """Run ``updates`` minibatch updates; ``on_update(update, loss)`` after each one."""
         x_all, y_all = experience.train_x, experience.train_y
         mask = experience.info["output_mask"].to(self.device)
@@ -136,8 +139,10 @@ class SequenceAgent:
             x, y = x_all[idx].to(self.device), y_all[idx].to(self.device)
             loss = self.sequence_loss(self.core(x), y, mask)
             if not torch.isfinite(loss):
-                raise DivergenceError(f"{type(self).__name__}'s loss became {loss.item()} at update "
-                                      f"{self.updates_done}; lower 'lr' or 'grad_clip'.")
+                raise DivergenceError(
+                    f"{type(self).__name__}'s loss became {loss.item()} at update "
+                    f"{self.updates_done}; lower 'lr' or 'grad_clip'."
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self.core.parameters(), self.config.grad_clip)
@@ -218,8 +223,9 @@ class WaveLBCAgent(SequenceAgent):
 
     def build_core(self, d_in: int, d_out: int) -> nn.Module:
         c = self.config
-        lattice = WaveLattice(slots=c.slots, features=c.features, boundary="linear", activation=c.activation,
-                              bias=c.bias)
+        lattice = WaveLattice(
+            slots=c.slots, features=c.features, boundary="linear", activation=c.activation, bias=c.bias
+        )
         return WaveCore(d_in, d_out, lattice, c.bias)
 
 
@@ -236,6 +242,12 @@ class WaveSBCAgent(SequenceAgent):
 
     def build_core(self, d_in: int, d_out: int) -> nn.Module:
         c = self.config
-        lattice = WaveLattice(slots=c.slots, features=c.features, boundary="attention", activation=c.activation,
-                              heads=c.heads, position_bias=c.position_bias)
+        lattice = WaveLattice(
+            slots=c.slots,
+            features=c.features,
+            boundary="attention",
+            activation=c.activation,
+            heads=c.heads,
+            position_bias=c.position_bias,
+        )
         return WaveCore(d_in, d_out, lattice, c.bias)

@@ -23,7 +23,11 @@ from replaybench.errors import ConfigError
 from replaybench.params import Config, Interval, OneOf, Optional, param
 from replaybench.protocols import Experience, Stream
 from replaybench.spiking.models import (
-    DiehlCookConfig, LocalSNNConfig, PresentationConfig, SpikingModel, build_diehl_cook,
+    DiehlCookConfig,
+    LocalSNNConfig,
+    PresentationConfig,
+    SpikingModel,
+    build_diehl_cook,
     build_local_snn,
 )
 from replaybench.spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
@@ -77,8 +81,10 @@ class _SpikingAgent:
             raise ConfigError(f"{type(self).__name__} needs an SNNConfig. Got {type(config).__name__} instead.")
         shape = tuple(stream.input_shape)
         if config.architecture != "diehl-cook" and len(shape) != 3:
-            raise ConfigError(f"The '{config.architecture}' architecture needs image input [C, H, W]; "
-                              f"stream {stream.name} gives {shape}.")
+            raise ConfigError(
+                f"The '{config.architecture}' architecture needs image input [C, H, W]; "
+                f"stream {stream.name} gives {shape}."
+            )
         if config.readout == "ngram" and config.architecture == "diehl-cook":
             raise ConfigError("The 'ngram' readout needs the lc-snn or conv-snn architecture.")
         self.config, self.device = config, torch.device(device)
@@ -86,18 +92,24 @@ class _SpikingAgent:
         presentation = PresentationConfig(time_steps=config.time_steps, max_rate_hz=config.max_rate_hz)
         inh = config.inh_strength
         if config.architecture == "diehl-cook":
-            net = DiehlCookConfig(n_neurons=config.n_neurons, inh_strength=120.0 if inh is None else inh,
-                                  reduction=config.reduction)
-            self.model: SpikingModel = build_diehl_cook(shape, net, seed=seed, presentation=presentation,
-                                                        device=device)
+            net = DiehlCookConfig(
+                n_neurons=config.n_neurons, inh_strength=120.0 if inh is None else inh, reduction=config.reduction
+            )
+            self.model: SpikingModel = build_diehl_cook(shape, net, seed=seed, presentation=presentation, device=device)
         else:
             shared = config.architecture == "conv-snn"
             side = min(shape[1:])
             # LC-SNN geometry (20x20 crop, kernel 12, stride 4) shrunk to fit small images. A shared
             # filter sums its update over its locations, hence the 10x lower rate of conv-snn.
-            net = LocalSNNConfig(n_filters=config.n_filters, inh_strength=250.0 if inh is None else inh,
-                                 reduction=config.reduction, shared_weights=shared, crop=min(20, side),
-                                 kernel_size=min(12, side), nu_post=1e-3 if shared else 1e-2)
+            net = LocalSNNConfig(
+                n_filters=config.n_filters,
+                inh_strength=250.0 if inh is None else inh,
+                reduction=config.reduction,
+                shared_weights=shared,
+                crop=min(20, side),
+                kernel_size=min(12, side),
+                nu_post=1e-3 if shared else 1e-2,
+            )
             self.model = build_local_snn(shape, net, seed=seed, presentation=presentation, device=device)
         self.samples_seen = 0
 
@@ -116,8 +128,10 @@ class _SpikingAgent:
                 on_batch(idx, out)
                 spikes += out.counts.sum().item()
                 self.samples_seen += len(idx)
-        return {"mean_spikes_per_sample": spikes / max(n * self.config.epochs, 1),
-                "plastic_synapses": float(self.model.plastic_synapses)}
+        return {
+            "mean_spikes_per_sample": spikes / max(n * self.config.epochs, 1),
+            "plastic_synapses": float(self.model.plastic_synapses),
+        }
 
     _records = False
 
@@ -125,8 +139,7 @@ class _SpikingAgent:
     def _present_all(self, x: torch.Tensor, record: bool = False):
         bs = self.config.eval_batch_size
         for first in range(0, len(x), bs):
-            yield self.model.present(_intensities(x[first : first + bs].to(self.device)),
-                                     learning=False, record=record)
+            yield self.model.present(_intensities(x[first : first + bs].to(self.device)), learning=False, record=record)
 
 
 class SNNFeatures(_SpikingAgent):

@@ -82,11 +82,15 @@ class WaveDQNConfig(QLearningConfig):
         super().__post_init__()
         burn_in = self.effective_burn_in
         if not isinstance(burn_in, int) or isinstance(burn_in, bool) or not 0 <= burn_in < self.sequence_length:
-            raise ConfigError(f"The 'burn_in' parameter of WaveDQN must be an int in [0, sequence_length = "
-                              f"{self.sequence_length}). Got {burn_in!r} instead.")
+            raise ConfigError(
+                f"The 'burn_in' parameter of WaveDQN must be an int in [0, sequence_length = "
+                f"{self.sequence_length}). Got {burn_in!r} instead."
+            )
         if self.buffer_capacity < self.sequence_length:
-            raise ConfigError(f"The 'buffer_capacity' parameter of WaveDQN must be at least sequence_length "
-                              f"({self.sequence_length}). Got {self.buffer_capacity} instead.")
+            raise ConfigError(
+                f"The 'buffer_capacity' parameter of WaveDQN must be at least sequence_length "
+                f"({self.sequence_length}). Got {self.buffer_capacity} instead."
+            )
 
     @property
     def effective_burn_in(self) -> int:
@@ -99,8 +103,9 @@ class WaveQNetwork(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, config: WaveDQNConfig) -> None:
         super().__init__()
         self.encoder = nn.Linear(obs_dim, config.features)
-        self.lattice = WaveLattice(slots=config.slots, features=config.features, boundary=config.boundary,
-                                   activation="tanh")
+        self.lattice = WaveLattice(
+            slots=config.slots, features=config.features, boundary=config.boundary, activation="tanh"
+        )
         self.lattice.zero_boundary()  # start as a pure traveling wave and learn f from there
         self.head = mlp((config.slots * config.features,), config.hidden, n_actions)
 
@@ -141,8 +146,9 @@ class WaveDQN:
     def __init__(self, *, stream: Any, config: WaveDQNConfig | None = None, seed: int, device: str = "cpu") -> None:
         self.config = config = config if config is not None else WaveDQNConfig()
         if not isinstance(config, WaveDQNConfig):
-            raise ConfigError(f"The 'config' parameter of WaveDQN must be a WaveDQNConfig. "
-                              f"Got {type(config).__name__}.")
+            raise ConfigError(
+                f"The 'config' parameter of WaveDQN must be a WaveDQNConfig. Got {type(config).__name__}."
+            )
         obs_dim, self.n_actions = flat_discrete_sizes(stream, seed=seed, owner="WaveDQN")
         self.seed, self.device = seed, torch.device(device)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x57]))
@@ -165,8 +171,10 @@ class WaveDQN:
         """Greedy actions for a batch of observations of the episodes begun by :meth:`begin_episodes`."""
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         if self.lattice.shape[0] != obs_tensor.shape[0]:
-            raise ConfigError(f"WaveDQN.act got {obs_tensor.shape[0]} observations for {self.lattice.shape[0]} "
-                              "episodes; call begin_episodes(n) when n episodes start.")
+            raise ConfigError(
+                f"WaveDQN.act got {obs_tensor.shape[0]} observations for {self.lattice.shape[0]} "
+                "episodes; call begin_episodes(n) when n episodes start."
+            )
         self.lattice = self.q_network.step(self.lattice, obs_tensor)
         return self.q_network.q_values(self.lattice).argmax(dim=1).cpu().numpy()
 
@@ -183,8 +191,9 @@ class WaveDQN:
 
         for step in range(budget):
             greedy = self.act(obs[None])[0]  # also advances the lattice, which exploration must not skip
-            action = int(self.rng.integers(self.n_actions)) if self.rng.random() < cfg.epsilon(step, budget) \
-                else int(greedy)
+            action = (
+                int(self.rng.integers(self.n_actions)) if self.rng.random() < cfg.epsilon(step, budget) else int(greedy)
+            )
             next_obs, reward, terminated, truncated, _ = env.step(action)
             self.buffer.append(obs, action, reward, next_obs, terminated, episode_start)
             episode_start, episode_return, obs = False, episode_return + reward, next_obs
@@ -210,7 +219,7 @@ class WaveDQN:
         # A step's lattice (unrolled from zero at the window's start) is exact once its episode
         # began inside the window, or after burn_in steps have filled it.
         counted = torch.cumsum(starts.long(), dim=1) > 0
-        counted[:, self.config.effective_burn_in:] = True
+        counted[:, self.config.effective_burn_in :] = True
         with torch.no_grad():
             target_states = self.target_network.unroll(obs, starts).flatten(0, 1)
             next_states = self.target_network.step(target_states, next_obs.flatten(0, 1))

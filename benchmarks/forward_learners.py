@@ -112,10 +112,24 @@ def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
     from replaybench.runner import seed_everything
 
     cls = load_entry_point(LEARNERS[name])
-    stream = type("Stream", (), {"name": args.dataset, "scenario": "class-il", "n_classes": data.n_classes,
-                                 "input_shape": tuple(data.train_x.shape[1:]), "experiences": ()})()
-    options = {"hidden": tuple(args.hidden), "epochs": epochs, "batch_size": args.batch_size,
-               "optimizer": args.optimizer, "lr": args.lr}
+    stream = type(
+        "Stream",
+        (),
+        {
+            "name": args.dataset,
+            "scenario": "class-il",
+            "n_classes": data.n_classes,
+            "input_shape": tuple(data.train_x.shape[1:]),
+            "experiences": (),
+        },
+    )()
+    options = {
+        "hidden": tuple(args.hidden),
+        "epochs": epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+    }
     for text in args.option:
         learner, _, option = text.partition(":")
         if learner == name:
@@ -142,23 +156,36 @@ def run_accuracy(args: argparse.Namespace) -> None:
     if args.validation:
         if not 0 < args.validation < len(train_x):
             raise SystemExit(f"--validation must be in [1, {len(train_x) - 1}]; got {args.validation}.")
-        eval_x, eval_y, split = train_x[-args.validation:], train_y[-args.validation:], "validation"
-        train_x, train_y = train_x[:-args.validation], train_y[:-args.validation]
+        eval_x, eval_y, split = train_x[-args.validation :], train_y[-args.validation :], "validation"
+        train_x, train_y = train_x[: -args.validation], train_y[: -args.validation]
     n = min(args.subset or len(train_x), len(train_x))
-    print(f"{args.dataset}: {n} train / {len(eval_x)} {split}, hidden {args.hidden}, batch {args.batch_size}, "
-          f"{args.optimizer} lr {args.lr}, seed {args.seed}, options {args.option}", flush=True)
+    print(
+        f"{args.dataset}: {n} train / {len(eval_x)} {split}, hidden {args.hidden}, batch {args.batch_size}, "
+        f"{args.optimizer} lr {args.lr}, seed {args.seed}, options {args.option}",
+        flush=True,
+    )
     summary = {}
     for name in args.learners:
         agent = build(args, name, data, epochs=args.epochs)
         start = time.perf_counter()
-        stats = agent.learn(Experience(index=0, kind="supervised", train_x=train_x[:n],
-                                       train_y=train_y[:n], classes=tuple(range(data.n_classes))))
+        stats = agent.learn(
+            Experience(
+                index=0,
+                kind="supervised",
+                train_x=train_x[:n],
+                train_y=train_y[:n],
+                classes=tuple(range(data.n_classes)),
+            )
+        )
         error = (agent.predict(eval_x).argmax(1) != eval_y).float().mean().item()
         seen = slice(0, min(n, 10000))  # the training error on (at most) 10k of the images it learned
         train_error = (agent.predict(train_x[seen]).argmax(1) != train_y[seen]).float().mean().item()
         summary[name] = error
-        print(f"{name}: {split} error {100 * error:.2f}% (train error {100 * train_error:.2f}%) after {args.epochs} "
-              f"epochs ({time.perf_counter() - start:.0f} s; {stats})", flush=True)
+        print(
+            f"{name}: {split} error {100 * error:.2f}% (train error {100 * train_error:.2f}%) after {args.epochs} "
+            f"epochs ({time.perf_counter() - start:.0f} s; {stats})",
+            flush=True,
+        )
     print(f"summary ({split}): " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in summary.items()))
 
 
@@ -184,8 +211,15 @@ def run_interleaved(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     learners = {name: build(args, name, data) for name in args.learners}
     classes = tuple(range(data.n_classes))
     for agent in learners.values():  # warm-up: allocator, optimiser state
-        agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x[:4 * args.batch_size],
-                               train_y=data.train_y[:4 * args.batch_size], classes=classes))
+        agent.learn(
+            Experience(
+                index=0,
+                kind="supervised",
+                train_x=data.train_x[: 4 * args.batch_size],
+                train_y=data.train_y[: 4 * args.batch_size],
+                classes=classes,
+            )
+        )
     size = args.chunk * args.batch_size
     chunks = [(start, min(start + size, n)) for start in range(0, n, size)]
     cpu = {name: 0.0 for name in learners}
@@ -193,9 +227,14 @@ def run_interleaved(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     turns: dict[str, list[float]] = {name: [] for name in learners}
     names = list(learners)
     for k, (start, stop) in enumerate(chunks * args.epochs):
-        chunk = Experience(index=k, kind="supervised", train_x=data.train_x[start:stop],
-                           train_y=data.train_y[start:stop], classes=classes)
-        for name in names[k % len(names):] + names[:k % len(names)]:
+        chunk = Experience(
+            index=k,
+            kind="supervised",
+            train_x=data.train_x[start:stop],
+            train_y=data.train_y[start:stop],
+            classes=classes,
+        )
+        for name in names[k % len(names) :] + names[: k % len(names)]:
             w, c = time.perf_counter(), time.process_time()
             learners[name].learn(chunk)
             turns[name].append(time.process_time() - c)
@@ -205,9 +244,13 @@ def run_interleaved(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for name in learners:
         per_turn = sorted(t / b for t, b in zip(turns[name], turns.get("backprop", turns[name])))
         quartile = len(per_turn) // 4
-        out[name] = {"seconds_per_epoch": cpu[name] / args.epochs, "wall_per_epoch": wall[name] / args.epochs,
-                     "turn_ratio_median": per_turn[len(per_turn) // 2], "turn_ratio_q1": per_turn[quartile],
-                     "turn_ratio_q3": per_turn[-1 - quartile]}
+        out[name] = {
+            "seconds_per_epoch": cpu[name] / args.epochs,
+            "wall_per_epoch": wall[name] / args.epochs,
+            "turn_ratio_median": per_turn[len(per_turn) // 2],
+            "turn_ratio_q1": per_turn[quartile],
+            "turn_ratio_q3": per_turn[-1 - quartile],
+        }
     return out
 
 
@@ -224,8 +267,13 @@ def run_memory(args: argparse.Namespace) -> dict:
     agent = build(args, args.worker, data)
 
     def experience(size: int, index: int) -> Experience:
-        return Experience(index=index, kind="supervised", train_x=data.train_x[:size], train_y=data.train_y[:size],
-                          classes=tuple(range(data.n_classes)))
+        return Experience(
+            index=index,
+            kind="supervised",
+            train_x=data.train_x[:size],
+            train_y=data.train_y[:size],
+            classes=tuple(range(data.n_classes)),
+        )
 
     meter = SavedTensorMeter()  # warm-up (allocator, optimiser state), measuring what backward holds
     with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
@@ -235,8 +283,12 @@ def run_memory(args: argparse.Namespace) -> dict:
     agent.learn(experience(n, 1))
     peak_rss = _proc_status_kib("VmHWM") - rss_before
     accuracy = (agent.predict(data.test_x).argmax(1) == data.test_y).float().mean().item()
-    return {"learner": args.worker, "peak_rss_mib": peak_rss / 1024, "peak_saved_mib": meter.peak / 2**20,
-            "test_accuracy": accuracy}
+    return {
+        "learner": args.worker,
+        "peak_rss_mib": peak_rss / 1024,
+        "peak_saved_mib": meter.peak / 2**20,
+        "test_accuracy": accuracy,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,12 +304,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="fresh one-epoch runs per learner for memory")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=list(LEARNERS))
-    parser.add_argument("--option", action="append", default=[], metavar="LEARNER:KEY=VALUE",
-                        help="a config option for one learner, e.g. sigprop:loss=top-k (repeatable)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="LEARNER:KEY=VALUE",
+        help="a config option for one learner, e.g. sigprop:loss=top-k (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accuracy", action="store_true", help="train --epochs epochs and report test error")
-    parser.add_argument("--validation", type=int, default=0, metavar="N",
-                        help="with --accuracy: hold out the last N training images and report their error, not the test set's")
+    parser.add_argument(
+        "--validation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --accuracy: hold out the last N training images and report their error, not the test set's",
+    )
     parser.add_argument("--worker", choices=list(LEARNERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.accuracy:
@@ -271,27 +333,39 @@ def main(argv: list[str] | None = None) -> None:
     memory: dict[str, list[dict]] = {name: [] for name in args.learners}
     for _ in range(args.repeats):
         for name in args.learners:  # memory: each learner alone in a fresh process, one epoch
-            out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", name],
-                                 check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, __file__, *passthrough, "--worker", name], check=True, capture_output=True, text=True
+            )
             memory[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     timing = run_interleaved(args)
     base, base_memory = timing.get("backprop"), memory.get("backprop", [None])[0]
-    print(f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, "
-          f"{args.threads} thread(s); time: {args.epochs} epoch(s) in turns of {args.chunk} minibatches; "
-          f"memory: {args.repeats} fresh run(s) of one epoch")
-    print(f"{'learner':<10}{'CPU s/epoch':>12}{'× bp':>7}{'(per turn: q1-median-q3)':>26}{'wall s':>8}"
-          f"{'peak RSS MiB':>14}{'× bp':>7}{'saved MiB':>11}{'× bp':>7}{'test acc':>10}")
+    print(
+        f"{args.dataset}, hidden {args.hidden}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, "
+        f"{args.threads} thread(s); time: {args.epochs} epoch(s) in turns of {args.chunk} minibatches; "
+        f"memory: {args.repeats} fresh run(s) of one epoch"
+    )
+    print(
+        f"{'learner':<10}{'CPU s/epoch':>12}{'× bp':>7}{'(per turn: q1-median-q3)':>26}{'wall s':>8}"
+        f"{'peak RSS MiB':>14}{'× bp':>7}{'saved MiB':>11}{'× bp':>7}{'test acc':>10}"
+    )
     for name in args.learners:
         t, m = timing[name], min(memory[name], key=lambda r: r["peak_rss_mib"])
         ratio = "" if base is None else f"{t['seconds_per_epoch'] / base['seconds_per_epoch']:.2f}"
-        spread = "" if base is None else f"{t['turn_ratio_q1']:.2f}-{t['turn_ratio_median']:.2f}-{t['turn_ratio_q3']:.2f}"
-        ratios = ["" if base_memory is None else f"{m[k] / base_memory[k]:.2f}" if base_memory[k] else "-"
-                  for k in ("peak_rss_mib", "peak_saved_mib")]
+        spread = (
+            "" if base is None else f"{t['turn_ratio_q1']:.2f}-{t['turn_ratio_median']:.2f}-{t['turn_ratio_q3']:.2f}"
+        )
+        ratios = [
+            "" if base_memory is None else f"{m[k] / base_memory[k]:.2f}" if base_memory[k] else "-"
+            for k in ("peak_rss_mib", "peak_saved_mib")
+        ]
         saved = f"{m['peak_saved_mib']:.2f}"
         if not m["peak_saved_mib"]:  # no autograd graph at all (hand-written gradients)
             saved, ratios[1] = "n/a", "n/a"
-        print(f"{name:<10}{t['seconds_per_epoch']:>12.2f}{ratio:>7}{spread:>26}{t['wall_per_epoch']:>8.1f}"
-              f"{m['peak_rss_mib']:>14.1f}{ratios[0]:>7}{saved:>11}{ratios[1]:>7}{m['test_accuracy']:>10.4f}")
+        print(
+            f"{name:<10}{t['seconds_per_epoch']:>12.2f}{ratio:>7}{spread:>26}{t['wall_per_epoch']:>8.1f}"
+            f"{m['peak_rss_mib']:>14.1f}{ratios[0]:>7}{saved:>11}{ratios[1]:>7}{m['test_accuracy']:>10.4f}"
+        )
+
 
 if __name__ == "__main__":
     main()

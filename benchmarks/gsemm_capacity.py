@@ -52,7 +52,9 @@ def make_model(name: str, patterns: torch.Tensor):
         config = DSEMConfig(tau_d=20.0, dt=0.1, integrator="euler")
         cls = DSEM
     else:
-        config = LISEMConfig(alpha_s=4.5 / n_features, alpha_c=0.55 / n_features, tau_d=20.0, dt=0.2, integrator="euler")
+        config = LISEMConfig(
+            alpha_s=4.5 / n_features, alpha_c=0.55 / n_features, tau_d=20.0, dt=0.2, integrator="euler"
+        )
         cls = LISEM
     return cls.from_patterns(patterns, cycles=[range(len(patterns))], config=config)
 
@@ -107,8 +109,10 @@ def smallest_n(name: str, n_memories: int, seeds: int, log: list[str]) -> int | 
 def lisem_coupling_scan(seeds: int) -> None:
     """LISEM at N = 100 and the paper's T_d = 100: how often a cue runs two laps, per α_c."""
     n_features, couplings, lengths = 100, (0.004, 0.0045, 0.005, 0.0055, 0.007, 0.01), (3, 4, 5, 7)
-    print(f"LISEM, N={n_features}, T_d=100, Euler dt=0.2: fraction of cues (up to {MAX_CUES} per draw, "
-          f"{seeds} draws) that run two laps in order")
+    print(
+        f"LISEM, N={n_features}, T_d=100, Euler dt=0.2: fraction of cues (up to {MAX_CUES} per draw, "
+        f"{seeds} draws) that run two laps in order"
+    )
     print("| α_c | " + " | ".join(f"K={k}" for k in lengths) + " |")
     print("|---|" + "---|" * len(lengths))
     for alpha_c in couplings:
@@ -131,8 +135,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--plot", default=None, help="write a PNG of N*(K) here")
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--lisem-coupling-scan", action="store_true",
-                        help="instead, measure LISEM's recall rate against α_c at N = 100 (docs/gsemm.md)")
+    parser.add_argument(
+        "--lisem-coupling-scan",
+        action="store_true",
+        help="instead, measure LISEM's recall rate against α_c at N = 100 (docs/gsemm.md)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.lisem_coupling_scan:
@@ -174,8 +181,14 @@ def main() -> None:
             if beyond:  # not recalled anywhere on the grid: mark above its top
                 ax.plot(beyond, [N_GRID[-1] * 1.4] * len(beyond), marker="^", ls="", color=line.get_color())
                 for k in beyond:
-                    ax.annotate(f"> {N_GRID[-1]}", (k, N_GRID[-1] * 1.4), textcoords="offset points",
-                                xytext=(-14, -12), fontsize=7, color=line.get_color())
+                    ax.annotate(
+                        f"> {N_GRID[-1]}",
+                        (k, N_GRID[-1] * 1.4),
+                        textcoords="offset points",
+                        xytext=(-14, -12),
+                        fontsize=7,
+                        color=line.get_color(),
+                    )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("K, memories in the cycle")

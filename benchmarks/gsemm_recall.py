@@ -90,18 +90,28 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=0.01, help="integration step (the paper's 0.01)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sequential-sample", type=int, default=8,
-                        help="time this many of the cues recalled one at a time and scale to the batch (0: skip)")
-    parser.add_argument("--reference-dir", type=Path, default=None,
-                        help="a checkout of github.com/arjun23496/gsemm, to time its models too")
+    parser.add_argument(
+        "--sequential-sample",
+        type=int,
+        default=8,
+        help="time this many of the cues recalled one at a time and scale to the batch (0: skip)",
+    )
+    parser.add_argument(
+        "--reference-dir",
+        type=Path,
+        default=None,
+        help="a checkout of github.com/arjun23496/gsemm, to time its models too",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     reference = load_reference(args.reference_dir) if args.reference_dir else {}
 
     patterns = random_patterns(args.n_memories, args.n_features, generator=torch.Generator().manual_seed(0))
     cues = zero_last_quarter(patterns[torch.arange(args.batch) % args.n_memories]).to(args.device)
-    print(f"N={args.n_features}, K={args.n_memories}, steps={args.steps}, dt={args.dt} (paper defaults, RK4), "
-          f"device={args.device}, 1 thread, best of {args.repeats}")
+    print(
+        f"N={args.n_features}, K={args.n_memories}, steps={args.steps}, dt={args.dt} (paper defaults, RK4), "
+        f"device={args.device}, 1 thread, best of {args.repeats}"
+    )
     header = f"{'model':6} {'1 cue [s]':>10} {f'{args.batch} cues [s]':>13} {'ratio':>7}"
     sample = min(args.sequential_sample, args.batch)
     if sample:
@@ -114,16 +124,18 @@ def main() -> None:
         # The cue enters as given, as in the reference (the default "unit" transform would rescale it).
         config = cls.config_class(pattern_transform="none", dt=args.dt)
         model = cls.from_patterns(patterns, cycles=[range(args.n_memories)], config=config).to(args.device)
-        one = best_time(lambda: model.recall(cues[0], steps=args.steps), args.repeats)
-        many = best_time(lambda: model.recall(cues, steps=args.steps), args.repeats)
+        one = best_time(lambda model=model: model.recall(cues[0], steps=args.steps), args.repeats)
+        many = best_time(lambda model=model: model.recall(cues, steps=args.steps), args.repeats)
         line = f"{cls.__name__:6} {one:10.3f} {many:13.3f} {many / one:7.2f}"
         if sample:
-            seq = best_time(lambda: [model.recall(c, steps=args.steps) for c in cues[:sample]], 1)
+            seq = best_time(lambda model=model: [model.recall(c, steps=args.steps) for c in cues[:sample]], 1)
             seq *= args.batch / sample
             line += f" {seq:15.3f} {seq / many:16.1f}x"
         if reference:
-            ref_one = best_time(lambda: reference_recall(reference[cls.__name__], patterns, cues[0].cpu(), args.steps, args.dt),
-                                args.repeats)
+            ref_one = best_time(
+                lambda cls=cls: reference_recall(reference[cls.__name__], patterns, cues[0].cpu(), args.steps, args.dt),
+                args.repeats,
+            )
             ref_many = ref_one * args.batch  # one state vector per network: the cues run one after another
             line += f" {ref_one:14.3f} {ref_many:16.3f} {ref_many / many:17.1f}x"
             # Same trajectory? (The reference splits each RK4 step between v and v_d; we step them jointly.)
@@ -134,8 +146,10 @@ def main() -> None:
     if sample:
         print(f"* one cue at a time: {sample} recalls timed, scaled to {args.batch}")
     if reference:
-        print(f"ref: the reference code's NumPy models, one cue (float64); {args.batch} cues = {args.batch} x 1 cue; "
-              "last column: max difference of the final state from ours (float64), relative to its max")
+        print(
+            f"ref: the reference code's NumPy models, one cue (float64); {args.batch} cues = {args.batch} x 1 cue; "
+            "last column: max difference of the final state from ours (float64), relative to its max"
+        )
 
 
 if __name__ == "__main__":

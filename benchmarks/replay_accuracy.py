@@ -67,16 +67,28 @@ def main() -> None:
             row["bwt"].append(result.metrics["bwt"])
             row["bytes"].append(result.costs["per_experience"][-1].get("memory_bytes", 0.0))
             row["seconds"].append(time.process_time() - t0)
-        print(f"{name:22s} ACC {_ms(row['acc'])}  BWT {_ms(row['bwt'])}  bytes {statistics.mean(row['bytes']):9.0f}"
-              f"  cpu s/run {statistics.mean(row['seconds']):6.1f}", flush=True)
+        print(
+            f"{name:22s} ACC {_ms(row['acc'])}  BWT {_ms(row['bwt'])}  bytes {statistics.mean(row['bytes']):9.0f}"
+            f"  cpu s/run {statistics.mean(row['seconds']):6.1f}",
+            flush=True,
+        )
     print(f"\n{args.stream}, class-IL, seeds {args.seeds}, {args.epochs} epochs, memory {args.memory_bytes} bytes\n")
     print("| agent | final ACC | BWT | memory bytes held |\n|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {_ms(row['acc'])} | {_ms(row['bwt'])} | {statistics.mean(row['bytes']):.0f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"stream": args.stream, "seeds": args.seeds, "epochs": args.epochs,
-                       "memory_bytes": args.memory_bytes, "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "stream": args.stream,
+                    "seeds": args.seeds,
+                    "epochs": args.epochs,
+                    "memory_bytes": args.memory_bytes,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
 
 
 def _ms(values: list[float]) -> str:

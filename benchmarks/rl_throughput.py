@@ -57,8 +57,9 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
     env = gymnasium.make("replaybench/CartPole-v0")
     obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
     q_net = nn.Sequential(nn.Linear(obs_dim, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, n_actions))
-    target_net = nn.Sequential(*[type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear) else nn.ReLU()
-                                 for m in q_net])
+    target_net = nn.Sequential(
+        *[type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear) else nn.ReLU() for m in q_net]
+    )
     target_net.load_state_dict(q_net.state_dict())
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr, fused=fused)
     buf_obs = np.zeros((steps, obs_dim), np.float32)
@@ -76,7 +77,12 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
                 action = int(q_net(torch.from_numpy(obs)[None]).argmax())
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buf_obs[step], buf_next[step], buf_act[step], buf_rew[step], buf_term[step] = (
-            obs, next_obs, action, reward, terminated)
+            obs,
+            next_obs,
+            action,
+            reward,
+            terminated,
+        )
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
@@ -85,7 +91,8 @@ def plain_dqn_loop(steps: int, seed: int, cfg: DQNConfig, fused: bool) -> float:
             b_obs, b_next = torch.from_numpy(buf_obs[idx]), torch.from_numpy(buf_next[idx])
             with torch.no_grad():
                 target = torch.from_numpy(buf_rew[idx]) + cfg.gamma * target_net(b_next).max(1).values * (
-                    1 - torch.from_numpy(buf_term[idx]))
+                    1 - torch.from_numpy(buf_term[idx])
+                )
             q = q_net(b_obs).gather(1, torch.from_numpy(buf_act[idx])[:, None]).squeeze(1)
             loss = ((target - q) ** 2).mean()
             optimizer.zero_grad()
@@ -109,8 +116,10 @@ def two_task_run(agent_options: dict) -> tuple[float, float, list[list[float]]]:
     """Wall and CPU seconds of one runner run on the 2-task stream, and its R."""
     stream = make_cartpole_conflict(n_tasks=2, steps_per_task=4000)
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run(RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=0, agent_options=agent_options),
-                 stream=stream)
+    result = run(
+        RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=0, agent_options=agent_options),
+        stream=stream,
+    )
     return time.perf_counter() - wall, time.process_time() - cpu, result.R
 
 
@@ -124,20 +133,27 @@ def main() -> None:
     best = {"ours": 0.0, "plain (default Adam)": 0.0, "plain (fused Adam)": 0.0, "random actions": 0.0}
     for repeat in range(args.repeats):  # interleaved, so that load changes hit all alike
         best["ours"] = max(best["ours"], our_dqn(args.steps, repeat, cfg))
-        best["plain (default Adam)"] = max(best["plain (default Adam)"],
-                                           plain_dqn_loop(args.steps, repeat, cfg, fused=False))
-        best["plain (fused Adam)"] = max(best["plain (fused Adam)"], plain_dqn_loop(args.steps, repeat, cfg, fused=True))
+        best["plain (default Adam)"] = max(
+            best["plain (default Adam)"], plain_dqn_loop(args.steps, repeat, cfg, fused=False)
+        )
+        best["plain (fused Adam)"] = max(
+            best["plain (fused Adam)"], plain_dqn_loop(args.steps, repeat, cfg, fused=True)
+        )
         best["random actions"] = max(best["random actions"], random_loop(args.steps * 10, repeat))
-    print(f"DQN env steps per CPU second on replaybench/CartPole-v0, {args.steps} steps, best of {args.repeats} "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"DQN env steps per CPU second on replaybench/CartPole-v0, {args.steps} steps, best of {args.repeats} "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     for name, rate in best.items():
         print(f"  {name:22s} {rate:10.0f} steps/s")
     print(f"ratio ours / plain (default Adam): {best['ours'] / best['plain (default Adam)']:.2f}")
     print(f"ratio ours / plain (fused Adam):   {best['ours'] / best['plain (fused Adam)']:.2f}  (target >= 0.8)")
     for name, options in (("dqn-finetune", {"buffer": "per-task"}), ("dqn-replay", {"buffer": "reservoir"})):
         wall, cpu, R = two_task_run(options)
-        print(f"2-task cartpole-conflict run, {name}, seed 0: {wall:.1f} s wall, {cpu:.1f} s CPU "
-              f"(target <= 30 s); R = {[[round(v, 2) for v in row] for row in R]}")
+        print(
+            f"2-task cartpole-conflict run, {name}, seed 0: {wall:.1f} s wall, {cpu:.1f} s CPU "
+            f"(target <= 30 s); R = {[[round(v, 2) for v in row] for row in R]}"
+        )
 
 
 if __name__ == "__main__":

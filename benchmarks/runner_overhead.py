@@ -75,9 +75,15 @@ def avalanche_run(stream, strategy: str, seed: int, **kwargs) -> tuple[float, fl
     start = time.perf_counter()
     bm = to_avalanche_benchmark(stream)
     strat = getattr(training, strategy)(
-        model=net, optimizer=torch.optim.SGD(net.parameters(), lr=LR), criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=BATCH, train_epochs=EPOCHS, eval_mb_size=1024,
-        evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]), **kwargs)
+        model=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=LR),
+        criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=BATCH,
+        train_epochs=EPOCHS,
+        eval_mb_size=1024,
+        evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
+        **kwargs,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for exp in bm.train_stream:
@@ -117,9 +123,14 @@ def avalanche_classic_run(strategy: str, seed: int, **kwargs) -> tuple[float, fl
         warnings.simplefilter("ignore")
         bm = SplitFMNIST(5, fixed_class_order=list(range(10)), seed=seed, dataset_root=root)
         strat = getattr(training, strategy)(
-            model=net, optimizer=torch.optim.SGD(net.parameters(), lr=LR),
-            criterion=torch.nn.CrossEntropyLoss(), train_mb_size=BATCH, train_epochs=EPOCHS,
-            eval_mb_size=1024, **kwargs)
+            model=net,
+            optimizer=torch.optim.SGD(net.parameters(), lr=LR),
+            criterion=torch.nn.CrossEntropyLoss(),
+            train_mb_size=BATCH,
+            train_epochs=EPOCHS,
+            eval_mb_size=1024,
+            **kwargs,
+        )
         for exp in bm.train_stream:
             strat.train(exp, num_workers=0)
             res = strat.eval(bm.test_stream, num_workers=0)
@@ -148,8 +159,10 @@ def main() -> None:
         rows.append(("avalanche Replay (mem 1000)", *avalanche_classic_run("Replay", args.seed, mem_size=MEMORY)))
         rows.append(("avalanche Naive, our tensors", *avalanche_run(stream, "Naive", args.seed)))
         rows.append(("avalanche Replay, our tensors", *avalanche_run(stream, "Replay", args.seed, mem_size=MEMORY)))
-    print(f"split-fmnist, 5 experiences, {EPOCHS} epoch, MLP 784-400-400-10, SGD, batch {BATCH}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"split-fmnist, 5 experiences, {EPOCHS} epoch, MLP 784-400-400-10, SGD, batch {BATCH}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'run':34s} {'wall s':>8s} {'× plain':>8s} {'final ACC':>9s}")
     for name, secs, acc in rows:
         print(f"{name:34s} {secs:8.2f} {secs / plain_s:8.2f} {acc:9.3f}")
@@ -157,12 +170,19 @@ def main() -> None:
     a = {name: acc for name, _, acc in rows}
     print(f"naive / plain loop:            {t['replaybench naive'] / plain_s:.2f}× (target ≤ 1.25×)")
     if not args.skip_avalanche:
-        print(f"avalanche Naive / naive:       {t['avalanche Naive'] / t['replaybench naive']:.1f}× faster (target ≥ 10×)")
+        print(
+            f"avalanche Naive / naive:       {t['avalanche Naive'] / t['replaybench naive']:.1f}× faster (target ≥ 10×)"
+        )
         er, av = "replaybench er (reservoir 1000)", "avalanche Replay (mem 1000)"
-        print(f"avalanche Replay / er:         {t[av] / t[er]:.1f}× faster (target ≥ 10×); "
-              f"ACC gap {abs(a[er] - a[av]) * 100:.1f} points (target ≤ 2)")
-        print(f"on our tensors, accuracy-only evaluator: Naive {t['avalanche Naive, our tensors'] / t['replaybench naive']:.1f}×, "
-              f"Replay {t['avalanche Replay, our tensors'] / t[er]:.1f}× slower than replaybench")
+        print(
+            f"avalanche Replay / er:         {t[av] / t[er]:.1f}× faster (target ≥ 10×); "
+            f"ACC gap {abs(a[er] - a[av]) * 100:.1f} points (target ≤ 2)"
+        )
+        print(
+            "on our tensors, accuracy-only evaluator: "
+            f"Naive {t['avalanche Naive, our tensors'] / t['replaybench naive']:.1f}×, "
+            f"Replay {t['avalanche Replay, our tensors'] / t[er]:.1f}× slower than replaybench"
+        )
 
 
 if __name__ == "__main__":

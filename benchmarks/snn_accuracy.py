@@ -25,10 +25,13 @@ import time
 import torch
 
 from replaybench.spiking.models import (
-    DiehlCookConfig, LocalSNNConfig, PresentationConfig, build_diehl_cook, build_local_snn,
+    DiehlCookConfig,
+    LocalSNNConfig,
+    PresentationConfig,
+    build_diehl_cook,
+    build_local_snn,
 )
 from replaybench.spiking.readout import ClassRates, NGramScores, all_activity, assign_labels, proportion_weighting
-
 
 CONV_NU_POST = 1e-3
 """A shared filter's update is summed over its 9 locations, so LC-SNN's 1e-2 is ~9x too fast."""
@@ -47,14 +50,20 @@ def load(dataset: str, n_train: int, n_test: int):
 
 def build(args):
     if args.model == "diehl-cook":
-        tuned = {name: getattr(args, name) for name in ("theta_plus", "tau_theta", "nu_pre", "nu_post",
-                                                        "theta_reduction") if getattr(args, name) is not None}
+        tuned = {
+            name: getattr(args, name)
+            for name in ("theta_plus", "tau_theta", "nu_pre", "nu_post", "theta_reduction")
+            if getattr(args, name) is not None
+        }
         config = DiehlCookConfig(n_neurons=args.neurons, inh_strength=args.inh, reduction=args.reduction, **tuned)
         presentation = PresentationConfig(time_steps=args.time_steps, max_rate_hz=args.max_rate)
         return build_diehl_cook((1, 28, 28), config, seed=args.seed, presentation=presentation)
-    config = LocalSNNConfig(n_filters=args.filters, reduction=args.reduction,
-                            shared_weights=args.model == "conv-snn",
-                            **({"nu_post": CONV_NU_POST} if args.model == "conv-snn" else {}))
+    config = LocalSNNConfig(
+        n_filters=args.filters,
+        reduction=args.reduction,
+        shared_weights=args.model == "conv-snn",
+        **({"nu_post": CONV_NU_POST} if args.model == "conv-snn" else {}),
+    )
     presentation = PresentationConfig(time_steps=args.time_steps, max_rate_hz=127.5)
     return build_local_snn((1, 28, 28), config, seed=args.seed, presentation=presentation)
 
@@ -73,8 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-rate", type=float, default=128.0, help="D&C Poisson rate at intensity 1 (Hz)")
     parser.add_argument("--theta-plus", type=float, help="D&C threshold increment (default 0.05)")
     parser.add_argument("--tau-theta", type=float, help="D&C threshold time constant in ms (default 1e7)")
-    parser.add_argument("--theta-reduction", choices=("sum", "mean", "max"),
-                        help="D&C batch reduction of theta (default sum, as BindsNET)")
+    parser.add_argument(
+        "--theta-reduction",
+        choices=("sum", "mean", "max"),
+        help="D&C batch reduction of theta (default sum, as BindsNET)",
+    )
     parser.add_argument("--nu-pre", type=float, help="D&C depression rate (default 1e-4)")
     parser.add_argument("--nu-post", type=float, help="D&C potentiation rate (default 1e-2)")
     parser.add_argument("--n-train", type=int, default=4000)
@@ -117,14 +129,23 @@ def main(argv: list[str] | None = None) -> dict:
         test_spikes += out.counts.sum().item()
         correct["all_activity"] += int((all_activity(out.counts, assignments, n_classes).argmax(1) == y).sum())
         correct["proportion"] += int(
-            (proportion_weighting(out.counts, assignments, proportions, n_classes).argmax(1) == y).sum())
+            (proportion_weighting(out.counts, assignments, proportions, n_classes).argmax(1) == y).sum()
+        )
         if ngrams is not None:
             correct["ngram"] += int((ngrams.scores(out.spikes).argmax(1) == y).sum())
     result = {
-        "model": args.model, "dataset": args.dataset, "neurons": model.n_outputs,
-        "plastic_synapses": model.plastic_synapses, "batch_size": args.batch_size,
-        "reduction": args.reduction, "time_steps": args.time_steps, "n_train": len(train_x),
-        "n_test": len(test_x), "epochs": args.epochs, "seed": args.seed, "train_seconds": round(train_s, 1),
+        "model": args.model,
+        "dataset": args.dataset,
+        "neurons": model.n_outputs,
+        "plastic_synapses": model.plastic_synapses,
+        "batch_size": args.batch_size,
+        "reduction": args.reduction,
+        "time_steps": args.time_steps,
+        "n_train": len(train_x),
+        "n_test": len(test_x),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_seconds": round(train_s, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         **{f"acc_{k}": round(v / len(test_x), 4) for k, v in correct.items() if k != "ngram" or ngrams},
         "test_spikes_per_sample": round(test_spikes / len(test_x), 2),
@@ -132,9 +153,15 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.model == "diehl-cook":
         theta = model.network.layers["Ae"].theta
-        result.update(theta_mean=round(theta.mean().item(), 3), theta_max=round(theta.max().item(), 3),
-                      **{k: getattr(args, k) for k in ("inh", "max_rate", "theta_plus", "tau_theta",
-                                                       "theta_reduction", "nu_pre", "nu_post") if getattr(args, k)})
+        result.update(
+            theta_mean=round(theta.mean().item(), 3),
+            theta_max=round(theta.max().item(), 3),
+            **{
+                k: getattr(args, k)
+                for k in ("inh", "max_rate", "theta_plus", "tau_theta", "theta_reduction", "nu_pre", "nu_post")
+                if getattr(args, k)
+            },
+        )
     print(json.dumps(result), flush=True)
     return result
 

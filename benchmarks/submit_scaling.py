@@ -38,8 +38,24 @@ from replaybench.leaderboards.store import Store
 def submit(executor: str, workers: int, agent: str, board: str, root: Path) -> tuple[float, dict]:
     """Wall seconds of one ``replaybench submit`` and its R matrices by (stream, seed)."""
     store, out = root / f"{executor}.sqlite", root / f"{executor}-out"
-    cmd = [sys.executable, "-m", "replaybench", "submit", agent, "--board", board, "--store", str(store),
-           "--out", str(out), "--no-plots", "--executor", executor, "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "replaybench",
+        "submit",
+        agent,
+        "--board",
+        board,
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--no-plots",
+        "--executor",
+        executor,
+        "--threads",
+        "1",
+    ]
     if executor != "inline":
         cmd += ["--workers", str(workers)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

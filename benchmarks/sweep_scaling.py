@@ -42,11 +42,18 @@ from replaybench.sweep import SweepConfig, expand_grid, run_sweep
 
 
 def grid(out: Path, executor: str, epochs: int, workers: int) -> SweepConfig:
-    return SweepConfig.from_dict({
-        "streams": ["split-digits"], "agents": ["naive", "er"], "seeds": [0, 1, 2, 3],
-        "agent_options": {"epochs": epochs, "hidden": [256, 256]},
-        "agent_options_by_agent": {"er": {"memory_size": 200}},
-        "executor": executor, "workers": workers, "out": str(out)})
+    return SweepConfig.from_dict(
+        {
+            "streams": ["split-digits"],
+            "agents": ["naive", "er"],
+            "seeds": [0, 1, 2, 3],
+            "agent_options": {"epochs": epochs, "hidden": [256, 256]},
+            "agent_options_by_agent": {"er": {"memory_size": 200}},
+            "executor": executor,
+            "workers": workers,
+            "out": str(out),
+        }
+    )
 
 
 def _cpu_seconds() -> float:
@@ -73,8 +80,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200, help="epochs per experience (run length)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", nargs="+", default=["inline", "local", "ray"])
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds of every executor (the order rotates each round); medians are reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds of every executor (the order rotates each round); medians are reported",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # inline runs use one core, like each pool worker
 
@@ -86,38 +97,50 @@ def main() -> None:
         warm_up = expand_grid(grid(Path(tmp) / "warm", "inline", 1, 1))[0].spec  # imports, off the clock
         run_one(warm_up.to_dict())
         for round_ in range(args.repeats):
-            order = args.executors[round_ % len(args.executors):] + args.executors[:round_ % len(args.executors)]
+            order = args.executors[round_ % len(args.executors) :] + args.executors[: round_ % len(args.executors)]
             for name in order:
-                wall, cpu, own, results[name, round_] = time_sweep(name, Path(tmp) / f"{name}{round_}",
-                                                                   args.epochs, args.workers)
+                wall, cpu, own, results[name, round_] = time_sweep(
+                    name, Path(tmp) / f"{name}{round_}", args.epochs, args.workers
+                )
                 seconds[name].append(wall)
                 run_seconds[name].append(own)
                 # Ray's workers are the raylet's children, not ours: their CPU time is not counted.
                 cpu_text = f"{cpu:6.1f} CPU s" if name != "ray" else "(CPU s of Ray workers not visible)"
-                print(f"round {round_ + 1}: {name:7s} {wall:7.1f} s wall for {len(results[name, round_])} runs "
-                      f"({own:.1f} s in the runs themselves), {cpu_text}", flush=True)
+                print(
+                    f"round {round_ + 1}: {name:7s} {wall:7.1f} s wall for {len(results[name, round_])} runs "
+                    f"({own:.1f} s in the runs themselves), {cpu_text}",
+                    flush=True,
+                )
     reference = next(iter(results.values()))
     same = all(r == reference for r in results.values())
     print(f"load average after {os.getloadavg()[0]:.1f}; results equal across executors and rounds: {same}")
     for name, walls in seconds.items():
-        print(f"{name:7s} median {statistics.median(walls):6.1f} s over {len(walls)} round(s): "
-              + ", ".join(f"{w:.1f}" for w in walls))
+        print(
+            f"{name:7s} median {statistics.median(walls):6.1f} s over {len(walls)} round(s): "
+            + ", ".join(f"{w:.1f}" for w in walls)
+        )
     if "inline" in seconds and "local" in seconds:
         per_round = [i / l for i, l in zip(seconds["inline"], seconds["local"])]
-        print(f"local pool ({args.workers} workers) speed-up over inline: median "
-              f"{statistics.median(per_round):.2f}× (per round {', '.join(f'{r:.2f}' for r in per_round)}; "
-              "target ≥ 1.7×)")
+        print(
+            f"local pool ({args.workers} workers) speed-up over inline: median "
+            f"{statistics.median(per_round):.2f}× (per round {', '.join(f'{r:.2f}' for r in per_round)}; "
+            "target ≥ 1.7×)"
+        )
     if "inline" in seconds:
         for name in (n for n in seconds if n != "inline"):
             relative = [own / ref - 1 for own, ref in zip(run_seconds[name], run_seconds["inline"])]
             fixed = [wall - own / args.workers for wall, own in zip(seconds[name], run_seconds[name])]
-            print(f"{name:7s} runs' own seconds against inline's: median {100 * statistics.median(relative):+.0f}% "
-                  f"(per round {', '.join(f'{100 * x:+.0f}%' for x in relative)}); fixed cost (wall − run s / "
-                  f"workers) median {statistics.median(fixed):.1f} s ({', '.join(f'{x:.1f}' for x in fixed)})")
+            print(
+                f"{name:7s} runs' own seconds against inline's: median {100 * statistics.median(relative):+.0f}% "
+                f"(per round {', '.join(f'{100 * x:+.0f}%' for x in relative)}); fixed cost (wall − run s / "
+                f"workers) median {statistics.median(fixed):.1f} s ({', '.join(f'{x:.1f}' for x in fixed)})"
+            )
     if "ray" in seconds and "local" in seconds:
         per_round = [r / l for r, l in zip(seconds["ray"], seconds["local"])]
-        print(f"local Ray time / local pool time: median {statistics.median(per_round):.2f} "
-              f"(per round {', '.join(f'{r:.2f}' for r in per_round)}; target ≤ 1.2)")
+        print(
+            f"local Ray time / local pool time: median {statistics.median(per_round):.2f} "
+            f"(per round {', '.join(f'{r:.2f}' for r in per_round)}; target ≤ 1.2)"
+        )
 
 
 if __name__ == "__main__":

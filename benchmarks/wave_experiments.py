@@ -88,13 +88,27 @@ def run_table1(args: argparse.Namespace) -> None:
                         if acc >= args.threshold:
                             reached = agent.updates_done
                             break
-                    row = {"model": model, "lr": lr, "task": exp.info["task"], "seed": seed,
-                           "updates_to_threshold": reached, "final_accuracy": curve[-1][1],
-                           "cpu_s": round(time.process_time() - start, 1), "curve": curve}
+                    row = {
+                        "model": model,
+                        "lr": lr,
+                        "task": exp.info["task"],
+                        "seed": seed,
+                        "updates_to_threshold": reached,
+                        "final_accuracy": curve[-1][1],
+                        "cpu_s": round(time.process_time() - start, 1),
+                        "curve": curve,
+                    }
                     print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
                     rows.append(row)
-                    save(args.tag, {"threshold": args.threshold, "horizon": args.horizon,
-                                    "max_updates": args.max_updates, "rows": rows})
+                    save(
+                        args.tag,
+                        {
+                            "threshold": args.threshold,
+                            "horizon": args.horizon,
+                            "max_updates": args.max_updates,
+                            "rows": rows,
+                        },
+                    )
 
 
 def gradient_norms(agent: SequenceAgent, horizons: int, n: int, generator: torch.Generator) -> list[float]:
@@ -121,22 +135,34 @@ def run_gradient(args: argparse.Namespace) -> None:
         if model == "wave-lbc":  # also with a random (nn.Linear default) boundary instead of the zero one
             other = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=0)
             other.core.lattice.boundary.map.reset_parameters()
-            out[f"{model}/init-random-f"] = gradient_norms(other, args.max_horizon, 256,
-                                                           torch.Generator().manual_seed(1))
+            out[f"{model}/init-random-f"] = gradient_norms(
+                other, args.max_horizon, 256, torch.Generator().manual_seed(1)
+            )
         agent.train_updates(exp, args.train_updates)
         out[f"{model}/trained"] = gradient_norms(agent, args.max_horizon, 256, torch.Generator().manual_seed(1))
         out[f"{model}/trained_accuracy"] = score_sequence(exp, agent.predict(exp.test_x))
-        print(model, {k: [round(v, 4) for v in out[k]] for k in out if k.startswith(model) and "acc" not in k},
-              out[f"{model}/trained_accuracy"], flush=True)
+        print(
+            model,
+            {k: [round(v, 4) for v in out[k]] for k in out if k.startswith(model) and "acc" not in k},
+            out[f"{model}/trained_accuracy"],
+            flush=True,
+        )
     save("gradient", out)
 
 
 def run_flipflop(args: argparse.Namespace) -> None:
     runs = []
     for clock in ("periodic", "relative"):
-        stream = make_flipflop_periods(periods=(6,), length=args.length, clock=clock, tau=2,
-                                       null_prob=0.1 if clock == "periodic" else 0.5, n_train=args.n_train,
-                                       n_test=512, seed=args.seed)
+        stream = make_flipflop_periods(
+            periods=(6,),
+            length=args.length,
+            clock=clock,
+            tau=2,
+            null_prob=0.1 if clock == "periodic" else 0.5,
+            n_train=args.n_train,
+            n_test=512,
+            seed=args.seed,
+        )
         exp = stream.experiences[0]
         for model in args.models:
             cls, options = MODELS[model]
@@ -158,10 +184,16 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
     for model, lr in sorted({(r["model"], r["lr"]) for r in rows}):
         cells = []
         for task in ("T1", "T2", "T3", "T4"):
-            runs = sorted((r for r in rows if (r["model"], r["lr"], r["task"]) == (model, lr, task)),
-                          key=lambda r: r["seed"])
-            cells.append(", ".join(str(r["updates_to_threshold"]) if r["updates_to_threshold"]
-                                   else f"- ({r['final_accuracy']:.3f})" for r in runs) or "n/a")
+            runs = sorted(
+                (r for r in rows if (r["model"], r["lr"], r["task"]) == (model, lr, task)), key=lambda r: r["seed"]
+            )
+            cells.append(
+                ", ".join(
+                    str(r["updates_to_threshold"]) if r["updates_to_threshold"] else f"- ({r['final_accuracy']:.3f})"
+                    for r in runs
+                )
+                or "n/a"
+            )
         lines.append(f"| {model} | {lr:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -187,16 +219,21 @@ def null_input_spectral_radius(core: torch.nn.Module) -> float:
 
 
 def run_spectrum(args: argparse.Namespace) -> None:
-    stream = make_flipflop_periods(periods=(6,), length=args.length, n_train=args.n_train, n_test=512,
-                                   seed=args.seed)
+    stream = make_flipflop_periods(periods=(6,), length=args.length, n_train=args.n_train, n_test=512, seed=args.seed)
     exp = stream.experiences[0]
-    agent = ElmanAgent(stream=stream, config=ElmanAgent.Config(lr=args.lr, bias=True, hidden=args.hidden),
-                       seed=args.seed)
+    agent = ElmanAgent(
+        stream=stream, config=ElmanAgent.Config(lr=args.lr, bias=True, hidden=args.hidden), seed=args.seed
+    )
     curve = []
     while agent.updates_done < args.max_updates:
         agent.train_updates(exp, args.eval_every)
-        curve.append({"updates": agent.updates_done, **flipflop_accuracies(exp, agent.predict(exp.test_x)),
-                      "rho": null_input_spectral_radius(agent.core)})
+        curve.append(
+            {
+                "updates": agent.updates_done,
+                **flipflop_accuracies(exp, agent.predict(exp.test_x)),
+                "rho": null_input_spectral_radius(agent.core),
+            }
+        )
         print(curve[-1], flush=True)
     save("spectrum", {"lr": args.lr, "hidden": args.hidden, "curve": curve})
 
@@ -230,8 +267,13 @@ def run_plot(args: argparse.Namespace) -> None:
     if "gradient" in results:
         g = results["gradient"]
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key, style in (("elman-128/init", "C0--"), ("elman-128/trained", "C0-"), ("wave-lbc/init", "C1--"),
-                           ("wave-lbc/init-random-f", "C2--"), ("wave-lbc/trained", "C1-")):
+        for key, style in (
+            ("elman-128/init", "C0--"),
+            ("elman-128/trained", "C0-"),
+            ("wave-lbc/init", "C1--"),
+            ("wave-lbc/init-random-f", "C2--"),
+            ("wave-lbc/trained", "C1-"),
+        ):
             if key in g:
                 ax.semilogy(g["horizons"], [max(v, 1e-8) for v in g[key]], style, marker=".", label=key)
         ax.axvline(8, color="gray", ls=":", label="s = 8")
@@ -312,8 +354,13 @@ def main() -> None:
     sub.add_parser("plot")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    experiments = {"table1": run_table1, "gradient": run_gradient, "flipflop": run_flipflop,
-                   "spectrum": run_spectrum, "plot": run_plot}
+    experiments = {
+        "table1": run_table1,
+        "gradient": run_gradient,
+        "flipflop": run_flipflop,
+        "spectrum": run_spectrum,
+        "plot": run_plot,
+    }
     experiments[args.experiment](args)
 
 

@@ -55,23 +55,45 @@ def main() -> None:
     h = torch.zeros(1, b, s * d)
     lattice = lbc.initial_state(b)
     x_seq = torch.randn(b, args.steps, d)
-    env = {"rnn": rnn, "lbc": lbc, "sbc": sbc, "encoder": encoder, "x_step": x_step, "x": x_step[:, 0], "h": h,
-           "lattice": lattice, "x_seq": x_seq, "torch": torch}
+    env = {
+        "rnn": rnn,
+        "lbc": lbc,
+        "sbc": sbc,
+        "encoder": encoder,
+        "x_step": x_step,
+        "x": x_step[:, 0],
+        "h": h,
+        "lattice": lattice,
+        "x_seq": x_seq,
+        "torch": torch,
+    }
     rows = [
-        ("one step, no grad", "with torch.no_grad(): rnn(x_step, h)",
-         "with torch.no_grad(): lbc.step(lattice, encoder(x))", "with torch.no_grad(): sbc.step(lattice, encoder(x))"),
+        (
+            "one step, no grad",
+            "with torch.no_grad(): rnn(x_step, h)",
+            "with torch.no_grad(): lbc.step(lattice, encoder(x))",
+            "with torch.no_grad(): sbc.step(lattice, encoder(x))",
+        ),
         ("one step, autograd", "rnn(x_step, h)", "lbc.step(lattice, encoder(x))", "sbc.step(lattice, encoder(x))"),
-        (f"{args.steps} steps fwd+bwd", "rnn(x_seq)[0].sum().backward()",
-         "lbc(encoder(x_seq)).sum().backward()", "sbc(encoder(x_seq)).sum().backward()"),
+        (
+            f"{args.steps} steps fwd+bwd",
+            "rnn(x_seq)[0].sum().backward()",
+            "lbc(encoder(x_seq)).sum().backward()",
+            "sbc(encoder(x_seq)).sum().backward()",
+        ),
     ]
-    print(f"s={s} d={d} batch={b}; nn.RNN hidden={s * d}; torch {torch.__version__}, 1 thread; "
-          f"best of {args.rounds} interleaved rounds")
+    print(
+        f"s={s} d={d} batch={b}; nn.RNN hidden={s * d}; torch {torch.__version__}, 1 thread; "
+        f"best of {args.rounds} interleaved rounds"
+    )
     print(f"{'measurement':<24}{'nn.RNN':>12}{'wave LBC':>12}{'LBC/RNN':>10}{'wave SBC':>12}{'SBC/RNN':>10}")
     for name, rnn_stmt, lbc_stmt, sbc_stmt in rows:
         number = args.number if "steps" not in name else max(1, args.number // args.steps)
         t_rnn, t_lbc, t_sbc = best_times([rnn_stmt, lbc_stmt, sbc_stmt], env, args.rounds, number)
-        print(f"{name:<24}{t_rnn * 1e6:>10.1f}us{t_lbc * 1e6:>10.1f}us{t_lbc / t_rnn:>9.2f}x"
-              f"{t_sbc * 1e6:>10.1f}us{t_sbc / t_rnn:>9.2f}x")
+        print(
+            f"{name:<24}{t_rnn * 1e6:>10.1f}us{t_lbc * 1e6:>10.1f}us{t_lbc / t_rnn:>9.2f}x"
+            f"{t_sbc * 1e6:>10.1f}us{t_sbc / t_rnn:>9.2f}x"
+        )
     print("target: wave LBC one step <= 2.00x nn.RNN one step")
 
 

@@ -46,8 +46,19 @@ from replaybench.metrics import HIGHER_IS_BETTER
 from replaybench.params import did_you_mean
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
-BOARD_KEYS = ("name", "version", "description", "seeds", "metrics", "primary_metric", "direction",
-              "baselines", "streams", "agent_options", "agent_options_by_agent")
+BOARD_KEYS = (
+    "name",
+    "version",
+    "description",
+    "seeds",
+    "metrics",
+    "primary_metric",
+    "direction",
+    "baselines",
+    "streams",
+    "agent_options",
+    "agent_options_by_agent",
+)
 STREAM_KEYS = ("fingerprint", "options")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Board names are used in file names and W&B run names, so they are plain."""
@@ -168,8 +179,9 @@ def parse_board(data: Mapping[str, Any], *, path: Path | None = None) -> Board:
     where = f"board file {path}" if path else "board"
     for key in data:
         if key not in BOARD_KEYS:
-            raise ConfigError(f"Unknown key {key!r} in {where}.{did_you_mean(key, BOARD_KEYS)} "
-                              f"Expected: {', '.join(BOARD_KEYS)}.")
+            raise ConfigError(
+                f"Unknown key {key!r} in {where}.{did_you_mean(key, BOARD_KEYS)} Expected: {', '.join(BOARD_KEYS)}."
+            )
     for key in ("name", "version", "streams", "seeds", "metrics", "primary_metric", "direction"):
         if key not in data:
             raise ConfigError(f"The {where} lacks the required key {key!r}.")
@@ -179,60 +191,92 @@ def parse_board(data: Mapping[str, Any], *, path: Path | None = None) -> Board:
             raise ConfigError(f"The {key!r} key of {where} must be {what}. Got {data[key]!r} instead.")
 
     name, version = data["name"], data["version"]
-    expect("name", isinstance(name, str) and bool(NAME_PATTERN.match(name)),
-           "a lower-case name of letters, digits, '.', '_' or '-'")
+    expect(
+        "name",
+        isinstance(name, str) and bool(NAME_PATTERN.match(name)),
+        "a lower-case name of letters, digits, '.', '_' or '-'",
+    )
     expect("version", isinstance(version, str) and bool(version.strip()), "a non-empty string")
     seeds = data["seeds"]
-    expect("seeds", isinstance(seeds, list) and bool(seeds) and len(set(map(repr, seeds))) == len(seeds)
-           and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds),
-           "a non-empty list of distinct ints >= 0")
+    expect(
+        "seeds",
+        isinstance(seeds, list)
+        and bool(seeds)
+        and len(set(map(repr, seeds))) == len(seeds)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds),
+        "a non-empty list of distinct ints >= 0",
+    )
     metrics = data["metrics"]
-    expect("metrics", isinstance(metrics, list) and bool(metrics) and all(isinstance(m, str) for m in metrics),
-           "a non-empty list of metric names")
+    expect(
+        "metrics",
+        isinstance(metrics, list) and bool(metrics) and all(isinstance(m, str) for m in metrics),
+        "a non-empty list of metric names",
+    )
     for m in metrics:
         if m not in HIGHER_IS_BETTER:
-            raise ConfigError(f"Unknown metric {m!r} in {where}.{did_you_mean(m, HIGHER_IS_BETTER)} "
-                              f"Known: {', '.join(HIGHER_IS_BETTER)}.")
+            raise ConfigError(
+                f"Unknown metric {m!r} in {where}.{did_you_mean(m, HIGHER_IS_BETTER)} "
+                f"Known: {', '.join(HIGHER_IS_BETTER)}."
+            )
     primary, direction = data["primary_metric"], data["direction"]
     expect("primary_metric", primary in metrics, f"one of the board's metrics ({', '.join(metrics)})")
     expect("direction", direction in ("higher", "lower"), "'higher' or 'lower'")
     if (direction == "higher") != HIGHER_IS_BETTER[primary]:
-        raise ConfigError(f"The {where} says {direction} {primary!r} is better, but {primary!r} is "
-                          f"{'higher' if HIGHER_IS_BETTER[primary] else 'lower'}-is-better.")
+        raise ConfigError(
+            f"The {where} says {direction} {primary!r} is better, but {primary!r} is "
+            f"{'higher' if HIGHER_IS_BETTER[primary] else 'lower'}-is-better."
+        )
     streams_table = data["streams"]
-    expect("streams", isinstance(streams_table, dict) and bool(streams_table),
-           "a non-empty table of [streams.NAME] tables")
+    expect(
+        "streams", isinstance(streams_table, dict) and bool(streams_table), "a non-empty table of [streams.NAME] tables"
+    )
     streams = []
     for sname, stable in streams_table.items():
         if not isinstance(stable, dict):
             raise ConfigError(f"[streams.{sname}] in {where} must be a table with a 'fingerprint' key.")
         for key in stable:
             if key not in STREAM_KEYS:
-                raise ConfigError(f"Unknown key {key!r} in [streams.{sname}] of {where}; "
-                                  f"expected {', '.join(STREAM_KEYS)}.")
+                raise ConfigError(
+                    f"Unknown key {key!r} in [streams.{sname}] of {where}; expected {', '.join(STREAM_KEYS)}."
+                )
         fingerprint = stable.get("fingerprint", "")
         if not isinstance(fingerprint, str) or (fingerprint and not re.fullmatch(r"[0-9a-f]{16,128}", fingerprint)):
-            raise ConfigError(f"The fingerprint of [streams.{sname}] in {where} must be a hex digest or \"\". "
-                              f"Got {fingerprint!r} instead.")
+            raise ConfigError(
+                f'The fingerprint of [streams.{sname}] in {where} must be a hex digest or "". '
+                f"Got {fingerprint!r} instead."
+            )
         options = stable.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"The options of [streams.{sname}] in {where} must be a table.")
         streams.append(BoardStream(sname, fingerprint, options))
     baselines = data.get("baselines", [])
-    expect("baselines", isinstance(baselines, list) and all(isinstance(b, str) for b in baselines),
-           "a list of agent names")
+    expect(
+        "baselines", isinstance(baselines, list) and all(isinstance(b, str) for b in baselines), "a list of agent names"
+    )
     agent_options = data.get("agent_options", {})
     by_agent = data.get("agent_options_by_agent", {})
     expect("agent_options", isinstance(agent_options, dict), "a table")
-    expect("agent_options_by_agent", isinstance(by_agent, dict) and all(isinstance(v, dict) for v in by_agent.values()),
-           "a table of [agent_options_by_agent.AGENT] tables")
+    expect(
+        "agent_options_by_agent",
+        isinstance(by_agent, dict) and all(isinstance(v, dict) for v in by_agent.values()),
+        "a table of [agent_options_by_agent.AGENT] tables",
+    )
     description = data.get("description", "")
     expect("description", isinstance(description, str), "a string")
-    return Board(name=name, version=version, streams=tuple(streams), seeds=tuple(seeds), metrics=tuple(metrics),
-                 primary_metric=primary, direction=direction, description=description, baselines=tuple(baselines),
-                 agent_options=MappingProxyType(dict(agent_options)),
-                 agent_options_by_agent=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in by_agent.items()}),
-                 path=path)
+    return Board(
+        name=name,
+        version=version,
+        streams=tuple(streams),
+        seeds=tuple(seeds),
+        metrics=tuple(metrics),
+        primary_metric=primary,
+        direction=direction,
+        description=description,
+        baselines=tuple(baselines),
+        agent_options=MappingProxyType(dict(agent_options)),
+        agent_options_by_agent=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in by_agent.items()}),
+        path=path,
+    )
 
 
 def pin_fingerprints(path: Path, fingerprints: Mapping[str, str]) -> str:

@@ -40,9 +40,17 @@ def cmd_verify(args: argparse.Namespace) -> None:
     with _store(args) as store:
         sub = store.submission(args.submission)
         board = load_board(args.board or sub.board)
-        checks = verify(store, args.submission, board, seed=args.seed, streams=args.stream,
-                        tolerance=tolerance, data_dir=args.data_dir, download=args.download,
-                        device=args.device)
+        checks = verify(
+            store,
+            args.submission,
+            board,
+            seed=args.seed,
+            streams=args.stream,
+            tolerance=tolerance,
+            data_dir=args.data_dir,
+            download=args.download,
+            device=args.device,
+        )
     for c in checks:
         print(f"{c.stream} seed {c.seed}: max |ΔR| = {c.max_abs_diff:.3g}  ok")
     print(f"submission #{args.submission} verified")
@@ -114,8 +122,10 @@ def cmd_pin(args: argparse.Namespace) -> None:
     atomic_write_text(path, pin_fingerprints(path, found))
     print(f"wrote {path}")
     if mismatched:
-        print(f"fingerprints changed for {', '.join(mismatched)}: bump the board's version "
-              f"(now {board.version!r}) so old results are not mixed with new ones.")
+        print(
+            f"fingerprints changed for {', '.join(mismatched)}: bump the board's version "
+            f"(now {board.version!r}) so old results are not mixed with new ones."
+        )
 
 
 def cmd_boards(args: argparse.Namespace) -> None:
@@ -124,8 +134,10 @@ def cmd_boards(args: argparse.Namespace) -> None:
     for name in board_names():
         board = load_board(name)
         pinned = sum(bool(s.fingerprint) for s in board.streams)
-        print(f"{name:22s} v{board.version:4s} {', '.join(board.stream_names)} "
-              f"({pinned}/{len(board.streams)} pinned) - {board.description}")
+        print(
+            f"{name:22s} v{board.version:4s} {', '.join(board.stream_names)} "
+            f"({pinned}/{len(board.streams)} pinned) - {board.description}"
+        )
 
 
 def register_commands(subparsers: argparse._SubParsersAction, parents: list | None = None) -> None:
@@ -171,7 +183,9 @@ def register_commands(subparsers: argparse._SubParsersAction, parents: list | No
     store_arg(p)
     p.set_defaults(func=cmd_publish)
 
-    p = lsub.add_parser("pin", parents=parents, help="compute the streams' fingerprints and write them into the board file")
+    p = lsub.add_parser(
+        "pin", parents=parents, help="compute the streams' fingerprints and write them into the board file"
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--check", action="store_true", help="only compare; exit 2 if a pinned fingerprint is stale")
     data_args(p)

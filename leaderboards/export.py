@@ -42,20 +42,32 @@ def _csv_text(text: str) -> str:
 
 def _caption(table: BoardTable) -> str:
     b = table.board
-    return (f"Board {b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better); "
-            f"mean ± half-width of the {CONFIDENCE:.0%} bootstrap interval over seeds {list(b.seeds)}, "
-            f"averaged over streams {', '.join(b.stream_names)}.")
+    return (
+        f"Board {b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better); "
+        f"mean ± half-width of the {CONFIDENCE:.0%} bootstrap interval over seeds {list(b.seeds)}, "
+        f"averaged over streams {', '.join(b.stream_names)}."
+    )
 
 
 def to_markdown(table: BoardTable) -> str:
     """A GitHub-flavoured Markdown table for READMEs."""
     b = table.board
     head = ["Rank", "Name", "Agent", *(f"{m} {_arrow(table, m)}" for m in b.metrics), "Seeds", "Verified"]
-    lines = [f"**{escape_markdown(b.name)}** v{escape_markdown(b.version)}", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join(["---:", ":---", ":---"] + ["---:"] * (len(head) - 3)) + "|"]
+    lines = [
+        f"**{escape_markdown(b.name)}** v{escape_markdown(b.version)}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---:", ":---", ":---"] + ["---:"] * (len(head) - 3)) + "|",
+    ]
     for r in table.rows:
-        cells = [str(r.rank), escape_markdown(r.submission.display_name), f"`{escape_markdown(r.submission.agent)}`",
-                 *(r.metrics[m].text() for m in b.metrics), str(len(r.seeds)), "✓" if r.submission.verified else ""]
+        cells = [
+            str(r.rank),
+            escape_markdown(r.submission.display_name),
+            f"`{escape_markdown(r.submission.agent)}`",
+            *(r.metrics[m].text() for m in b.metrics),
+            str(len(r.seeds)),
+            "✓" if r.submission.verified else "",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", escape_markdown(_caption(table))]
     return redact("\n".join(lines) + "\n")
@@ -66,13 +78,25 @@ def to_csv(table: BoardTable) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     metric_cols = [f"{m}_{part}" for m in table.board.metrics for part in ("mean", "low", "high")]
-    writer.writerow(["rank", "submission", "name", "agent", *metric_cols, "n_seeds", "verified", "config_hash",
-                     "source_hash"])
+    writer.writerow(
+        ["rank", "submission", "name", "agent", *metric_cols, "n_seeds", "verified", "config_hash", "source_hash"]
+    )
     for r in table.rows:
         s = r.submission
         values = [f"{getattr(r.metrics[m], part):.6g}" for m in table.board.metrics for part in ("mean", "low", "high")]
-        writer.writerow([r.rank, s.id, _csv_text(s.display_name), _csv_text(s.agent), *values, len(r.seeds),
-                         int(s.verified), s.config_hash, s.source_hash])
+        writer.writerow(
+            [
+                r.rank,
+                s.id,
+                _csv_text(s.display_name),
+                _csv_text(s.agent),
+                *values,
+                len(r.seeds),
+                int(s.verified),
+                s.config_hash,
+                s.source_hash,
+            ]
+        )
     return redact(buf.getvalue())
 
 
@@ -125,13 +149,21 @@ def _cell(text: str, sort: object, *, klass: str = "", title: str = "") -> str:
 
 def _html_row(table: BoardTable, r: Row) -> str:
     s = r.submission
-    cells = [_cell(str(r.rank), r.rank), _cell(html.escape(s.display_name), s.display_name, klass="text"),
-             _cell(f"<code>{html.escape(s.agent)}</code>", s.agent, klass="text"),
-             _cell(f"#{s.id}", s.id)]
+    cells = [
+        _cell(str(r.rank), r.rank),
+        _cell(html.escape(s.display_name), s.display_name, klass="text"),
+        _cell(f"<code>{html.escape(s.agent)}</code>", s.agent, klass="text"),
+        _cell(f"#{s.id}", s.id),
+    ]
     for m in table.board.metrics:
         iv = r.metrics[m]
-        cells.append(_cell(html.escape(iv.text()), f"{iv.mean:.12g}",
-                           title=f"{CONFIDENCE:.0%} interval [{iv.low:.4f}, {iv.high:.4f}]"))
+        cells.append(
+            _cell(
+                html.escape(iv.text()),
+                f"{iv.mean:.12g}",
+                title=f"{CONFIDENCE:.0%} interval [{iv.low:.4f}, {iv.high:.4f}]",
+            )
+        )
     cells += [_cell(str(len(r.seeds)), len(r.seeds)), _cell("✓" if s.verified else "", int(s.verified))]
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -144,8 +176,10 @@ def to_html(table: BoardTable) -> str:
         label = f"{col} {_arrow(table, col)}" if col in b.metrics else col
         klass = ' class="text"' if col in ("name", "agent") else ""
         heads.append(f"<th{klass}>{html.escape(label)}</th>")
-    streams = "".join(f"<li><code>{html.escape(s.name)}</code> fingerprint <code>{html.escape(s.fingerprint)}</code></li>"
-                      for s in b.streams)
+    streams = "".join(
+        f"<li><code>{html.escape(s.name)}</code> fingerprint <code>{html.escape(s.fingerprint)}</code></li>"
+        for s in b.streams
+    )
     title = html.escape(f"replaybench leaderboard: {b.name} v{b.version}")
     page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -186,17 +220,26 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
     from rich.table import Table
 
     b = table.board
-    t = Table(title=f"{b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better)",
-              caption=f"mean ± {CONFIDENCE:.0%} bootstrap interval over seeds")
+    t = Table(
+        title=f"{b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better)",
+        caption=f"mean ± {CONFIDENCE:.0%} bootstrap interval over seeds",
+    )
     for col in _columns(table):
         label = f"{col} {_arrow(table, col)}" if col in b.metrics else col
         t.add_column(label, justify="left" if col in ("name", "agent") else "right")
     for r in table.rows:
         s = r.submission
         mark = "→ " if s.id == highlight else ""
-        t.add_row(f"{mark}{r.rank}", escape(s.display_name), escape(s.agent), f"#{s.id}",
-                  *(r.metrics[m].text() for m in b.metrics), str(len(r.seeds)), "✓" if s.verified else "",
-                  style="bold green" if s.id == highlight else None)
+        t.add_row(
+            f"{mark}{r.rank}",
+            escape(s.display_name),
+            escape(s.agent),
+            f"#{s.id}",
+            *(r.metrics[m].text() for m in b.metrics),
+            str(len(r.seeds)),
+            "✓" if s.verified else "",
+            style="bold green" if s.id == highlight else None,
+        )
     import sys
 
     out = file if file is not None else sys.stdout
@@ -217,7 +260,16 @@ def rows_for_wandb(table: BoardTable) -> tuple[list[str], list[list[object]]]:
     data: list[list[object]] = []
     for r in table.rows:
         s = r.submission
-        data.append([r.rank, s.id, s.display_name, s.agent,
-                     *(getattr(r.metrics[m], part) for m in table.board.metrics for part in ("mean", "low", "high")),
-                     len(r.seeds), bool(s.verified), s.config_hash])
+        data.append(
+            [
+                r.rank,
+                s.id,
+                s.display_name,
+                s.agent,
+                *(getattr(r.metrics[m], part) for m in table.board.metrics for part in ("mean", "low", "high")),
+                len(r.seeds),
+                bool(s.verified),
+                s.config_hash,
+            ]
+        )
     return columns, redact(data)

@@ -49,8 +49,13 @@ class Interval:
         return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
 
 
-def bootstrap_interval(values: Sequence[float], *, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> Interval:
+def bootstrap_interval(
+    values: Sequence[float],
+    *,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> Interval:
     """Mean of ``values`` and the percentile-bootstrap interval of the mean.
 
     Resamples ``values`` with replacement ``n_resamples`` times and takes the
@@ -84,9 +89,15 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         s = self.submission
         return {
-            "rank": self.rank, "submission": s.id, "name": s.display_name, "agent": s.agent,
-            "verified": s.verified, "seeds": list(self.seeds), "config_hash": s.config_hash,
-            "source_hash": s.source_hash, "created": s.created,
+            "rank": self.rank,
+            "submission": s.id,
+            "name": s.display_name,
+            "agent": s.agent,
+            "verified": s.verified,
+            "seeds": list(self.seeds),
+            "config_hash": s.config_hash,
+            "source_hash": s.source_hash,
+            "created": s.created,
             "metrics": {k: vars(iv) for k, iv in self.metrics.items()},
             "per_stream": {st: {k: vars(iv) for k, iv in ms.items()} for st, ms in self.per_stream.items()},
         }
@@ -106,9 +117,14 @@ class BoardTable:
     def to_dict(self) -> dict[str, Any]:
         b = self.board
         return {
-            "board": b.name, "version": b.version, "description": b.description,
-            "primary_metric": b.primary_metric, "direction": b.direction, "metrics": list(b.metrics),
-            "seeds": list(b.seeds), "confidence": CONFIDENCE,
+            "board": b.name,
+            "version": b.version,
+            "description": b.description,
+            "primary_metric": b.primary_metric,
+            "direction": b.direction,
+            "metrics": list(b.metrics),
+            "seeds": list(b.seeds),
+            "confidence": CONFIDENCE,
             "streams": [{"name": s.name, "fingerprint": s.fingerprint} for s in b.streams],
             "rows": [r.to_dict() for r in self.rows],
         }
@@ -124,8 +140,9 @@ def seed_values(board: Board, runs: Sequence[StoredRun], metric: str) -> dict[in
     return {seed: float(np.mean(vals)) for seed, vals in sorted(by_seed.items()) if len(vals) == n_streams}
 
 
-def rank_rows(unranked: Sequence[tuple[Submission, Mapping[str, Interval]]], *, metric: str,
-              higher_is_better: bool) -> list[tuple[int, Submission, Mapping[str, Interval]]]:
+def rank_rows(
+    unranked: Sequence[tuple[Submission, Mapping[str, Interval]]], *, metric: str, higher_is_better: bool
+) -> list[tuple[int, Submission, Mapping[str, Interval]]]:
     """Sort by ``metric`` (best first, then oldest) and assign competition ranks."""
     sign = -1.0 if higher_is_better else 1.0
 
@@ -162,7 +179,8 @@ def board_table(board: Board, store: Store) -> BoardTable:
             continue  # a complete submission always has every metric; skip a damaged one
         per_stream = {
             s: {m: bootstrap_interval([r.metrics[m] for r in runs if r.stream == s]) for m in board.metrics}
-            for s in board.stream_names if any(r.stream == s for r in runs)
+            for s in board.stream_names
+            if any(r.stream == s for r in runs)
         }
         unranked.append((sub, ivs))
         extras[sub.id] = (seeds, per_stream)

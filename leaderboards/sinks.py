@@ -25,11 +25,11 @@ from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.redact import redact
 from replaybench.leaderboards.store import Store, check_display_name
+from replaybench.params import config_to_dict
 from replaybench.pipeline import PlannedRun, RunOutcome
 from replaybench.provenance import agent_source_files, config_hash, source_hash
 from replaybench.registry import AGENTS
 from replaybench.runner import agent_class_and_config
-from replaybench.params import config_to_dict
 
 
 class SweepRowsSink:
@@ -48,12 +48,21 @@ class SweepRowsSink:
         if outcome.resumed and self._recorded.get(outcome.plan.run_id) == status:
             return  # already there; a resumed run adds only a row a kill lost
         result = outcome.result
-        seconds = outcome.seconds if outcome.seconds is not None else (
-            result.costs.get("wall_seconds") if result is not None else (outcome.failure or {}).get("seconds"))
-        self.store.record_sweep_run(sweep=self.sweep, run_id=outcome.plan.run_id, spec=outcome.plan.spec.to_dict(),
-                                    results_path=outcome.artifacts.get("results", ""), result=result,
-                                    failure=None if result is not None else outcome.failure, seconds=seconds,
-                                    host=outcome.host or (outcome.failure or {}).get("host"))
+        seconds = (
+            outcome.seconds
+            if outcome.seconds is not None
+            else (result.costs.get("wall_seconds") if result is not None else (outcome.failure or {}).get("seconds"))
+        )
+        self.store.record_sweep_run(
+            sweep=self.sweep,
+            run_id=outcome.plan.run_id,
+            spec=outcome.plan.spec.to_dict(),
+            results_path=outcome.artifacts.get("results", ""),
+            result=result,
+            failure=None if result is not None else outcome.failure,
+            seconds=seconds,
+            host=outcome.host or (outcome.failure or {}).get("host"),
+        )
         self._recorded[outcome.plan.run_id] = status
 
     def close(self, *, interrupted: bool) -> None:
@@ -69,8 +78,9 @@ def full_config(agent: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return config_to_dict(agent_class_and_config(agent, options)[1])
 
 
-def open_submissions(store: Store, board: Board, plans: Sequence[PlannedRun], *, display_name: str,
-                     resume: bool = False) -> dict[str, int]:
+def open_submissions(
+    store: Store, board: Board, plans: Sequence[PlannedRun], *, display_name: str, resume: bool = False
+) -> dict[str, int]:
     """One submission per agent config of ``plans``; return their ids by config key.
 
     Refuses (before any row is written) a stream whose fingerprint differs
@@ -81,8 +91,10 @@ def open_submissions(store: Store, board: Board, plans: Sequence[PlannedRun], *,
     display_name = redact(check_display_name(display_name))
     for p in plans:
         if p.spec.stream not in board.stream_names:
-            raise ConfigError(f"Stream {p.spec.stream!r} is not on board {board.name!r} "
-                              f"(its streams: {', '.join(board.stream_names)}).")
+            raise ConfigError(
+                f"Stream {p.spec.stream!r} is not on board {board.name!r} "
+                f"(its streams: {', '.join(board.stream_names)})."
+            )
     off_board = sorted({p.spec.seed for p in plans} - set(board.seeds))
     if off_board:
         raise ConfigError(f"Seeds {off_board} are not on board {board.name!r} (its seeds: {list(board.seeds)}).")
@@ -93,15 +105,29 @@ def open_submissions(store: Store, board: Board, plans: Sequence[PlannedRun], *,
             continue
         config = full_config(p.spec.agent, p.spec.agent_options)
         digest = config_hash(config)
-        earlier = [s for s in store.submissions(board.name, board.version, status=None)
-                   if (s.agent, s.config_hash, s.display_name) == (p.spec.agent, digest, display_name)
-                   and s.status != "failed"] if resume else []
+        earlier = (
+            [
+                s
+                for s in store.submissions(board.name, board.version, status=None)
+                if (s.agent, s.config_hash, s.display_name) == (p.spec.agent, digest, display_name)
+                and s.status != "failed"
+            ]
+            if resume
+            else []
+        )
         if earlier:
             ids[key] = earlier[-1].id
             continue
         files = agent_source_files(AGENTS.load(p.spec.agent)[0])
-        ids[key] = store.add_submission(board=board, display_name=display_name, agent=p.spec.agent, config=config,
-                                        config_hash=digest, source_hash=source_hash(files), source_files=files)
+        ids[key] = store.add_submission(
+            board=board,
+            display_name=display_name,
+            agent=p.spec.agent,
+            config=config,
+            config_hash=digest,
+            source_hash=source_hash(files),
+            source_files=files,
+        )
     return ids
 
 
@@ -114,8 +140,9 @@ class BoardSink:
         echo: A line on stderr per recorded run.
     """
 
-    def __init__(self, store: Store, board: Board, submissions: Mapping[str, int], *, resumable: bool = False,
-                 echo: bool = False) -> None:
+    def __init__(
+        self, store: Store, board: Board, submissions: Mapping[str, int], *, resumable: bool = False, echo: bool = False
+    ) -> None:
         self.store = store
         self.board = board
         self.submissions = dict(submissions)
@@ -141,12 +168,20 @@ class BoardSink:
                 self._failed.add(sub_id)
             return
         if (spec.stream, spec.seed) not in self._recorded[sub_id]:
-            self.store.add_run(sub_id, self.board, outcome.result, results_path=outcome.artifacts.get("results"),
-                               wandb_run=outcome.artifacts.get("wandb"))
+            self.store.add_run(
+                sub_id,
+                self.board,
+                outcome.result,
+                results_path=outcome.artifacts.get("results"),
+                wandb_run=outcome.artifacts.get("wandb"),
+            )
             self._recorded[sub_id].add((spec.stream, spec.seed))
             if self.echo:
-                print(f"recorded {spec.stream} seed {spec.seed} (acc {outcome.result.metrics['acc']:.3f}) "
-                      f"in submission #{sub_id}", file=sys.stderr)
+                print(
+                    f"recorded {spec.stream} seed {spec.seed} (acc {outcome.result.metrics['acc']:.3f}) "
+                    f"in submission #{sub_id}",
+                    file=sys.stderr,
+                )
 
     def close(self, *, interrupted: bool) -> None:
         for sub_id, planned in self._planned.items():
@@ -173,8 +208,12 @@ class WandbSink:
 
         if outcome.result is None or outcome.resumed:
             return
-        where = log_run(outcome.result, mode=self.mode, results_path=outcome.artifacts.get("results"),
-                        extra_config=self.extra_config)
+        where = log_run(
+            outcome.result,
+            mode=self.mode,
+            results_path=outcome.artifacts.get("results"),
+            extra_config=self.extra_config,
+        )
         if where is not None:
             outcome.artifacts["wandb"] = where
 

@@ -4,7 +4,8 @@ Three tables hold the data: ``submissions`` (one agent entered on one board
 version), ``runs`` (one RunResult per stream × seed, with its provenance) and
 ``metrics`` (one row per run and scalar metric); ``verifications`` records
 re-runs. ``sweep_runs`` holds every run of every sweep, on a board or not,
-including failed ones (keyed by the sweep's folder and the run's identity). The schema version is SQLite's ``user_version``; :data:`MIGRATIONS`
+including failed ones (keyed by the sweep's folder and the run's identity).
+The schema version is SQLite's ``user_version``; :data:`MIGRATIONS`
 brings an older file up to date when it is opened, and a file written by a
 newer replaybench is refused.
 
@@ -27,13 +28,13 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.redact import redact
-from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.results import RunResult, result_json, without_non_finite
 
 STORE_FILE = "leaderboard.sqlite"
@@ -133,7 +134,7 @@ def default_store_path() -> Path:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def redact_json(result: RunResult) -> str:
@@ -217,7 +218,9 @@ class Store:
         target = ":memory:" if self.path is None else str(self.path)
         if self.path is not None:
             if self.path.is_dir():
-                raise ConfigError(f"The store path {self.path} is a folder; give a file such as {self.path / STORE_FILE}.")
+                raise ConfigError(
+                    f"The store path {self.path} is a folder; give a file such as {self.path / STORE_FILE}."
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -267,19 +270,45 @@ class Store:
                 db.execute(f"PRAGMA user_version = {int(target)}")
 
     # --- writing ------------------------------------------------------------------
-    def add_submission(self, *, board: Board, display_name: str, agent: str, config: Mapping[str, Any],
-                       config_hash: str, source_hash: str, source_files: Mapping[str, str]) -> int:
+    def add_submission(
+        self,
+        *,
+        board: Board,
+        display_name: str,
+        agent: str,
+        config: Mapping[str, Any],
+        config_hash: str,
+        source_hash: str,
+        source_files: Mapping[str, str],
+    ) -> int:
         """Open a submission (status 'running') and return its id."""
         with self._write() as db:
             cur = db.execute(
                 "INSERT INTO submissions (board, board_version, display_name, agent, config_json, config_hash, "
                 "source_hash, source_files_json, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-                (board.name, board.version, redact(check_display_name(display_name)), redact(agent), _dumps(config),
-                 config_hash, source_hash, _dumps(dict(source_files)), now()))
+                (
+                    board.name,
+                    board.version,
+                    redact(check_display_name(display_name)),
+                    redact(agent),
+                    _dumps(config),
+                    config_hash,
+                    source_hash,
+                    _dumps(dict(source_files)),
+                    now(),
+                ),
+            )
             return int(cur.lastrowid)
 
-    def add_run(self, submission_id: int, board: Board, result: RunResult, *, results_path: str | None = None,
-                wandb_run: str | None = None) -> int:
+    def add_run(
+        self,
+        submission_id: int,
+        board: Board,
+        result: RunResult,
+        *,
+        results_path: str | None = None,
+        wandb_run: str | None = None,
+    ) -> int:
         """Record one run of a submission, refusing a result that does not belong to ``board``.
 
         Raises:
@@ -289,8 +318,10 @@ class Store:
         """
         sub = self.submission(submission_id)
         if (sub.board, sub.board_version) != (board.name, board.version):
-            raise ConfigError(f"Submission {submission_id} is for board {sub.board!r} v{sub.board_version}, "
-                              f"not {board.name!r} v{board.version}; its results cannot be mixed.")
+            raise ConfigError(
+                f"Submission {submission_id} is for board {sub.board!r} v{sub.board_version}, "
+                f"not {board.name!r} v{board.version}; its results cannot be mixed."
+            )
         stream, seed = result.spec["stream"], int(result.spec["seed"])
         board.check_fingerprint(stream, result.provenance.get("stream_fingerprint", ""))
         if seed not in board.seeds:
@@ -305,20 +336,49 @@ class Store:
                 "baseline_json, result_json, provenance_json, git_commit, replaybench_version, torch_version, "
                 "hardware_json, wall_seconds, results_path, created, wandb_run) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (submission_id, stream, seed, prov["stream_fingerprint"], str(prov.get("stream_version", "")),
-                 json.dumps(result.R), json.dumps(result.baseline), redact_json(result), _dumps(prov),
-                 prov.get("git_commit"), prov.get("replaybench_version"), prov.get("torch_version"),
-                 _dumps(prov.get("hardware", {})), float(result.costs.get("wall_seconds", 0.0)),
-                 redact(results_path), now(), wandb_run))
+                (
+                    submission_id,
+                    stream,
+                    seed,
+                    prov["stream_fingerprint"],
+                    str(prov.get("stream_version", "")),
+                    json.dumps(result.R),
+                    json.dumps(result.baseline),
+                    redact_json(result),
+                    _dumps(prov),
+                    prov.get("git_commit"),
+                    prov.get("replaybench_version"),
+                    prov.get("torch_version"),
+                    _dumps(prov.get("hardware", {})),
+                    float(result.costs.get("wall_seconds", 0.0)),
+                    redact(results_path),
+                    now(),
+                    wandb_run,
+                ),
+            )
             run_id = int(cur.lastrowid)
-            db.executemany("INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
-                           [(run_id, k, float(v)) for k, v in result.metrics.items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)])
+            db.executemany(
+                "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+                [
+                    (run_id, k, float(v))
+                    for k, v in result.metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                ],
+            )
             return run_id
 
-    def record_sweep_run(self, *, sweep: str, run_id: str, spec: Mapping[str, Any], results_path: str,
-                         result: RunResult | None = None, failure: Mapping[str, Any] | None = None,
-                         seconds: float | None = None, host: str | None = None) -> None:
+    def record_sweep_run(
+        self,
+        *,
+        sweep: str,
+        run_id: str,
+        spec: Mapping[str, Any],
+        results_path: str,
+        result: RunResult | None = None,
+        failure: Mapping[str, Any] | None = None,
+        seconds: float | None = None,
+        host: str | None = None,
+    ) -> None:
         """Record one run of a sweep (exactly one of ``result`` and ``failure``); a rerun replaces its row."""
         if (result is None) == (failure is None):
             raise ValueError("give exactly one of result and failure")
@@ -332,11 +392,24 @@ class Store:
                 "r_json = excluded.r_json, metrics_json = excluded.metrics_json, result_json = excluded.result_json, "
                 "failure_json = excluded.failure_json, results_path = excluded.results_path, "
                 "seconds = excluded.seconds, host = excluded.host, created = excluded.created",
-                (redact(sweep), run_id, spec["stream"], redact(spec["agent"]), int(spec["seed"]), _dumps(dict(spec)),
-                 "done" if done else "failed",
-                 json.dumps(result.R) if done else None, _dumps(result.metrics) if done else None,
-                 redact_json(result) if done else None, None if done else _dumps(dict(failure)),
-                 redact(results_path), seconds, host, now()))
+                (
+                    redact(sweep),
+                    run_id,
+                    spec["stream"],
+                    redact(spec["agent"]),
+                    int(spec["seed"]),
+                    _dumps(dict(spec)),
+                    "done" if done else "failed",
+                    json.dumps(result.R) if done else None,
+                    _dumps(result.metrics) if done else None,
+                    redact_json(result) if done else None,
+                    None if done else _dumps(dict(failure)),
+                    redact(results_path),
+                    seconds,
+                    host,
+                    now(),
+                ),
+            )
 
     def finish_submission(self, submission_id: int, status: str) -> None:
         if status not in ("complete", "failed"):
@@ -344,37 +417,63 @@ class Store:
         with self._write() as db:
             db.execute("UPDATE submissions SET status = ?, finished = ? WHERE id = ?", (status, now(), submission_id))
 
-    def add_verification(self, submission_id: int, *, stream: str, seed: int, max_abs_diff: float,
-                         tolerance: float, passed: bool, provenance: Mapping[str, Any]) -> None:
+    def add_verification(
+        self,
+        submission_id: int,
+        *,
+        stream: str,
+        seed: int,
+        max_abs_diff: float,
+        tolerance: float,
+        passed: bool,
+        provenance: Mapping[str, Any],
+    ) -> None:
         with self._write() as db:
-            db.execute("INSERT INTO verifications (submission_id, stream, seed, max_abs_diff, tolerance, passed, "
-                       "provenance_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (submission_id, stream, seed, max_abs_diff, tolerance, int(passed), _dumps(dict(provenance)),
-                        now()))
+            db.execute(
+                "INSERT INTO verifications (submission_id, stream, seed, max_abs_diff, tolerance, passed, "
+                "provenance_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (submission_id, stream, seed, max_abs_diff, tolerance, int(passed), _dumps(dict(provenance)), now()),
+            )
 
     def set_verified(self, submission_id: int, verified: bool) -> None:
         with self._write() as db:
             db.execute("UPDATE submissions SET verified = ? WHERE id = ?", (int(verified), submission_id))
 
     # --- reading ------------------------------------------------------------------
-    _SUBMISSION_COLUMNS = ("id, board, board_version, display_name, agent, config_json, config_hash, source_hash, "
-                           "source_files_json, status, created, verified")
+    _SUBMISSION_COLUMNS = (
+        "id, board, board_version, display_name, agent, config_json, config_hash, source_hash, "
+        "source_files_json, status, created, verified"
+    )
 
     @staticmethod
     def _submission(row: tuple) -> Submission:
-        return Submission(id=row[0], board=row[1], board_version=row[2], display_name=row[3], agent=row[4],
-                          config=json.loads(row[5]), config_hash=row[6], source_hash=row[7],
-                          source_files=json.loads(row[8]), status=row[9], created=row[10], verified=bool(row[11]))
+        return Submission(
+            id=row[0],
+            board=row[1],
+            board_version=row[2],
+            display_name=row[3],
+            agent=row[4],
+            config=json.loads(row[5]),
+            config_hash=row[6],
+            source_hash=row[7],
+            source_files=json.loads(row[8]),
+            status=row[9],
+            created=row[10],
+            verified=bool(row[11]),
+        )
 
     def submission(self, submission_id: int) -> Submission:
-        row = self._db.execute(f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE id = ?",
-                               (submission_id,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE id = ?", (submission_id,)
+        ).fetchone()
         if row is None:
             where = self.path or "the in-memory store"
             raise ConfigError(f"No submission {submission_id} in {where}.")
         return self._submission(row)
 
-    def submissions(self, board: str, board_version: str | None = None, *, status: str | None = "complete") -> list[Submission]:
+    def submissions(
+        self, board: str, board_version: str | None = None, *, status: str | None = "complete"
+    ) -> list[Submission]:
         """Submissions to ``board`` (optionally one version, one status), oldest first."""
         sql = f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE board = ?"
         args: list[Any] = [board]
@@ -389,24 +488,52 @@ class Store:
     def runs(self, submission_id: int) -> list[StoredRun]:
         rows = self._db.execute(
             "SELECT id, submission_id, stream, seed, stream_fingerprint, r_json, provenance_json, result_json, "
-            "wandb_run FROM runs WHERE submission_id = ? ORDER BY stream, seed", (submission_id,)).fetchall()
+            "wandb_run FROM runs WHERE submission_id = ? ORDER BY stream, seed",
+            (submission_id,),
+        ).fetchall()
         out = []
         for r in rows:
             values = dict(self._db.execute("SELECT name, value FROM metrics WHERE run_id = ?", (r[0],)).fetchall())
-            out.append(StoredRun(id=r[0], submission_id=r[1], stream=r[2], seed=r[3], stream_fingerprint=r[4],
-                                 R=json.loads(r[5]), metrics=values, provenance=json.loads(r[6]),
-                                 result=json.loads(r[7]), wandb_run=r[8]))
+            out.append(
+                StoredRun(
+                    id=r[0],
+                    submission_id=r[1],
+                    stream=r[2],
+                    seed=r[3],
+                    stream_fingerprint=r[4],
+                    R=json.loads(r[5]),
+                    metrics=values,
+                    provenance=json.loads(r[6]),
+                    result=json.loads(r[7]),
+                    wandb_run=r[8],
+                )
+            )
         return out
 
     def sweep_runs(self, sweep: str) -> list[SweepRun]:
         """The recorded runs of one sweep (its folder, as recorded), in run-id order."""
         rows = self._db.execute(
             "SELECT sweep, run_id, stream, agent, seed, status, r_json, metrics_json, failure_json, results_path, "
-            "seconds, host FROM sweep_runs WHERE sweep = ? ORDER BY run_id", (sweep,)).fetchall()
-        return [SweepRun(sweep=r[0], run_id=r[1], stream=r[2], agent=r[3], seed=r[4], status=r[5],
-                         R=json.loads(r[6]) if r[6] else None, metrics=json.loads(r[7]) if r[7] else {},
-                         failure=json.loads(r[8]) if r[8] else None, results_path=r[9], seconds=r[10], host=r[11])
-                for r in rows]
+            "seconds, host FROM sweep_runs WHERE sweep = ? ORDER BY run_id",
+            (sweep,),
+        ).fetchall()
+        return [
+            SweepRun(
+                sweep=r[0],
+                run_id=r[1],
+                stream=r[2],
+                agent=r[3],
+                seed=r[4],
+                status=r[5],
+                R=json.loads(r[6]) if r[6] else None,
+                metrics=json.loads(r[7]) if r[7] else {},
+                failure=json.loads(r[8]) if r[8] else None,
+                results_path=r[9],
+                seconds=r[10],
+                host=r[11],
+            )
+            for r in rows
+        ]
 
     def count(self, table: str) -> int:
         if table not in ("submissions", "runs", "metrics", "verifications", "sweep_runs"):

@@ -45,7 +45,9 @@ def read_submit_config(path: str | Path, agent: str) -> dict[str, Any]:
     cfg = load_config_file(path)
     fixed = [k for k in ("stream", "seeds", "out") if k in cfg]
     if fixed:
-        raise ConfigError(f"A board fixes its streams and seeds; remove {', '.join(repr(k) for k in fixed)} from {path}.")
+        raise ConfigError(
+            f"A board fixes its streams and seeds; remove {', '.join(repr(k) for k in fixed)} from {path}."
+        )
     return options_for(agent, cfg, [])
 
 
@@ -57,14 +59,32 @@ def submission_options(board: Board, agent: str, config_options: Mapping[str, An
     return full_config(agent, options)
 
 
-def plan_submission(board: Board, agent: str, *, config_options: Mapping[str, Any] | None = None,
-                    data_dir: str | None = None, download: bool = False, device: str = "cpu") -> list[PlannedRun]:
+def plan_submission(
+    board: Board,
+    agent: str,
+    *,
+    config_options: Mapping[str, Any] | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    device: str = "cpu",
+) -> list[PlannedRun]:
     """Every stream × seed of ``board`` for ``agent`` with its full config (the agent name made canonical)."""
     agent = canonical_agent(agent)
     options = submission_options(board, agent, config_options)
-    return plan(RunSpec(stream=bs.name, agent=agent, seed=seed, agent_options=options, stream_options=bs.options,
-                        data_dir=data_dir, download=download, device=device)
-                for bs in board.streams for seed in board.seeds)
+    return plan(
+        RunSpec(
+            stream=bs.name,
+            agent=agent,
+            seed=seed,
+            agent_options=options,
+            stream_options=bs.options,
+            data_dir=data_dir,
+            download=download,
+            device=device,
+        )
+        for bs in board.streams
+        for seed in board.seeds
+    )
 
 
 def check_board_fingerprints(board: Board, plans: Sequence[PlannedRun], streams: Mapping[str, Any]) -> None:

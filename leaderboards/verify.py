@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.store import Store
 from replaybench.provenance import agent_source_files, source_hash
-from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.registry import AGENTS
 from replaybench.runner import RunSpec, make_stream, run
 
@@ -41,9 +41,18 @@ class VerificationFailed(ReplaybenchError):
     """A re-run did not reproduce the stored R matrix within the tolerance."""
 
 
-def verify(store: Store, submission_id: int, board: Board, *, seed: int | None = None,
-           streams: Sequence[str] | None = None, tolerance: float = DEFAULT_TOLERANCE,
-           data_dir: str | None = None, download: bool = False, device: str = "cpu") -> list[Check]:
+def verify(
+    store: Store,
+    submission_id: int,
+    board: Board,
+    *,
+    seed: int | None = None,
+    streams: Sequence[str] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    data_dir: str | None = None,
+    download: bool = False,
+    device: str = "cpu",
+) -> list[Check]:
     """Re-run ``seed`` (default: the board's first) and record whether R is reproduced.
 
     Raises:
@@ -52,11 +61,15 @@ def verify(store: Store, submission_id: int, board: Board, *, seed: int | None =
         VerificationFailed: some R entry differs by more than ``tolerance``.
     """
     if not tolerance >= 0:
-        raise ConfigError(f"The 'tolerance' parameter of verify must be a float in the range [0, inf). Got {tolerance!r} instead.")
+        raise ConfigError(
+            f"The 'tolerance' parameter of verify must be a float in the range [0, inf). Got {tolerance!r} instead."
+        )
     sub = store.submission(submission_id)
     if (sub.board, sub.board_version) != (board.name, board.version):
-        raise ConfigError(f"Submission {submission_id} was made to board {sub.board!r} v{sub.board_version}; "
-                          f"the board file is {board.name!r} v{board.version}.")
+        raise ConfigError(
+            f"Submission {submission_id} was made to board {sub.board!r} v{sub.board_version}; "
+            f"the board file is {board.name!r} v{board.version}."
+        )
     if sub.status != "complete":
         raise ConfigError(f"Submission {submission_id} is {sub.status}, not complete; there is nothing to verify.")
     seed = board.seeds[0] if seed is None else seed
@@ -67,8 +80,11 @@ def verify(store: Store, submission_id: int, board: Board, *, seed: int | None =
     agent_cls, _ = AGENTS.load(sub.agent)
     current_source = source_hash(agent_source_files(agent_cls))
     if current_source != sub.source_hash:
-        print(f"replaybench: warning: the agent's source changed since submission {submission_id} "
-              f"({sub.source_hash[:12]}… then, {current_source[:12]}… now).", file=sys.stderr)
+        print(
+            f"replaybench: warning: the agent's source changed since submission {submission_id} "
+            f"({sub.source_hash[:12]}… then, {current_source[:12]}… now).",
+            file=sys.stderr,
+        )
     checks = []
     for name in names:
         if (name, seed) not in stored:
@@ -76,14 +92,31 @@ def verify(store: Store, submission_id: int, board: Board, *, seed: int | None =
         options = board.stream(name).options
         stream = make_stream(name, data_dir=data_dir, download=download, **options)
         board.check_fingerprint(name, stream.fingerprint)
-        result = run(RunSpec(stream=name, agent=sub.agent, seed=seed, agent_options=sub.config,
-                             stream_options=options, data_dir=data_dir, download=download, device=device),
-                     stream=stream)
+        result = run(
+            RunSpec(
+                stream=name,
+                agent=sub.agent,
+                seed=seed,
+                agent_options=sub.config,
+                stream_options=options,
+                data_dir=data_dir,
+                download=download,
+                device=device,
+            ),
+            stream=stream,
+        )
         old, new = np.asarray(stored[(name, seed)].R, dtype=float), np.asarray(result.R, dtype=float)
         diff = float(np.abs(old - new).max()) if old.shape == new.shape else float("inf")
         passed = diff <= tolerance
-        store.add_verification(submission_id, stream=name, seed=seed, max_abs_diff=diff, tolerance=tolerance,
-                               passed=passed, provenance={**result.provenance, "source_hash": current_source})
+        store.add_verification(
+            submission_id,
+            stream=name,
+            seed=seed,
+            max_abs_diff=diff,
+            tolerance=tolerance,
+            passed=passed,
+            provenance={**result.provenance, "source_hash": current_source},
+        )
         checks.append(Check(name, seed, diff, passed))
     ok = all(c.passed for c in checks)
     store.set_verified(submission_id, ok)

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from replaybench.leaderboards.redact import redact
 from replaybench.errors import ConfigError
+from replaybench.leaderboards.redact import redact
 from replaybench.results import RunResult, atomic_write_text, safe_name, write_heatmap
 
 MODES = ("online", "offline", "disabled")
@@ -54,8 +54,11 @@ def _init(**kwargs: Any) -> Any:
         return wandb.init(settings=settings, reinit="finish_previous", **kwargs)
     except wandb.errors.UsageError as exc:
         if kwargs.get("mode") == "online" and "api key" in str(exc).lower():
-            print("replaybench: warning: no W&B API key configured; logging offline instead "
-                  "(upload later with `wandb sync`).", file=sys.stderr)
+            print(
+                "replaybench: warning: no W&B API key configured; logging offline instead "
+                "(upload later with `wandb sync`).",
+                file=sys.stderr,
+            )
             return wandb.init(settings=settings, reinit="finish_previous", **{**kwargs, "mode": "offline"})
         raise ConfigError(f"W&B refused to start a run: {exc}".splitlines()[0]) from None
 
@@ -64,18 +67,30 @@ def run_config(result: RunResult, extra: Mapping[str, Any] | None = None) -> dic
     """The W&B config of a run: agent config, spec, stream identity, seed and versions."""
     prov = result.provenance
     config = {
-        "agent": result.spec["agent"], "stream": result.spec["stream"], "seed": result.spec["seed"],
-        "agent_config": prov.get("config", {}), "spec": result.spec,
-        "stream_version": prov.get("stream_version"), "stream_fingerprint": prov.get("stream_fingerprint"),
-        **{k: prov.get(k) for k in ("git_commit", "replaybench_version", "torch_version", "numpy_version",
-                                    "python_version")},
+        "agent": result.spec["agent"],
+        "stream": result.spec["stream"],
+        "seed": result.spec["seed"],
+        "agent_config": prov.get("config", {}),
+        "spec": result.spec,
+        "stream_version": prov.get("stream_version"),
+        "stream_fingerprint": prov.get("stream_fingerprint"),
+        **{
+            k: prov.get(k)
+            for k in ("git_commit", "replaybench_version", "torch_version", "numpy_version", "python_version")
+        },
         **dict(extra or {}),
     }
     return redact(config)
 
 
-def log_run(result: RunResult, *, mode: str | None = None, project: str = DEFAULT_PROJECT,
-            results_path: str | Path | None = None, extra_config: Mapping[str, Any] | None = None) -> str | None:
+def log_run(
+    result: RunResult,
+    *,
+    mode: str | None = None,
+    project: str = DEFAULT_PROJECT,
+    results_path: str | Path | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> str | None:
     """Log one RunResult as a W&B run; return where it went (URL or offline run folder), or None if disabled."""
     import wandb
 
@@ -83,8 +98,14 @@ def log_run(result: RunResult, *, mode: str | None = None, project: str = DEFAUL
     if mode == "disabled":
         return None
     spec = result.spec
-    run = _init(project=project, mode=mode, group=str(spec["stream"]), job_type="train",
-                name=result.run_name, config=run_config(result, extra_config))
+    run = _init(
+        project=project,
+        mode=mode,
+        group=str(spec["stream"]),
+        job_type="train",
+        name=result.run_name,
+        config=run_config(result, extra_config),
+    )
     try:
         curve = result.metrics.get("average_accuracy_curve", [])
         per_exp = result.costs.get("per_experience", [])
@@ -119,15 +140,24 @@ def log_run(result: RunResult, *, mode: str | None = None, project: str = DEFAUL
     return where
 
 
-def log_results(results: list[RunResult], *, mode: str | None = None, out: str | Path | None = None,
-                project: str = DEFAULT_PROJECT) -> list[str | None]:
+def log_results(
+    results: list[RunResult], *, mode: str | None = None, out: str | Path | None = None, project: str = DEFAULT_PROJECT
+) -> list[str | None]:
     """Log each result (``replaybench run --wandb``); ``out`` is where their JSON files were written."""
-    return [log_run(r, mode=mode, project=project, results_path=Path(out) / f"{r.run_name}.json" if out else None)
-            for r in results]
+    return [
+        log_run(r, mode=mode, project=project, results_path=Path(out) / f"{r.run_name}.json" if out else None)
+        for r in results
+    ]
 
 
-def log_board(columns: list[str], data: list[list[Any]], *, board: Mapping[str, Any], mode: str | None = None,
-              project: str = DEFAULT_PROJECT) -> str | None:
+def log_board(
+    columns: list[str],
+    data: list[list[Any]],
+    *,
+    board: Mapping[str, Any],
+    mode: str | None = None,
+    project: str = DEFAULT_PROJECT,
+) -> str | None:
     """Write a ``job_type="leaderboard"`` run holding the board table (``leaderboard``)."""
     import wandb
 
@@ -135,8 +165,14 @@ def log_board(columns: list[str], data: list[list[Any]], *, board: Mapping[str, 
     if mode == "disabled":
         return None
     name = f"leaderboard-{safe_name(board['board'])}-v{safe_name(str(board['version']))}"
-    run = _init(project=project, mode=mode, job_type="leaderboard", group="leaderboards", name=name,
-                config=redact({k: v for k, v in board.items() if k != "rows"}))
+    run = _init(
+        project=project,
+        mode=mode,
+        job_type="leaderboard",
+        group="leaderboards",
+        name=name,
+        config=redact({k: v for k, v in board.items() if k != "rows"}),
+    )
     try:
         run.log({"leaderboard": wandb.Table(columns=columns, data=data)})
         atomic_write_text(Path(run.dir) / "leaderboard.json", json.dumps(redact(dict(board)), indent=1))

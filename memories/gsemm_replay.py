@@ -79,8 +79,7 @@ class ScoredReservoir:
         self.last_correct[fresh] = False
         self._size = len(kept)
 
-    def sample_indices(self, n: int, weights: Tensor | None = None,
-                       generator: torch.Generator | None = None) -> Tensor:
+    def sample_indices(self, n: int, weights: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Indices of ``n`` stored items, uniform or in proportion to ``weights``.
 
         The agent reads the items (``x[idx]``, ``y[idx]``) and writes their
@@ -112,16 +111,24 @@ class ScoredReservoir:
     def state_dict(self) -> dict[str, Any]:
         n = self._size
         stored = {} if self.x is None else {"x": self.x[:n].clone(), "y": self.y[:n].clone()}
-        return {**stored, "score": self.score[:n].clone(), "age": self.age[:n].clone(),
-                "forgets": self.forgets[:n].clone(), "last_correct": self.last_correct[:n].clone(),
-                "slots": self._slots.state_dict(), "next_id": self._next_id, "capacity": self.capacity,
-                "metadata_bytes": self.metadata_bytes}
+        return {
+            **stored,
+            "score": self.score[:n].clone(),
+            "age": self.age[:n].clone(),
+            "forgets": self.forgets[:n].clone(),
+            "last_correct": self.last_correct[:n].clone(),
+            "slots": self._slots.state_dict(),
+            "next_id": self._next_id,
+            "capacity": self.capacity,
+            "metadata_bytes": self.metadata_bytes,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (into a memory of the same capacity)."""
         if state["capacity"] != self.capacity:
-            raise ConfigError(f"Cannot load a ScoredReservoir of capacity {state['capacity']} into one of "
-                              f"{self.capacity}.")
+            raise ConfigError(
+                f"Cannot load a ScoredReservoir of capacity {state['capacity']} into one of {self.capacity}."
+            )
         self.metadata_bytes, self._next_id = int(state["metadata_bytes"]), int(state["next_id"])
         self._slots.load_state_dict(state["slots"])
         self._size = n = len(state["score"])
@@ -213,8 +220,10 @@ class GSEMMReplayMemory:
 
     def state_dict(self) -> dict[str, Any]:
         """Every class's Ξ, Φ and counts (the DSEM's own ``state_dict``), norms and mean."""
-        return {c: {"model": m.model.state_dict(), "norms": m.norms.clone(), "mean": m.mean.clone()}
-                for c, m in self.classes.items()}
+        return {
+            c: {"model": m.model.state_dict(), "norms": m.norms.clone(), "mean": m.mean.clone()}
+            for c, m in self.classes.items()
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (the config and budget stay this memory's)."""
@@ -243,11 +252,15 @@ class GSEMMReplayMemory:
         """Store an experience's items: each new class as one cyclic sequence."""
         x = x.flatten(1).float()
         if x.shape[1] != self.n_features:
-            raise ConfigError(f"GSEMMReplayMemory holds {self.n_features}-wide exemplars. Got width {x.shape[1]} instead.")
+            raise ConfigError(
+                f"GSEMMReplayMemory holds {self.n_features}-wide exemplars. Got width {x.shape[1]} instead."
+            )
         labels = [int(c) for c in torch.unique(y)]
         k = self.memories_per_class(len(set(self.classes) | set(labels)))
         if k < 1:
-            raise ConfigError(f"A GSEMM memory of {self.budget_bytes} bytes holds no {self.n_features}-wide exemplar per class.")
+            raise ConfigError(
+                f"A GSEMM memory of {self.budget_bytes} bytes holds no {self.n_features}-wide exemplar per class."
+            )
         for c in list(self.classes):
             self._shrink(c, k)
         for c in labels:

@@ -177,8 +177,9 @@ class ClassBalancedBuffer:
         """Restore what :meth:`state_dict` returned; every class's reservoir shares this buffer's generator."""
         self._per_class = {}
         for c, class_state in state.items():
-            self._per_class[int(c)] = buffer = ReservoirBuffer(capacity=int(class_state["capacity"]),
-                                                               generator=self.generator)
+            self._per_class[int(c)] = buffer = ReservoirBuffer(
+                capacity=int(class_state["capacity"]), generator=self.generator
+            )
             buffer.load_state_dict(class_state)
         self._cache = None
 

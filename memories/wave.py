@@ -99,8 +99,9 @@ class AttentionBoundary(nn.Module):
     def __init__(self, *, slots: int, features: int, heads: int = 1, position_bias: bool = False) -> None:
         super().__init__()
         if features % heads:
-            raise ConfigError(f"The 'heads' parameter of AttentionBoundary must divide features={features}. "
-                              f"Got {heads} instead.")
+            raise ConfigError(
+                f"The 'heads' parameter of AttentionBoundary must divide features={features}. Got {heads} instead."
+            )
         self.heads, self.head_dim = heads, features // heads
         self.query = nn.Linear(features, features, bias=False)
         self.key = nn.Linear(features, features, bias=False)
@@ -140,8 +141,17 @@ class WaveLattice(nn.Module):
             whose width is not ``features``.
     """
 
-    def __init__(self, *, slots: int, features: int, boundary: str = "linear", activation: str = "identity",
-                 bias: bool = False, heads: int = 1, position_bias: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        slots: int,
+        features: int,
+        boundary: str = "linear",
+        activation: str = "identity",
+        bias: bool = False,
+        heads: int = 1,
+        position_bias: bool = False,
+    ) -> None:
         super().__init__()
         check_param("WaveLattice", "slots", slots, _POS_INT)
         check_param("WaveLattice", "features", features, _POS_INT)
@@ -155,8 +165,7 @@ class WaveLattice(nn.Module):
         elif boundary == "linear":
             self.boundary = LinearBoundary(slots=slots, features=features, bias=bias)
         else:
-            self.boundary = AttentionBoundary(slots=slots, features=features, heads=heads,
-                                              position_bias=position_bias)
+            self.boundary = AttentionBoundary(slots=slots, features=features, heads=heads, position_bias=position_bias)
 
     @torch.no_grad()
     def zero_boundary(self) -> None:
@@ -194,8 +203,9 @@ class WaveLattice(nn.Module):
     def forward(self, drive: torch.Tensor, lattice: torch.Tensor | None = None) -> torch.Tensor:
         """Run over a drive sequence [B, T, d]; returns every lattice [B, T, s, d]."""
         if drive.dim() != 3 or drive.shape[-1] != self.features:
-            raise ConfigError(f"The drive of WaveLattice must have shape [B, T, {self.features}]. "
-                              f"Got {tuple(drive.shape)} instead.")
+            raise ConfigError(
+                f"The drive of WaveLattice must have shape [B, T, {self.features}]. Got {tuple(drive.shape)} instead."
+            )
         if lattice is None:
             lattice = self.initial_state(drive.shape[0], device=drive.device).to(drive.dtype)
         states = []

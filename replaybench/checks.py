@@ -435,8 +435,9 @@ def _print_report(report: CheckReport) -> int:
 
 def _cmd_check_agent(args: argparse.Namespace) -> int:
     options = dict(parse_option(o) for o in args.option)
-    return _print_report(check_agent(args.spec, stream=args.stream, options=options, seed=args.seed,
-                                     data_dir=args.data_dir))
+    return _print_report(
+        check_agent(args.spec, stream=args.stream, options=options, seed=args.seed, data_dir=args.data_dir)
+    )
 
 
 def _cmd_check_stream(args: argparse.Namespace) -> int:
@@ -455,9 +456,13 @@ def register_check_command(subparsers: Any, parents: list | None = None) -> None
     Each prints its report and returns the exit code: 1 when a check failed.
     """
     parents = list(parents or [])
-    parser = subparsers.add_parser("check", parents=parents, help="conformance checks of an agent, a stream or a memory")
+    parser = subparsers.add_parser(
+        "check", parents=parents, help="conformance checks of an agent, a stream or a memory"
+    )
     sub = parser.add_subparsers(dest="check_command", required=True)
-    agent = sub.add_parser("agent", parents=parents, help="check an agent on a tiny stream (name, module:Class or file.py:Class)")
+    agent = sub.add_parser(
+        "agent", parents=parents, help="check an agent on a tiny stream (name, module:Class or file.py:Class)"
+    )
     agent.add_argument("spec", help="an agent name, 'package.module:Class' or 'path/to/file.py:Class'")
     agent.add_argument("--stream", help="a stream to cut down and check on (default: by the agent's kinds)")
     agent.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="agent option")

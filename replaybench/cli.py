@@ -35,20 +35,36 @@ def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "i
     """Where runs execute: every command that runs agents takes these."""
     from replaybench.executors import EXECUTORS
 
-    p.add_argument("--executor", choices=EXECUTORS, default=default_executor,
-                   help=f"where runs execute (default: {default_executor})")
-    p.add_argument("--workers", type=int, help="parallel runs (local pool size, Ray CPUs, Slurm array parallelism; "
-                                               "default: the CPUs available)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=default_executor,
+        help=f"where runs execute (default: {default_executor})",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="parallel runs (local pool size, Ray CPUs, Slurm array parallelism; default: the CPUs available)",
+    )
     p.add_argument("--timeout", type=float, help="per-run limit in seconds; a run past it is recorded as failed")
     p.add_argument("--address", help="Ray cluster: 'auto' or ray://host:10001 (default: start a local one)")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit cluster (default: detect)")
     p.add_argument("--partition", help="Slurm partition")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads per run (inline: this process; "
-                                               "local: each worker, default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads per run (inline: this process; local: each worker, default 1)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the R heatmaps")
-    p.add_argument("--wandb", nargs="?", const="", default=None, metavar="MODE",
-                   help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)")
+    p.add_argument(
+        "--wandb",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="MODE",
+        help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)",
+    )
     p.add_argument("--data-dir", help="folder holding dataset files (e.g. Fashion-MNIST IDX files)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
@@ -80,9 +96,16 @@ def wandb_sinks(args: argparse.Namespace, extra_config: dict[str, Any] | None = 
 def make_executor_from(args: argparse.Namespace, folder: Path) -> Any:
     from replaybench.executors import make_executor
 
-    return make_executor(args.executor, workers=args.workers, timeout_s=args.timeout, address=args.address,
-                         folder=folder / ".submitit", cluster=args.cluster, partition=args.partition,
-                         threads=args.threads)
+    return make_executor(
+        args.executor,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        address=args.address,
+        folder=folder / ".submitit",
+        cluster=args.cluster,
+        partition=args.partition,
+        threads=args.threads,
+    )
 
 
 def execute(plans: list, args: argparse.Namespace, *, folder: Path, sinks: Sequence[Any], description: str) -> Any:
@@ -93,8 +116,13 @@ def execute(plans: list, args: argparse.Namespace, *, folder: Path, sinks: Seque
     ResultsFolder(folder).open(plans)  # an unwritable or clashing --out fails before the streams are built
     executor = make_executor_from(args, folder)
     streams = start_and_validate(plans, executor, local_devices=args.executor in ("inline", "local"))
-    return run_pipeline(plans, executor=executor, sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *sinks],
-                        streams=streams, description=description)
+    return run_pipeline(
+        plans,
+        executor=executor,
+        sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *sinks],
+        streams=streams,
+        description=description,
+    )
 
 
 # --- printing -----------------------------------------------------------------------------------
@@ -127,8 +155,14 @@ def print_results(results: Sequence[Any]) -> None:
     groups: dict[tuple[str, str, str], list] = {}
     for r in results:
         m = r.metrics
-        per_seed.add_row(r.spec["stream"], r.spec["agent"], str(r.spec["seed"]), *(_cell(m.get(k)) for k in shown),
-                         f"{r.costs['wall_seconds']:.1f}", f"{r.costs['peak_rss_mb']:.0f}")
+        per_seed.add_row(
+            r.spec["stream"],
+            r.spec["agent"],
+            str(r.spec["seed"]),
+            *(_cell(m.get(k)) for k in shown),
+            f"{r.costs['wall_seconds']:.1f}",
+            f"{r.costs['peak_rss_mb']:.0f}",
+        )
         groups.setdefault((r.spec["stream"], r.spec["agent"], r.run_id.rpartition("__")[2]), []).append(r)
     console.print(per_seed)
     summary = Table(title="Mean ± 90% t-interval over seeds")
@@ -136,9 +170,14 @@ def print_results(results: Sequence[Any]) -> None:
         summary.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     for (stream, agent, _), rs in groups.items():
         cells = [interval_text([r.metrics.get(k, float("nan")) for r in rs]) for k in shown]
-        summary.add_row(stream, agent, str(len(rs)), *cells,
-                        interval_text([r.costs["wall_seconds"] for r in rs], 1),
-                        f"{max(r.costs['peak_rss_mb'] for r in rs):.0f}")
+        summary.add_row(
+            stream,
+            agent,
+            str(len(rs)),
+            *cells,
+            interval_text([r.costs["wall_seconds"] for r in rs], 1),
+            f"{max(r.costs['peak_rss_mb'] for r in rs):.0f}",
+        )
     console.print(summary)
 
 
@@ -159,8 +198,10 @@ def print_report(report: Any, *, folder: Path | None = None) -> None:
                 table.add_row(p.run_id, f.get("kind", "?"), f.get("error", ""))
         console.print(table)
     where = f"; results in {folder}" if folder is not None else ""
-    console.print(f"{len(report.results)} finished, {len(report.failures)} failed of {len(report.plans)} runs "
-                  f"({len(report.executed)} run now, {len(report.skipped)} skipped){where}")
+    console.print(
+        f"{len(report.results)} finished, {len(report.failures)} failed of {len(report.plans)} runs "
+        f"({len(report.executed)} run now, {len(report.skipped)} skipped){where}"
+    )
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -171,14 +212,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     cfg = load_config_file(args.config) if args.config else {}
-    seeds = check_seeds(args.seeds if args.seeds is not None else cfg.get("seeds", [0]),
-                        where="--seeds" if args.seeds is not None else str(args.config))
+    seeds = check_seeds(
+        args.seeds if args.seeds is not None else cfg.get("seeds", [0]),
+        where="--seeds" if args.seeds is not None else str(args.config),
+    )
     folder = Path(args.out or cfg.get("out") or DEFAULT_OUT)
-    plans = plan(RunSpec(stream=args.stream, agent=agent, seed=seed, agent_options=options_for(agent, cfg, args.option),
-                         stream_options=cfg.get("stream", {}), data_dir=args.data_dir, download=args.download,
-                         device=args.device, intransigence_reference=args.intransigence,
-                         forward_transfer_reference=args.forward_transfer)
-                 for agent in args.agent for seed in seeds)
+    plans = plan(
+        RunSpec(
+            stream=args.stream,
+            agent=agent,
+            seed=seed,
+            agent_options=options_for(agent, cfg, args.option),
+            stream_options=cfg.get("stream", {}),
+            data_dir=args.data_dir,
+            download=args.download,
+            device=args.device,
+            intransigence_reference=args.intransigence,
+            forward_transfer_reference=args.forward_transfer,
+        )
+        for agent in args.agent
+        for seed in seeds
+    )
     report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description=f"run ({args.executor})")
     print_report(report, folder=folder)
     return report.exit_code
@@ -192,9 +246,19 @@ def cmd_quick(args: argparse.Namespace) -> int:
     set_threads(args.threads if args.threads is not None else 1)  # tiny nets: threads only add synchronisation
     board = load_board("quick")
     folder = Path(args.out or DEFAULT_OUT)
-    plans = plan(RunSpec(stream=bs.name, agent=agent, seed=seed, agent_options=board.options_for(agent),
-                         stream_options=bs.options, device=args.device)
-                 for bs in board.streams for agent in board.baselines for seed in board.seeds)
+    plans = plan(
+        RunSpec(
+            stream=bs.name,
+            agent=agent,
+            seed=seed,
+            agent_options=board.options_for(agent),
+            stream_options=bs.options,
+            device=args.device,
+        )
+        for bs in board.streams
+        for agent in board.baselines
+        for seed in board.seeds
+    )
     report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description="quick")
     print_report(report, folder=folder)
     return report.exit_code
@@ -220,8 +284,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     display_name = redact(check_display_name(args.name or args.agent))
     options = read_submit_config(args.config, args.agent) if args.config else {}
-    plans = plan_submission(board, args.agent, config_options=options, data_dir=args.data_dir,
-                            download=args.download, device=args.device)
+    plans = plan_submission(
+        board, args.agent, config_options=options, data_dir=args.data_dir, download=args.download, device=args.device
+    )
     wandb = wandb_sinks(args)  # checks the mode now
     check_writable_folder(args.out)
     executor = make_executor_from(args, Path(args.out))
@@ -238,10 +303,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
         folder = submission_dir(args.out, board, sub_id, display_name)
         wandb = wandb_sinks(args, {"board": board.name, "board_version": board.version, "submission": sub_id})
         try:
-            report = run_pipeline(plans, executor=executor, streams=streams,
-                                  sinks=[ResultsFolder(folder, heatmaps=not args.no_plots), *wandb,
-                                         BoardSink(store, board, ids, echo=True)],
-                                  description=f"submit ({args.executor})")
+            report = run_pipeline(
+                plans,
+                executor=executor,
+                streams=streams,
+                sinks=[
+                    ResultsFolder(folder, heatmaps=not args.no_plots),
+                    *wandb,
+                    BoardSink(store, board, ids, echo=True),
+                ],
+                description=f"submit ({args.executor})",
+            )
         except BaseException:
             if store.submission(sub_id).status == "running":
                 store.finish_submission(sub_id, "failed")
@@ -259,18 +331,31 @@ def sweep_config_from(args: argparse.Namespace) -> Any:
     from replaybench.sweep import SweepConfig, load_sweep_file
 
     values = load_sweep_file(args.file) if args.file else {}
-    flags = {"streams": args.streams, "agents": args.agents, "seeds": args.seeds, "out": args.out,
-             "executor": args.executor, "workers": args.workers, "timeout_s": args.timeout,
-             "address": args.address, "cluster": args.cluster, "partition": args.partition,
-             "board": args.board, "store": args.store, "data_dir": args.data_dir, "device": args.device}
+    flags = {
+        "streams": args.streams,
+        "agents": args.agents,
+        "seeds": args.seeds,
+        "out": args.out,
+        "executor": args.executor,
+        "workers": args.workers,
+        "timeout_s": args.timeout,
+        "address": args.address,
+        "cluster": args.cluster,
+        "partition": args.partition,
+        "board": args.board,
+        "store": args.store,
+        "data_dir": args.data_dir,
+        "device": args.device,
+    }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.download:
         values["download"] = True
     if args.option:  # last wins, as in 'replaybench run': over the file's shared and per-agent options
         cli = dict(parse_option(o) for o in args.option)
         values["agent_options"] = {**values.get("agent_options", {}), **cli}
-        values["agent_options_by_agent"] = {a: {**opts, **cli}
-                                            for a, opts in values.get("agent_options_by_agent", {}).items()}
+        values["agent_options_by_agent"] = {
+            a: {**opts, **cli} for a, opts in values.get("agent_options_by_agent", {}).items()
+        }
     return SweepConfig.from_dict(values)
 
 
@@ -291,8 +376,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with Store(config.store) as store:
         sinks: list[Any] = [*wandb, SweepRowsSink(store, prepared.out)]
         if board is not None:
-            ids = open_submissions(store, board, prepared.plans, display_name=f"sweep {prepared.out.resolve().name}",
-                                   resume=True)
+            ids = open_submissions(
+                store, board, prepared.plans, display_name=f"sweep {prepared.out.resolve().name}", resume=True
+            )
             sinks.append(BoardSink(store, board, ids, resumable=True))
         try:
             report = execute_sweep(prepared, sinks=sinks, plots=not args.no_plots, threads=args.threads)
@@ -319,9 +405,16 @@ def cmd_streams_show(args: argparse.Namespace) -> int:
     from replaybench.runner import make_stream
 
     stream = make_stream(args.name, data_dir=args.data_dir, download=args.download)
-    info = stream.describe() if isinstance(stream, DescribedStream) else {
-        "name": stream.name, "version": stream.version, "scenario": stream.scenario,
-        "fingerprint": stream.fingerprint}
+    info = (
+        stream.describe()
+        if isinstance(stream, DescribedStream)
+        else {
+            "name": stream.name,
+            "version": stream.version,
+            "scenario": stream.scenario,
+            "fingerprint": stream.fingerprint,
+        }
+    )
     print(json.dumps(info, indent=1))
     return 0
 
@@ -329,8 +422,12 @@ def cmd_streams_show(args: argparse.Namespace) -> int:
 # --- the parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
-                        help="on an error, show the full trace, not one line")
+    common.add_argument(
+        "--traceback",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on an error, show the full trace, not one line",
+    )
     parser = argparse.ArgumentParser(prog="replaybench", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -342,13 +439,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", required=True, nargs="+", help="one or more agent names")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the config's, else 0)")
     p.add_argument("--config", help="TOML file with [agent], [agents.NAME], [stream] tables")
-    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="agent option, e.g. -o lr=0.05 -o hidden=[256,256]")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="agent option, e.g. -o lr=0.05 -o hidden=[256,256]",
+    )
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
-    p.add_argument("--intransigence", action="store_true",
-                   help="also run a joint reference per seed and report intransigence")
-    p.add_argument("--forward-transfer", action="store_true",
-                   help="RL: also train on each task alone and report Continual World's forward transfer")
+    p.add_argument(
+        "--intransigence", action="store_true", help="also run a joint reference per seed and report intransigence"
+    )
+    p.add_argument(
+        "--forward-transfer",
+        action="store_true",
+        help="RL: also train on each task alone and report Continual World's forward transfer",
+    )
     add_execution_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -372,8 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", nargs="+", help="stream names")
     p.add_argument("--agents", nargs="+", help="agent names")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0)")
-    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for every agent, e.g. -o epochs=1")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for every agent, e.g. -o epochs=1",
+    )
     p.add_argument("--out", help="results folder (default: ./replaybench-sweep)")
     p.add_argument("--resume", action="store_true", help="skip finished runs, rerun the rest")
     p.add_argument("--skip-failed", action="store_true", help="with --resume, do not rerun failed runs")

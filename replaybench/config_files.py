@@ -42,7 +42,9 @@ def load_toml(path: str | Path, *, what: str = "config file") -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"{what.capitalize()} {p} is a folder, not a TOML file.") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what.capitalize()} {p} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8.") from None
+        raise ConfigError(
+            f"{what.capitalize()} {p} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Malformed {what} {p}: {exc}.") from None
 

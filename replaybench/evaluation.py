@@ -37,12 +37,14 @@ def supervised_accuracy(agent: Any, experience: Experience, stream: Stream) -> f
     In task-IL the task id is passed to the agent and the argmax is taken over
     the experience's own classes (a multi-head evaluation).
     """
-    task_id = experience.task_id
+    task_id, test_x, test_y = experience.task_id, experience.test_x, experience.test_y
+    if test_x is None or test_y is None:
+        raise ReplaybenchError(f"Supervised experience {experience.index} of stream {stream.name} has no test split.")
     with torch.no_grad():
-        logits = batched(lambda xb: agent.predict(xb, task_id), experience.test_x)
-    if logits.ndim != 2 or len(logits) != len(experience.test_y):
+        logits = batched(lambda xb: agent.predict(xb, task_id), test_x)
+    if logits.ndim != 2 or len(logits) != len(test_y):
         raise ReplaybenchError(
-            f"predict() must return logits of shape [{len(experience.test_y)}, n_classes]; got {tuple(logits.shape)}."
+            f"predict() must return logits of shape [{len(test_y)}, n_classes]; got {tuple(logits.shape)}."
         )
     if torch.isnan(logits).any() or torch.isposinf(logits).any():  # -inf masks a class; NaN/+inf diverged
         raise DivergenceError(f"The agent's predictions on experience {experience.index} hold NaN or +inf.")
@@ -50,7 +52,7 @@ def supervised_accuracy(agent: Any, experience: Experience, stream: Stream) -> f
         mask = torch.full((logits.shape[1],), float("-inf"))
         mask[list(experience.classes)] = 0.0
         logits = logits + mask
-    return (logits.argmax(1) == experience.test_y).float().mean().item()
+    return (logits.argmax(1) == test_y).to(torch.float32).mean().item()
 
 
 # --- unsupervised: fixed probes on the agent's embedding ----------------------------------------
@@ -81,8 +83,9 @@ def _embedding(agent: Any, x: torch.Tensor, experience: Experience) -> torch.Ten
     return features.double()
 
 
-def logistic_probe_accuracy(train_features: torch.Tensor, train_y: torch.Tensor, test_features: torch.Tensor,
-                            test_y: torch.Tensor) -> float:
+def logistic_probe_accuracy(
+    train_features: torch.Tensor, train_y: torch.Tensor, test_features: torch.Tensor, test_y: torch.Tensor
+) -> float:
     """Accuracy of a multinomial logistic regression fitted on standardised features.
 
     The features are standardised with the training split's mean and
@@ -106,8 +109,9 @@ def logistic_probe_accuracy(train_features: torch.Tensor, train_y: torch.Tensor,
     return float(np.mean(predicted == test_y.numpy()))
 
 
-def knn_probe_accuracy(train_features: torch.Tensor, train_y: torch.Tensor, test_features: torch.Tensor,
-                       test_y: torch.Tensor) -> float:
+def knn_probe_accuracy(
+    train_features: torch.Tensor, train_y: torch.Tensor, test_features: torch.Tensor, test_y: torch.Tensor
+) -> float:
     """Accuracy of a weighted kNN vote on cosine similarity (Wu et al., CVPR 2018).
 
     Each test item takes its :data:`KNN_NEIGHBOURS` most similar training
@@ -118,7 +122,7 @@ def knn_probe_accuracy(train_features: torch.Tensor, train_y: torch.Tensor, test
     train_unit = torch.nn.functional.normalize(train_features, dim=1)
     test_unit = torch.nn.functional.normalize(test_features, dim=1)
     n_labels = int(max(train_y.max(), test_y.max())) + 1
-    correct = 0
+    correct = 0.0
     for start in range(0, len(test_unit), EVAL_BATCH):
         similarity = test_unit[start : start + EVAL_BATCH] @ train_unit.T
         top, index = similarity.topk(k, dim=1)
@@ -139,17 +143,20 @@ def unsupervised_probe_scores(agent: Any, experience: Experience, stream: Stream
     Returns:
         ``{"score": logistic-probe accuracy, "knn_accuracy": kNN-probe accuracy}``.
     """
-    train_y = experience.info.get(PROBE_LABELS_KEY)
-    if train_y is None or experience.test_y is None:
-        raise ReplaybenchError(f"Unsupervised experience {experience.index} of stream {stream.name} carries no "
-                               f"probe labels (info[{PROBE_LABELS_KEY!r}] and test_y).")
-    train_features = _embedding(agent, experience.train_x, experience)
-    test_features = _embedding(agent, experience.test_x, experience)
+    train_y, test_y = experience.info.get(PROBE_LABELS_KEY), experience.test_y
+    train_x, test_x = experience.train_x, experience.test_x
+    if train_y is None or test_y is None or train_x is None or test_x is None:
+        raise ReplaybenchError(
+            f"Unsupervised experience {experience.index} of stream {stream.name} carries no "
+            f"probe labels (info[{PROBE_LABELS_KEY!r}] and test_y) or no data."
+        )
+    train_features = _embedding(agent, train_x, experience)
+    test_features = _embedding(agent, test_x, experience)
     if train_features.shape[1] != test_features.shape[1]:
         raise ReplaybenchError("embed() returned different widths for the train and test splits.")
     return {
-        "score": logistic_probe_accuracy(train_features, train_y, test_features, experience.test_y),
-        "knn_accuracy": knn_probe_accuracy(train_features, train_y, test_features, experience.test_y),
+        "score": logistic_probe_accuracy(train_features, train_y, test_features, test_y),
+        "knn_accuracy": knn_probe_accuracy(train_features, train_y, test_features, test_y),
     }
 
 
@@ -160,6 +167,7 @@ EVALUATORS: dict[str, Scorer] = {
     "unsupervised": unsupervised_probe_scores,
 }
 """Default evaluator per experience kind."""
+
 
 def evaluate_scores(agent: Any, experience: Experience, stream: Stream) -> dict[str, float]:
     """Every score of ``agent`` on ``experience``: ``"score"`` (for R) and any secondary ones."""

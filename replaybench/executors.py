@@ -24,6 +24,7 @@ file system (see :mod:`replaybench.sweep`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -90,8 +91,11 @@ _STREAM_CACHE_SIZE = 4
 
 def stream_key(spec: Mapping[str, Any]) -> str:
     """What identifies the stream a spec (``RunSpec.to_dict()``) runs on: runs with equal keys share it."""
-    return json.dumps([spec["stream"], spec.get("stream_options", {}), spec.get("data_dir"),
-                       spec.get("download", False)], sort_keys=True, default=str)
+    return json.dumps(
+        [spec["stream"], spec.get("stream_options", {}), spec.get("data_dir"), spec.get("download", False)],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _cached_stream(spec: Mapping[str, Any]) -> Any:
@@ -102,8 +106,12 @@ def _cached_stream(spec: Mapping[str, Any]) -> Any:
     if key not in _STREAM_CACHE:
         if len(_STREAM_CACHE) >= _STREAM_CACHE_SIZE:
             _STREAM_CACHE.pop(next(iter(_STREAM_CACHE)))
-        _STREAM_CACHE[key] = make_stream(spec["stream"], data_dir=spec.get("data_dir"),
-                                         download=spec.get("download", False), **spec.get("stream_options", {}))
+        _STREAM_CACHE[key] = make_stream(
+            spec["stream"],
+            data_dir=spec.get("data_dir"),
+            download=spec.get("download", False),
+            **spec.get("stream_options", {}),
+        )
     return _STREAM_CACHE[key]
 
 
@@ -141,8 +149,13 @@ def _raise_timeout(signum: int, frame: Any) -> None:
     raise RunTimeoutError("The run exceeded its timeout.")
 
 
-def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: int | None = None,
-            stream: Any = None, on_start: Callable[[], None] | None = None) -> Outcome:
+def run_one(
+    spec: Mapping[str, Any],
+    timeout_s: float | None = None,
+    threads: int | None = None,
+    stream: Any = None,
+    on_start: Callable[[], None] | None = None,
+) -> Outcome:
     """Run one spec and return its outcome; a failing run is an outcome too.
 
     Args:
@@ -159,7 +172,8 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
     start = time.perf_counter()
     run_id = identity(spec)
     host = socket.gethostname()
-    alarm = timeout_s is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    alarm_s = timeout_s if hasattr(signal, "setitimer") and in_main_thread else None
     previous = None
     try:
         if threads is not None:
@@ -172,13 +186,13 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
         _warm_up_worker()
         if on_start is not None:
             on_start()
-        if alarm:
+        if alarm_s is not None:
             previous = signal.signal(signal.SIGALRM, _raise_timeout)
-            signal.setitimer(signal.ITIMER_REAL, float(timeout_s))
+            signal.setitimer(signal.ITIMER_REAL, float(alarm_s))
         try:
             result = run(RunSpec(**spec), stream=stream)
         finally:
-            if alarm:
+            if alarm_s is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
         bad = _non_finite(result)
@@ -186,12 +200,14 @@ def run_one(spec: Mapping[str, Any], timeout_s: float | None = None, threads: in
             raise DivergenceError(f"The run produced a non-finite value: {bad}.")
     except KeyboardInterrupt:
         raise
-    except BaseException as exc:  # noqa: BLE001 - a failing run is data, the sweep goes on
-        kind = ("timeout" if isinstance(exc, RunTimeoutError) else
-                "nan" if isinstance(exc, DivergenceError) else "raised")
+    except BaseException as exc:
+        kind = (
+            "timeout" if isinstance(exc, RunTimeoutError) else "nan" if isinstance(exc, DivergenceError) else "raised"
+        )
         message = f"{type(exc).__name__}: {exc}"
-        return Outcome(run_id, None, failure_record(kind, message, traceback.format_exc()),
-                       time.perf_counter() - start, host)
+        return Outcome(
+            run_id, None, failure_record(kind, message, traceback.format_exc()), time.perf_counter() - start, host
+        )
     return Outcome(run_id, result.to_dict(), None, time.perf_counter() - start, host)
 
 
@@ -249,10 +265,8 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def _worker_main(conn: Any, threads: int) -> None:
@@ -344,13 +358,14 @@ class LocalExecutor:
         deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S
         while pending or busy:
             while idle and pending:
-                worker, task = idle.pop(), pending.popleft()
-                worker.task, worker.started, worker.running = task, time.monotonic(), False
-                worker.conn.send((task.run_id, dict(task.spec), self.timeout_s))
+                worker, next_task = idle.pop(), pending.popleft()
+                worker.task, worker.started, worker.running = next_task, time.monotonic(), False
+                worker.conn.send((next_task.run_id, dict(next_task.spec), self.timeout_s))
                 busy.append(worker)
             wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0)
             for worker in list(busy):
                 task, outcome = worker.task, None
+                assert task is not None, "a busy worker holds a task"
                 while outcome is None and worker.conn.poll():
                     try:
                         message = worker.conn.recv()
@@ -368,13 +383,17 @@ class LocalExecutor:
                     continue
                 elapsed = time.monotonic() - worker.started
                 if not worker.process.is_alive():
-                    failure = failure_record("crashed", f"The worker process died (exit code {worker.process.exitcode}).")
+                    failure = failure_record(
+                        "crashed", f"The worker process died (exit code {worker.process.exitcode})."
+                    )
                 elif deadline_s is not None and worker.running and elapsed > deadline_s:
-                    failure = failure_record("timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; "
-                                                        "its worker was killed.")
+                    failure = failure_record(
+                        "timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; its worker was killed."
+                    )
                 elif deadline_s is not None and not worker.running and elapsed > STARTUP_GRACE_S:
-                    failure = failure_record("timeout", f"The run's setup took over {STARTUP_GRACE_S:g} s; "
-                                                        "its worker was killed.")
+                    failure = failure_record(
+                        "timeout", f"The run's setup took over {STARTUP_GRACE_S:g} s; its worker was killed."
+                    )
                 else:
                     continue
                 busy.remove(worker)
@@ -387,10 +406,8 @@ class LocalExecutor:
         """Stop idle workers cleanly; kill busy ones (an interrupted run is rerun on resume)."""
         for worker in self._pool:
             if worker.task is None:
-                try:
+                with contextlib.suppress(BrokenPipeError, OSError):
                     worker.conn.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
         deadline = time.monotonic() + 2.0
         for worker in list(self._pool):
             if worker.task is None:
@@ -420,8 +437,9 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, *, address: str | None = None, workers: int | None = None,
-                 timeout_s: float | None = None) -> None:
+    def __init__(
+        self, *, address: str | None = None, workers: int | None = None, timeout_s: float | None = None
+    ) -> None:
         import ray
 
         self._ray = ray
@@ -461,16 +479,28 @@ class RayExecutor:
                 try:
                     yield _with_id(ray.get(ref), task.run_id)
                 except ray.exceptions.RayError as exc:
-                    yield Outcome(task.run_id, None, failure_record("crashed", f"{type(exc).__name__}: {exc}", str(exc)),
-                                  time.monotonic() - started, "ray")
+                    yield Outcome(
+                        task.run_id,
+                        None,
+                        failure_record("crashed", f"{type(exc).__name__}: {exc}", str(exc)),
+                        time.monotonic() - started,
+                        "ray",
+                    )
             if deadline_s is not None:
                 for ref, (task, started) in list(in_flight.items()):
                     if time.monotonic() - started > deadline_s:
                         ray.cancel(ref, force=True)
                         del in_flight[ref]
-                        yield Outcome(task.run_id, None, failure_record(
-                            "timeout", f"The run exceeded its timeout of {self.timeout_s:g} s; its Ray task was cancelled."),
-                            time.monotonic() - started, "ray")
+                        yield Outcome(
+                            task.run_id,
+                            None,
+                            failure_record(
+                                "timeout",
+                                f"The run exceeded its timeout of {self.timeout_s:g} s; its Ray task was cancelled.",
+                            ),
+                            time.monotonic() - started,
+                            "ray",
+                        )
 
     def close(self) -> None:
         if self._owns_cluster:
@@ -491,14 +521,24 @@ class SlurmExecutor:
 
     name = "slurm"
 
-    def __init__(self, *, folder: str | Path, cluster: str | None = None, workers: int | None = None,
-                 timeout_s: float | None = None, partition: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        folder: str | Path,
+        cluster: str | None = None,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        partition: str | None = None,
+    ) -> None:
         import submitit
 
         self.timeout_s = timeout_s
         self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-        params: dict[str, Any] = {"name": "replaybench-sweep", "cpus_per_task": 1,
-                                  "slurm_array_parallelism": workers or 64}
+        params: dict[str, Any] = {
+            "name": "replaybench-sweep",
+            "cpus_per_task": 1,
+            "slurm_array_parallelism": workers or 64,
+        }
         if timeout_s is not None:
             params["timeout_min"] = max(1, math.ceil((timeout_s + GRACE_S + STARTUP_GRACE_S) / 60))
         if partition is not None:
@@ -520,10 +560,14 @@ class SlurmExecutor:
                 task = waiting.pop(job)
                 try:
                     yield _with_id(job.result(), task.run_id)
-                except Exception as exc:  # noqa: BLE001 - the job died: a crashed run, the sweep goes on
-                    yield Outcome(task.run_id, None, failure_record("crashed", f"{type(exc).__name__}: {exc}",
-                                                                    traceback.format_exc()),
-                                  time.monotonic() - started, f"job {job.job_id}")
+                except Exception as exc:
+                    yield Outcome(
+                        task.run_id,
+                        None,
+                        failure_record("crashed", f"{type(exc).__name__}: {exc}", traceback.format_exc()),
+                        time.monotonic() - started,
+                        f"job {job.job_id}",
+                    )
             if waiting:
                 time.sleep(0.5)
 
@@ -531,10 +575,18 @@ class SlurmExecutor:
         pass
 
 
-def make_executor(name: str, *, workers: int | None = None, timeout_s: float | None = None,
-                  address: str | None = None, folder: str | Path | None = None, cluster: str | None = None,
-                  partition: str | None = None, streams: Mapping[str, Any] | None = None,
-                  threads: int | None = None) -> Executor:
+def make_executor(
+    name: str,
+    *,
+    workers: int | None = None,
+    timeout_s: float | None = None,
+    address: str | None = None,
+    folder: str | Path | None = None,
+    cluster: str | None = None,
+    partition: str | None = None,
+    streams: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+) -> Executor:
     """Build the executor called ``name`` (one of :data:`EXECUTORS`).
 
     ``threads`` is torch's intra-op threads per run in a local worker (default
@@ -553,7 +605,7 @@ def make_executor(name: str, *, workers: int | None = None, timeout_s: float | N
     if name == "slurm":
         if folder is None:
             raise ConfigError("The slurm executor needs a folder for submitit's job files.")
-        return SlurmExecutor(folder=folder, cluster=cluster, workers=workers, timeout_s=timeout_s,
-                             partition=partition)
-    raise ConfigError(f"The 'executor' parameter of sweep must be one of {', '.join(map(repr, EXECUTORS))}. "
-                      f"Got {name!r} instead.")
+        return SlurmExecutor(folder=folder, cluster=cluster, workers=workers, timeout_s=timeout_s, partition=partition)
+    raise ConfigError(
+        f"The 'executor' parameter of sweep must be one of {', '.join(map(repr, EXECUTORS))}. Got {name!r} instead."
+    )

@@ -129,8 +129,13 @@ def summarize(R: Matrix, baseline: Sequence[float], joint_R: Matrix | None = Non
 
 
 HIGHER_IS_BETTER = {
-    "acc": True, "forgetting_max": False, "forgetting_first_last": False, "bwt": True,
-    "fwt": True, "plasticity": True, "intransigence": False,
+    "acc": True,
+    "forgetting_max": False,
+    "forgetting_first_last": False,
+    "bwt": True,
+    "fwt": True,
+    "plasticity": True,
+    "intransigence": False,
 }
 """Direction of each scalar metric, for ranking."""
 

@@ -74,9 +74,7 @@ class Interval:
         right = self.closed in ("both", "right")
         if self.low is not None and (value < self.low or (value == self.low and not left)):
             return False
-        if self.high is not None and (value > self.high or (value == self.high and not right)):
-            return False
-        return True
+        return not (self.high is not None and (value > self.high or (value == self.high and not right)))
 
     def describe(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"
@@ -139,10 +137,7 @@ class Optional:
 def check_param(owner: str, name: str, value: Any, constraint: Any) -> None:
     """Raise :class:`ConfigError` unless ``constraint`` accepts ``value``."""
     if not constraint.accepts(value):
-        raise ConfigError(
-            f"The {name!r} parameter of {owner} must be {constraint.describe()}. "
-            f"Got {value!r} instead."
-        )
+        raise ConfigError(f"The {name!r} parameter of {owner} must be {constraint.describe()}. Got {value!r} instead.")
 
 
 def param(default: Any, constraint: Any = None, **field_kwargs: Any) -> Any:
@@ -250,8 +245,10 @@ def build_config(config_cls: type, values: Mapping[str, Any] | None = None, *, o
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Building the Config of {owner} raised {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")) from None
+        raise ConfigError(
+            f"Building the Config of {owner} raised {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
+        ) from None
     for f in dataclasses.fields(config):
         if f.name not in values:
             _check_annotated(owner, f.name, getattr(config, f.name), hints.get(f.name, Any))
@@ -268,9 +265,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def _type_hints(config_cls: type, owner: str) -> dict[str, Any]:
     try:
         return typing.get_type_hints(config_cls)
-    except Exception as exc:  # noqa: BLE001 - an unresolvable annotation: name it, don't crash
-        raise ConfigError(f"Cannot resolve the annotations of the Config of {owner}: "
-                          f"{type(exc).__name__}: {exc}.") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"Cannot resolve the annotations of the Config of {owner}: {type(exc).__name__}: {exc}."
+        ) from None
 
 
 def _annotation_accepts(value: Any, tp: Any) -> bool | None:
@@ -285,15 +283,14 @@ def _annotation_accepts(value: Any, tp: Any) -> bool | None:
     if tp is int:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if tp is float:
-        return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                and math.isfinite(value))
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if tp is str:
         return isinstance(value, str)
     if origin is typing.Literal:
         return any(value == a and type(value) is type(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         verdicts = [_annotation_accepts(value, a) for a in args]
-        return True if any(v is True or v is None for v in verdicts) else False
+        return any(v is True or v is None for v in verdicts)
     if origin is tuple or tp is tuple:
         if not isinstance(value, tuple):
             return False
@@ -326,8 +323,9 @@ def _describe_annotation(tp: Any) -> str:
 
 def _check_annotated(owner: str, name: str, value: Any, tp: Any) -> None:
     if _annotation_accepts(value, tp) is False:
-        raise ConfigError(f"The {name!r} parameter of {owner} must be {_describe_annotation(tp)}. "
-                          f"Got {value!r} instead.")
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be {_describe_annotation(tp)}. Got {value!r} instead."
+        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -63,8 +63,9 @@ def plan(specs: Iterable[RunSpec]) -> list[PlannedRun]:
     for spec in specs:
         run_id = spec.run_id
         if run_id in plans:
-            raise ConfigError(f"Run {run_id} is asked for twice (a repeated seed, agent or option value); "
-                              "remove the repeat.")
+            raise ConfigError(
+                f"Run {run_id} is asked for twice (a repeated seed, agent or option value); remove the repeat."
+            )
         plans[run_id] = PlannedRun(run_id, spec)
     return list(plans.values())
 
@@ -159,16 +160,18 @@ def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict
     for p in plans:
         key = stream_key(p.spec.to_dict())
         if key not in streams:
-            streams[key] = make_stream(p.spec.stream, data_dir=p.spec.data_dir, download=p.spec.download,
-                                       **p.spec.stream_options)
+            streams[key] = make_stream(
+                p.spec.stream, data_dir=p.spec.data_dir, download=p.spec.download, **p.spec.stream_options
+            )
     built: set[tuple[str, str]] = set()
     for p in plans:
         pair = (_options_key(p.spec), stream_key(p.spec.to_dict()))
         if pair not in built:
             built.add(pair)
             seed_everything(p.spec.seed)
-            build_agent(p.spec.agent, streams[pair[1]], seed=p.spec.seed, options=p.spec.agent_options,
-                        device=p.spec.device)
+            build_agent(
+                p.spec.agent, streams[pair[1]], seed=p.spec.seed, options=p.spec.agent_options, device=p.spec.device
+            )
     return streams
 
 
@@ -196,10 +199,17 @@ def estimated_cost(stream: Any) -> float:
     return cost
 
 
-def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequence[Sink] = (),
-                 streams: Mapping[str, Any] | None = None, finished: Mapping[str, RunResult] | None = None,
-                 failed: Mapping[str, Mapping[str, Any]] | None = None,
-                 description: str = "runs", show_progress: bool | None = None) -> PipelineReport:
+def run_pipeline(
+    plans: Sequence[PlannedRun],
+    *,
+    executor: Executor,
+    sinks: Sequence[Sink] = (),
+    streams: Mapping[str, Any] | None = None,
+    finished: Mapping[str, RunResult] | None = None,
+    failed: Mapping[str, Mapping[str, Any]] | None = None,
+    description: str = "runs",
+    show_progress: bool | None = None,
+) -> PipelineReport:
     """Run ``plans`` on ``executor``; hand every outcome to ``sinks`` at once.
 
     Args:
@@ -229,8 +239,9 @@ def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequ
         for p in plans:
             if p.run_id in finished or p.run_id in failed:
                 result, failure = finished.get(p.run_id), failed.get(p.run_id)
-                outcome = RunOutcome(p, result, None if result is not None else dict(failure or {}),
-                                     None, None, resumed=True)
+                outcome = RunOutcome(
+                    p, result, None if result is not None else dict(failure or {}), None, None, resumed=True
+                )
                 _hand_over(outcome, opened, report)
                 report.skipped.append(p.run_id)
         todo = [Task(p.run_id, p.spec.to_dict()) for p in plans if p.run_id not in report.skipped]
@@ -248,11 +259,9 @@ def run_pipeline(plans: Sequence[PlannedRun], *, executor: Executor, sinks: Sequ
                 report.executed.append(raw.run_id)
                 if not bar:
                     eta = (time.monotonic() - start) / k * (len(todo) - k)
-                    status = ("done" if outcome.ok else
-                              f"FAILED ({outcome.failure['kind']}: {outcome.failure['error']})")  # type: ignore[index]
+                    status = "done" if outcome.ok else f"FAILED ({outcome.failure['kind']}: {outcome.failure['error']})"  # type: ignore[index]
                     where = f" -> {outcome.artifacts['results']}" if "results" in outcome.artifacts else ""
-                    _log(f"[{k}/{len(todo)}] {raw.run_id} {status} in {raw.seconds:.1f} s{where}; "
-                         f"ETA {eta:.0f} s")
+                    _log(f"[{k}/{len(todo)}] {raw.run_id} {status} in {raw.seconds:.1f} s{where}; ETA {eta:.0f} s")
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -272,6 +281,10 @@ def _hand_over(outcome: RunOutcome, sinks: Sequence[Sink], report: PipelineRepor
         report.results[outcome.plan.run_id] = outcome.result
         report.failures.pop(outcome.plan.run_id, None)
     else:  # the shape of a failure record file
-        report.failures[outcome.plan.run_id] = {"run_id": outcome.plan.run_id, "spec": outcome.plan.spec.to_dict(),
-                                                "seconds": outcome.seconds, "host": outcome.host,
-                                                **dict(outcome.failure or {})}
+        report.failures[outcome.plan.run_id] = {
+            "run_id": outcome.plan.run_id,
+            "spec": outcome.plan.spec.to_dict(),
+            "seconds": outcome.seconds,
+            "host": outcome.host,
+            **dict(outcome.failure or {}),
+        }

@@ -29,7 +29,10 @@ def session(enabled: bool | None = None) -> Iterator[None]:
         yield
         return
     bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         transient=True,
     )
     token = _active.set(bars)

@@ -25,7 +25,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,16 @@ def git_commit() -> str | None:
     """The commit of the replaybench checkout, with '+dirty' if modified; None outside git."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")
@@ -52,8 +58,13 @@ def git_commit() -> str | None:
 def hardware() -> dict[str, Any]:
     import torch
 
-    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": None}
+    info = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": None,
+    }
     if torch.cuda.is_available():
         info["cuda"] = torch.cuda.get_device_name(0)
     return info
@@ -78,7 +89,7 @@ def provenance(*, stream_fingerprint: str, stream_version: str, config: dict[str
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "hardware": hardware(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -168,5 +179,4 @@ def agent_source_files(agent_cls: type) -> dict[str, str]:
             candidate = resolve(imported)
             if candidate is not None and candidate not in files:
                 pending.append((candidate, imported))
-    return {key(name, path): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path, name in sorted(files.items())}
+    return {key(name, path): hashlib.sha256(path.read_bytes()).hexdigest() for path, name in sorted(files.items())}

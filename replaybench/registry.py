@@ -74,12 +74,15 @@ def load_entry_point(entry_point: str) -> Any:
             raise ConfigError(f"Importing {target!r} for {entry_point!r} raised {one_line(exc)}.") from exc
     else:
         if target.startswith(".") or not all(part.isidentifier() for part in target.split(".")):
-            raise ConfigError(f"Expected an absolute module name before ':' in {entry_point!r}, "
-                              f"e.g. 'mypackage.agents:MyAgent'.")
+            raise ConfigError(
+                f"Expected an absolute module name before ':' in {entry_point!r}, e.g. 'mypackage.agents:MyAgent'."
+            )
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise ConfigError(f"Cannot import {target!r} for {entry_point!r}: {one_line(exc, with_type=False)}.") from exc
+            raise ConfigError(
+                f"Cannot import {target!r} for {entry_point!r}: {one_line(exc, with_type=False)}."
+            ) from exc
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -122,9 +125,7 @@ class Registry:
 
     def specs(self) -> list[Spec]:
         self._load_builtins()
-        return [self._specs[n] for n in sorted(self._specs)] + [
-            self._families[p] for p in sorted(self._families)
-        ]
+        return [self._specs[n] for n in sorted(self._specs)] + [self._families[p] for p in sorted(self._families)]
 
     def __contains__(self, name: str) -> bool:
         try:
@@ -147,9 +148,7 @@ class Registry:
         if sep and prefix and variant:  # "package.module:Class" or "path/agent.py:Class"
             return Spec(name, name, {}, "user-supplied")
         known = self.names()
-        raise UnknownNameError(
-            f"Unknown {self.kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}."
-        )
+        raise UnknownNameError(f"Unknown {self.kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}.")
 
     def load(self, name: str) -> tuple[Any, Spec]:
         """Import and return the object behind ``name`` with its spec."""

@@ -58,8 +58,10 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunResult:
-        return cls(**{k: d[k] for k in ("spec", "R", "baseline", "metrics", "costs", "provenance", "schema")},
-                   extras=d.get("extras", {}))
+        return cls(
+            **{k: d[k] for k in ("spec", "R", "baseline", "metrics", "costs", "provenance", "schema")},
+            extras=d.get("extras", {}),
+        )
 
     @property
     def run_name(self) -> str:
@@ -88,8 +90,11 @@ NUMBER_CHANGING_FLAGS = ("forward_transfer_reference", "intransigence_reference"
 
 def options_hash(spec: Mapping[str, Any]) -> str:
     """8 hex digits of SHA-256 over what changes a run's numbers besides its names and seed."""
-    payload = {"agent_options": dict(spec.get("agent_options", {})),
-               "stream_options": dict(spec.get("stream_options", {})), "device": spec.get("device", "cpu")}
+    payload = {
+        "agent_options": dict(spec.get("agent_options", {})),
+        "stream_options": dict(spec.get("stream_options", {})),
+        "device": spec.get("device", "cpu"),
+    }
     payload.update({flag: True for flag in NUMBER_CHANGING_FLAGS if spec.get(flag)})
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -181,12 +186,25 @@ def write_result(result: RunResult, out_dir: str | Path, heatmap: bool = True) -
     return path
 
 
-def write_failure(out_dir: str | Path, identity: str, spec: Mapping[str, Any], failure: Mapping[str, Any], *,
-                  seconds: float | None, host: str | None) -> Path:
+def write_failure(
+    out_dir: str | Path,
+    identity: str,
+    spec: Mapping[str, Any],
+    failure: Mapping[str, Any],
+    *,
+    seconds: float | None,
+    host: str | None,
+) -> Path:
     """Write ``<run id>.failed.json``: the spec, the failure's kind, error and traceback; return its path."""
     path = failure_path(out_dir, identity)
-    record = {"run_id": identity, "spec": dict(spec), **failure, "seconds": seconds, "host": host,
-              "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {
+        "run_id": identity,
+        "spec": dict(spec),
+        **failure,
+        "seconds": seconds,
+        "host": host,
+        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     atomic_write_text(path, json.dumps(record, indent=1, default=str))
     return path
 
@@ -250,8 +268,14 @@ class ResultsFolder:
         if outcome.result is not None:
             path = write_result(outcome.result, self.folder, heatmap=self.heatmaps)
         else:
-            path = write_failure(self.folder, outcome.plan.run_id, outcome.plan.spec.to_dict(), outcome.failure,
-                                 seconds=outcome.seconds, host=outcome.host)
+            path = write_failure(
+                self.folder,
+                outcome.plan.run_id,
+                outcome.plan.spec.to_dict(),
+                outcome.failure,
+                seconds=outcome.seconds,
+                host=outcome.host,
+            )
         outcome.artifacts["results"] = str(path)
 
     def close(self, *, interrupted: bool) -> None:
@@ -276,8 +300,15 @@ def write_heatmap(result: RunResult, path: Path) -> None:
     im = ax.imshow(r, vmin=0.0, vmax=max(1.0, float(r.max())), cmap="viridis")
     for i in range(t):
         for j in range(t):
-            ax.text(j, i, f"{r[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if r[i, j] < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{r[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if r[i, j] < 0.6 else "black",
+            )
     ax.set_xlabel("evaluated on experience j")
     ax.set_ylabel("after learning experience i")
     ax.set_xticks(range(t))

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def normalised_return(returns: float | Sequence[float] | np.ndarray, *, max_return: float,
-                      min_return: float = 0.0) -> np.ndarray:
+def normalised_return(
+    returns: float | Sequence[float] | np.ndarray, *, max_return: float, min_return: float = 0.0
+) -> np.ndarray:
     """Scale returns so that ``min_return`` maps to 0 and ``max_return`` to 1.
 
     With ``min_return = 0`` this is the return divided by the task's maximum
@@ -45,8 +46,7 @@ def curve_auc(curve: Sequence[float] | np.ndarray) -> float:
     return float(values.mean())
 
 
-def forward_transfer_auc(curve: Sequence[float] | np.ndarray,
-                         reference_curve: Sequence[float] | np.ndarray) -> float:
+def forward_transfer_auc(curve: Sequence[float] | np.ndarray, reference_curve: Sequence[float] | np.ndarray) -> float:
     """Continual World's forward transfer of one task: (AUC − AUC_b) / (1 − AUC_b).
 
     Args:
@@ -67,8 +67,14 @@ def forward_transfer_auc(curve: Sequence[float] | np.ndarray,
     return (auc - reference_auc) / (1.0 - reference_auc)
 
 
-def episode_curve_on_grid(episodes: Sequence[tuple[int, float]], *, step_budget: int, n_points: int,
-                          max_return: float, min_return: float = 0.0) -> np.ndarray:
+def episode_curve_on_grid(
+    episodes: Sequence[tuple[int, float]],
+    *,
+    step_budget: int,
+    n_points: int,
+    max_return: float,
+    min_return: float = 0.0,
+) -> np.ndarray:
     """Resample ``(env step, episode return)`` pairs onto ``n_points`` equally spaced steps.
 
     The value at a grid step is the normalised return of the last episode

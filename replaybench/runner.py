@@ -28,8 +28,8 @@ from replaybench.errors import AgentError, ConfigError, ReplaybenchError, one_li
 from replaybench.evaluation import evaluate_scores
 from replaybench.params import InstanceOf, Interval, build_config, check_param, config_to_dict
 from replaybench.protocols import QUERY_METHOD, KeepsTrainingCurve, SingleTaskStream, Stream
-from replaybench.registry import AGENTS, STREAMS
 from replaybench.provenance import provenance
+from replaybench.registry import AGENTS, STREAMS
 from replaybench.results import RunResult, run_id
 
 
@@ -64,11 +64,18 @@ class RunSpec:
         object.__setattr__(self, "stream_options", MappingProxyType(dict(self.stream_options)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream, "agent": self.agent, "seed": self.seed,
-                "agent_options": dict(self.agent_options), "stream_options": dict(self.stream_options),
-                "data_dir": self.data_dir, "download": self.download, "device": self.device,
-                "forward_transfer_reference": self.forward_transfer_reference,
-                "intransigence_reference": self.intransigence_reference}
+        return {
+            "stream": self.stream,
+            "agent": self.agent,
+            "seed": self.seed,
+            "agent_options": dict(self.agent_options),
+            "stream_options": dict(self.stream_options),
+            "data_dir": self.data_dir,
+            "download": self.download,
+            "device": self.device,
+            "forward_transfer_reference": self.forward_transfer_reference,
+            "intransigence_reference": self.intransigence_reference,
+        }
 
     @property
     def run_id(self) -> str:
@@ -94,8 +101,9 @@ def check_device(device: str, *, available: bool = False) -> None:
         if not torch.cuda.is_available():
             raise ConfigError(f"Device {device!r} asked for, but CUDA is not available on this machine.")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ConfigError(f"Device {device!r} asked for, but this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s).")
+            raise ConfigError(
+                f"Device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)."
+            )
     elif parsed.type == "mps":
         if not torch.backends.mps.is_available():
             raise ConfigError(f"Device {device!r} asked for, but MPS is not available on this machine.")
@@ -128,7 +136,8 @@ def agent_class_and_config(name: str, options: Mapping[str, Any]) -> tuple[type,
     if not isinstance(agent_cls, type):
         raise ConfigError(f"Agent {name!r} ({spec.entry_point}) is not a class.")
     config_cls = vars(agent_cls).get("Config") or next(
-        (vars(k)["Config"] for k in agent_cls.__mro__ if "Config" in vars(k)), None)
+        (vars(k)["Config"] for k in agent_cls.__mro__ if "Config" in vars(k)), None
+    )
     if config_cls is None:
         raise ConfigError(f"Agent {name!r} ({spec.entry_point}) has no nested Config class.")
     return agent_cls, build_config(config_cls, {**spec.kwargs, **options}, owner=f"agent {name!r}")
@@ -143,22 +152,28 @@ def online_options(name: str, stream: Stream, options: Mapping[str, Any]) -> dic
     _, config = agent_class_and_config(name, options)
     fields = {f.name for f in dataclasses.fields(config)}
     if "epochs" not in fields or "batch_size" not in fields:
-        raise ConfigError(f"Stream {stream.name!r} is online (one pass in batches of {k}); agent {name!r} "
-                          "has no epochs/batch_size options to follow it.")
+        raise ConfigError(
+            f"Stream {stream.name!r} is online (one pass in batches of {k}); agent {name!r} "
+            "has no epochs/batch_size options to follow it."
+        )
     if options.get("epochs", 1) != 1 or options.get("batch_size", k) != k:
-        raise ConfigError(f"Stream {stream.name!r} is online (one pass in batches of {k}); "
-                          f"got epochs={options.get('epochs', 1)}, batch_size={options.get('batch_size', k)}.")
+        raise ConfigError(
+            f"Stream {stream.name!r} is online (one pass in batches of {k}); "
+            f"got epochs={options.get('epochs', 1)}, batch_size={options.get('batch_size', k)}."
+        )
     return {**options, "epochs": 1, "batch_size": k}
 
 
-def make_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
-               device: str = "cpu") -> Any:
+def make_agent(
+    name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None, device: str = "cpu"
+) -> Any:
     """Build agent ``name`` for ``stream``, refusing a kind it does not support."""
     return build_agent(name, stream, seed=seed, options=options, device=device)[0]
 
 
-def build_agent(name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None,
-                device: str = "cpu") -> tuple[Any, Any]:
+def build_agent(
+    name: str, stream: Stream, *, seed: int, options: Mapping[str, Any] | None = None, device: str = "cpu"
+) -> tuple[Any, Any]:
     """The agent and the validated config it was built with.
 
     Raises:
@@ -198,8 +213,10 @@ def agent_kinds(name: str, agent_cls: type) -> set[str]:
     """The experience kinds an agent class declares, checked against the known kinds."""
     kinds = vars_of(agent_cls).get("kinds")
     if not isinstance(kinds, (set, frozenset, tuple, list)) or not kinds:
-        raise ConfigError(f"Agent {name!r} must declare the experience kinds it supports, "
-                          f"e.g. kinds = frozenset({{'supervised'}}); got {kinds!r}.")
+        raise ConfigError(
+            f"Agent {name!r} must declare the experience kinds it supports, "
+            f"e.g. kinds = frozenset({{'supervised'}}); got {kinds!r}."
+        )
     unknown = sorted(set(kinds) - set(QUERY_METHOD))
     if unknown:
         raise ConfigError(f"Agent {name!r} declares unknown kinds {unknown}; known: {sorted(QUERY_METHOD)}.")
@@ -225,13 +242,17 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         ReplaybenchError: a bad spec, missing data, or a failing agent
             (wrapped as :class:`AgentError` with the experience it failed on).
     """
-    stream = stream if stream is not None else make_stream(
-        spec.stream, data_dir=spec.data_dir, download=spec.download, **spec.stream_options)
+    stream = (
+        stream
+        if stream is not None
+        else make_stream(spec.stream, data_dir=spec.data_dir, download=spec.download, **spec.stream_options)
+    )
     if spec.intransigence_reference and joint_R is None:
         joint_R = _joint_reference(spec, stream)
     seed_everything(spec.seed)
-    agent, agent_config = build_agent(spec.agent, stream, seed=spec.seed, options=spec.agent_options,
-                                      device=spec.device)
+    agent, agent_config = build_agent(
+        spec.agent, stream, seed=spec.seed, options=spec.agent_options, device=spec.device
+    )
     experiences = list(stream.experiences)
     if spec.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -246,7 +267,9 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         except ReplaybenchError:
             raise
         except Exception as exc:
-            raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} while being evaluated {stage}: {exc}".splitlines()[0]) from exc
+            raise AgentError(
+                f"Agent {spec.agent!r} raised {type(exc).__name__} while being evaluated {stage}: {exc}".splitlines()[0]
+            ) from exc
         others = {k: [c[k] for c in cells] for k in cells[0] if k != "score"}
         return [c["score"] for c in cells], others, time.perf_counter() - t0
 
@@ -263,16 +286,24 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             except ReplaybenchError:
                 raise
             except Exception as exc:
-                raise AgentError(f"Agent {spec.agent!r} raised {type(exc).__name__} on experience {exp.index}: {exc}".splitlines()[0]) from exc
+                raise AgentError(
+                    f"Agent {spec.agent!r} raised {type(exc).__name__} on experience {exp.index}: {exc}".splitlines()[0]
+                ) from exc
             learn_s = time.perf_counter() - t0
             if isinstance(agent, KeepsTrainingCurve):
-                curves.append([tuple(point) for point in agent.last_curve])
+                curves.append([(int(step), float(ret)) for step, ret in agent.last_curve])
             row, others, eval_s = score_all(f"after experience {exp.index}")
             R.append(row)
             for key, values in others.items():
                 secondary.setdefault(key, []).append(values)
-            per_experience.append({"learn_seconds": learn_s, "eval_seconds": eval_s, "peak_rss_mb": _peak_rss_mb(),
-                                   **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))}})
+            per_experience.append(
+                {
+                    "learn_seconds": learn_s,
+                    "eval_seconds": eval_s,
+                    "peak_rss_mb": _peak_rss_mb(),
+                    **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))},
+                }
+            )
     costs: dict[str, Any] = {
         "wall_seconds": time.perf_counter() - start,
         "learn_seconds": sum(p["learn_seconds"] for p in per_experience),
@@ -293,9 +324,17 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         finite = [v for v in per_task if np.isfinite(v)]
         summary["forward_transfer_cw"] = float(np.mean(finite)) if finite else float("nan")
     return RunResult(
-        spec=spec.to_dict(), R=R, baseline=baseline, metrics=summary, costs=costs,
-        provenance=provenance(stream_fingerprint=stream.fingerprint, stream_version=stream.version,
-                              config=config_to_dict(agent_config), seed=spec.seed),
+        spec=spec.to_dict(),
+        R=R,
+        baseline=baseline,
+        metrics=summary,
+        costs=costs,
+        provenance=provenance(
+            stream_fingerprint=stream.fingerprint,
+            stream_version=stream.version,
+            config=config_to_dict(agent_config),
+            seed=spec.seed,
+        ),
         extras=extras,
     )
 
@@ -307,10 +346,15 @@ needs one (a run is deterministic, so the cache cannot change a number)."""
 
 def _joint_reference(spec: RunSpec, stream: Stream) -> list[list[float]]:
     """R of ``joint`` on ``spec``'s stream and seed, with the options of its training loop."""
-    joint_cls, _ = agent_class_and_config("joint", {})
-    names = {f.name for f in dataclasses.fields(joint_cls.Config)}
-    reference = replace(spec, agent="joint", intransigence_reference=False, forward_transfer_reference=False,
-                        agent_options={k: v for k, v in spec.agent_options.items() if k in names})
+    _, joint_config = agent_class_and_config("joint", {})
+    names = {f.name for f in dataclasses.fields(joint_config)}
+    reference = replace(
+        spec,
+        agent="joint",
+        intransigence_reference=False,
+        forward_transfer_reference=False,
+        agent_options={k: v for k, v in spec.agent_options.items() if k in names},
+    )
     key = json.dumps(reference.to_dict(), sort_keys=True, default=str)
     if key not in _JOINT_CACHE:
         if len(_JOINT_CACHE) >= 8:
@@ -331,15 +375,21 @@ def _forward_transfer(spec: RunSpec, stream: Stream, curves: list) -> list[float
     if not isinstance(stream, SingleTaskStream) or len(curves) != len(stream.experiences):
         raise ConfigError(
             f"Forward transfer needs a stream with single_task() and an agent that keeps last_curve; "
-            f"{stream.name!r} with {spec.agent!r} has neither or not both.")
+            f"{stream.name!r} with {spec.agent!r} has neither or not both."
+        )
     reference = replace(spec, forward_transfer_reference=False)
     out = []
     for i, exp in enumerate(stream.experiences):
         if i == 0:  # the first task's "transfer" is from nothing: CW reports it, but it is 0 by construction
             continue
         ref_curve = run(reference, stream=stream.single_task(i)).extras["train_curves"][0]
-        grid = dict(step_budget=exp.step_budget, n_points=100, max_return=exp.info.get("max_return", 1.0),
-                    min_return=exp.info.get("min_return", 0.0))
-        out.append(forward_transfer_auc(episode_curve_on_grid(curves[i], **grid),
-                                        episode_curve_on_grid(ref_curve, **grid)))
+        grid = dict(
+            step_budget=exp.step_budget,
+            n_points=100,
+            max_return=exp.info.get("max_return", 1.0),
+            min_return=exp.info.get("min_return", 0.0),
+        )
+        out.append(
+            forward_transfer_auc(episode_curve_on_grid(curves[i], **grid), episode_curve_on_grid(ref_curve, **grid))
+        )
     return out

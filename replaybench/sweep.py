@@ -111,13 +111,16 @@ class SweepConfig(Config):
         super().__post_init__()
         for key in ("streams", "agents"):
             if not getattr(self, key) or not all(isinstance(v, str) for v in getattr(self, key)):
-                raise ConfigError(f"The {key!r} parameter of sweep must be a non-empty list of names. "
-                                  f"Got {list(getattr(self, key))!r} instead.")
+                raise ConfigError(
+                    f"The {key!r} parameter of sweep must be a non-empty list of names. "
+                    f"Got {list(getattr(self, key))!r} instead."
+                )
         check_seeds(list(self.seeds), where="sweep")
         for key, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
-                raise ConfigError(f"The grid entry {key!r} of sweep must be a non-empty list of values. "
-                                  f"Got {values!r} instead.")
+                raise ConfigError(
+                    f"The grid entry {key!r} of sweep must be a non-empty list of values. Got {values!r} instead."
+                )
 
     def options_for(self, agent: str) -> list[dict[str, Any]]:
         """The agent's option sets: shared, then its own, then each grid point."""
@@ -134,11 +137,22 @@ def load_sweep_file(path: str | Path) -> dict[str, Any]:
 # --- the grid ---------------------------------------------------------------------------
 def expand_grid(config: SweepConfig) -> list[PlannedRun]:
     """Every run of the sweep, in a stable order (stream, agent, option set, seed)."""
-    return plan(RunSpec(stream=stream, agent=agent, seed=seed, agent_options=options,
-                        stream_options=config.stream_options, data_dir=config.data_dir,
-                        download=config.download, device=config.device)
-                for stream in config.streams for agent in config.agents
-                for options in config.options_for(agent) for seed in config.seeds)
+    return plan(
+        RunSpec(
+            stream=stream,
+            agent=agent,
+            seed=seed,
+            agent_options=options,
+            stream_options=config.stream_options,
+            data_dir=config.data_dir,
+            download=config.download,
+            device=config.device,
+        )
+        for stream in config.streams
+        for agent in config.agents
+        for options in config.options_for(agent)
+        for seed in config.seeds
+    )
 
 
 # --- the folder -------------------------------------------------------------------------
@@ -162,8 +176,9 @@ class FolderState:
     """Failure records of runs not to be rerun (``skip_failed``)."""
 
 
-def read_folder(config: SweepConfig, plans: Sequence[PlannedRun], out: Path, *, resume: bool,
-                skip_failed: bool) -> FolderState:
+def read_folder(
+    config: SweepConfig, plans: Sequence[PlannedRun], out: Path, *, resume: bool, skip_failed: bool
+) -> FolderState:
     """Apply the folder rules (one grid per folder; ``--resume`` to continue); write nothing."""
     manifest = out / MANIFEST
     if manifest.is_file():
@@ -176,15 +191,21 @@ def read_folder(config: SweepConfig, plans: Sequence[PlannedRun], out: Path, *, 
     done = {p.run_id: r for p in plans if (r := read_completed(out, p.run_id)) is not None}
     failed = {p.run_id for p in plans if failure_path(out, p.run_id).is_file() and p.run_id not in done}
     if (done or failed) and not resume:
-        raise ConfigError(f"The folder {out} already holds {len(done) + len(failed)} of this sweep's {len(plans)} "
-                          "runs; pass --resume to continue it, or choose another --out.")
+        raise ConfigError(
+            f"The folder {out} already holds {len(done) + len(failed)} of this sweep's {len(plans)} "
+            "runs; pass --resume to continue it, or choose another --out."
+        )
     kept = {i: json.loads(failure_path(out, i).read_text()) for i in failed} if skip_failed else {}
     return FolderState(done, kept)
 
 
 def write_manifest(config: SweepConfig, plans: Sequence[PlannedRun], out: Path) -> None:
-    atomic_write_text(out / MANIFEST, json.dumps({"config": config.to_dict(), "runs": {
-        p.run_id: p.spec.to_dict() for p in plans}}, indent=1, default=dict))
+    atomic_write_text(
+        out / MANIFEST,
+        json.dumps(
+            {"config": config.to_dict(), "runs": {p.run_id: p.spec.to_dict() for p in plans}}, indent=1, default=dict
+        ),
+    )
 
 
 # --- running ----------------------------------------------------------------------------
@@ -231,31 +252,67 @@ def prepare_sweep(config: SweepConfig, *, resume: bool = False, skip_failed: boo
     return PreparedSweep(config, plans, state, streams)
 
 
-def execute_sweep(prepared: PreparedSweep, *, sinks: Sequence[Sink] = (), plots: bool = True,
-                  show_progress: bool | None = None, threads: int | None = None) -> SweepReport:
+def execute_sweep(
+    prepared: PreparedSweep,
+    *,
+    sinks: Sequence[Sink] = (),
+    plots: bool = True,
+    show_progress: bool | None = None,
+    threads: int | None = None,
+) -> SweepReport:
     """Run a prepared sweep; the results folder, then ``sinks``, get each outcome at once."""
     config, plans, state, out = prepared.config, prepared.plans, prepared.state, prepared.out
     todo = len(plans) - len(state.finished) - len(state.failed)
     if state.finished or state.failed:
-        print(f"resuming {out}: {len(plans) - todo} of {len(plans)} runs already finished, {todo} to run",
-              file=sys.stderr, flush=True)
-    executor = make_executor(config.executor, workers=config.workers, timeout_s=config.timeout_s,
-                             address=config.address, folder=out / ".submitit", cluster=config.cluster,
-                             partition=config.partition, threads=threads)
+        print(
+            f"resuming {out}: {len(plans) - todo} of {len(plans)} runs already finished, {todo} to run",
+            file=sys.stderr,
+            flush=True,
+        )
+    executor = make_executor(
+        config.executor,
+        workers=config.workers,
+        timeout_s=config.timeout_s,
+        address=config.address,
+        folder=out / ".submitit",
+        cluster=config.cluster,
+        partition=config.partition,
+        threads=threads,
+    )
     try:
         write_manifest(config, plans, out)
     except BaseException:
         executor.close()
         raise
-    report = run_pipeline(plans, executor=executor, sinks=[ResultsFolder(out, heatmaps=plots), *sinks],
-                          streams=prepared.streams, finished=state.finished, failed=state.failed, description=f"sweep ({config.executor})",
-                          show_progress=show_progress)
-    return SweepReport(plans=report.plans, results=report.results, failures=report.failures,
-                       executed=report.executed, skipped=report.skipped, out=out)
+    report = run_pipeline(
+        plans,
+        executor=executor,
+        sinks=[ResultsFolder(out, heatmaps=plots), *sinks],
+        streams=prepared.streams,
+        finished=state.finished,
+        failed=state.failed,
+        description=f"sweep ({config.executor})",
+        show_progress=show_progress,
+    )
+    return SweepReport(
+        plans=report.plans,
+        results=report.results,
+        failures=report.failures,
+        executed=report.executed,
+        skipped=report.skipped,
+        out=out,
+    )
 
 
-def run_sweep(config: SweepConfig, *, sinks: Sequence[Sink] = (), resume: bool = False, skip_failed: bool = False,
-              plots: bool = True, show_progress: bool | None = None) -> SweepReport:
+def run_sweep(
+    config: SweepConfig,
+    *,
+    sinks: Sequence[Sink] = (),
+    resume: bool = False,
+    skip_failed: bool = False,
+    plots: bool = True,
+    show_progress: bool | None = None,
+) -> SweepReport:
     """:func:`prepare_sweep`, then :func:`execute_sweep`."""
     prepared = prepare_sweep(config, resume=resume, skip_failed=skip_failed)
     return execute_sweep(prepared, sinks=sinks, plots=plots, show_progress=show_progress)

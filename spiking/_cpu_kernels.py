@@ -341,8 +341,7 @@ def _build() -> ctypes.CDLL | None:
 
 
 def _compile(compiler: str, flags: list[str], source: Path, output: Path) -> None:
-    subprocess.run([compiler, *flags, str(source), "-o", str(output)], check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run([compiler, *flags, str(source), "-o", str(output)], check=True, capture_output=True, timeout=120)
 
 
 def _cpu_features() -> str:

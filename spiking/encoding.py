@@ -80,9 +80,7 @@ def bernoulli(
 
 
 def _bernoulli_trains(prob: torch.Tensor, time_steps: int, generator: torch.Generator | None):
-    uniform = torch.rand(
-        (time_steps, *prob.shape), generator=generator, device=prob.device, dtype=prob.dtype
-    )
+    uniform = torch.rand((time_steps, *prob.shape), generator=generator, device=prob.device, dtype=prob.dtype)
     return uniform < prob
 
 

@@ -31,7 +31,11 @@ REDUCTIONS = ("sum", "mean", "max")
 
 
 def batch_outer(
-    pre: torch.Tensor, post: torch.Tensor, reduction: str, *, out: torch.Tensor | None = None,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    reduction: str,
+    *,
+    out: torch.Tensor | None = None,
     alpha: float = 1.0,
 ) -> torch.Tensor:
     """Batch-reduced outer products ``R_b(pre[g, b] x post[g, b])``.
@@ -170,10 +174,14 @@ class WeightDependentPostPre(LearningRule):
         source, target, weight = connection.source, connection.target, connection.weight
         delta = torch.zeros_like(weight)
         if nu_pre:
-            depression = connection.outer(source.s, target.x, self.reduction, alpha=nu_pre, out=torch.zeros_like(weight))
+            depression = connection.outer(
+                source.s, target.x, self.reduction, alpha=nu_pre, out=torch.zeros_like(weight)
+            )
             delta.sub_(depression * (weight - connection.wmin))
         if nu_post:
-            potentiation = connection.outer(source.x, target.s, self.reduction, alpha=nu_post, out=torch.zeros_like(weight))
+            potentiation = connection.outer(
+                source.x, target.s, self.reduction, alpha=nu_post, out=torch.zeros_like(weight)
+            )
             delta.add_(potentiation * (connection.wmax - weight))
         weight.add_(delta)
         connection.clamp_()

@@ -24,7 +24,11 @@ from replaybench.spiking.learning import PostPre, STDPParams, WeightDependentPos
 from replaybench.spiking.network import Network, SpikeCounter, SpikeRecorder
 from replaybench.spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNodes, LIFNodes, LIFParams
 from replaybench.spiking.topology import (
-    Conv2dConnection, DenseConnection, LateralInhibition, LocalConnection2d, OneToOne,
+    Conv2dConnection,
+    DenseConnection,
+    LateralInhibition,
+    LocalConnection2d,
+    OneToOne,
 )
 
 EXCITATORY = LIFParams(rest=-65.0, reset=-60.0, thresh=-52.0, tau_m=100.0, refractory=5.0)
@@ -131,9 +135,16 @@ class Presentation:
 class SpikingModel:
     """A network with one input layer ``"X"`` and one output layer, plus its encoder."""
 
-    def __init__(self, *, network: Network, output: str, image_shape: tuple[int, ...],
-                 presentation: PresentationConfig, crop: int | None = None,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        *,
+        network: Network,
+        output: str,
+        image_shape: tuple[int, ...],
+        presentation: PresentationConfig,
+        crop: int | None = None,
+        generator: torch.Generator,
+    ) -> None:
         self.network, self.output, self.crop = network, output, crop
         self.image_shape, self.presentation, self.generator = tuple(image_shape), presentation, generator
         self.input_shape = network.layers["X"].shape
@@ -149,7 +160,7 @@ class SpikingModel:
     def plastic_synapses(self) -> int:
         return sum(c.n_synapses for c in self.network.plastic)
 
-    def to(self, device: str | torch.device) -> "SpikingModel":
+    def to(self, device: str | torch.device) -> SpikingModel:
         self.network.to(device)
         return self
 
@@ -167,8 +178,9 @@ class SpikingModel:
         images = images.reshape(images.shape[0], *self.input_shape).float()
         p = self.presentation
         if p.encoder == "poisson":
-            return poisson(images, time_steps=p.time_steps, dt=p.dt, max_rate_hz=p.max_rate_hz,
-                           generator=self.generator)
+            return poisson(
+                images, time_steps=p.time_steps, dt=p.dt, max_rate_hz=p.max_rate_hz, generator=self.generator
+            )
         return bernoulli(images, time_steps=p.time_steps, max_prob=p.max_prob, generator=self.generator)
 
     def present(self, images: torch.Tensor, *, learning: bool, record: bool = False) -> Presentation:
@@ -189,9 +201,14 @@ class SpikingModel:
             connection.rule.rate_scale = scale
 
 
-def build_diehl_cook(image_shape: tuple[int, ...], config: DiehlCookConfig, *, seed: int,
-                     presentation: PresentationConfig = PresentationConfig(),
-                     device: str = "cpu") -> SpikingModel:
+def build_diehl_cook(
+    image_shape: tuple[int, ...],
+    config: DiehlCookConfig,
+    *,
+    seed: int,
+    presentation: PresentationConfig = PresentationConfig(),
+    device: str = "cpu",
+) -> SpikingModel:
     """Diehl & Cook 2015: Poisson input -> adaptive excitatory layer <-> inhibitory layer."""
     generator = torch.Generator(device=device).manual_seed(seed)
     init = torch.Generator().manual_seed(seed)
@@ -199,26 +216,44 @@ def build_diehl_cook(image_shape: tuple[int, ...], config: DiehlCookConfig, *, s
     n = config.n_neurons
     net = Network(dt=presentation.dt)
     x = net.add_layer("X", InputNodes(shape=(n_input,)))
-    adaptive = AdaptiveParams(theta_plus=config.theta_plus, tau_theta=config.tau_theta,
-                              one_spike=config.one_spike, reduction=config.theta_reduction)
-    exc = net.add_layer("Ae", AdaptiveLIFNodes(shape=(n,), params=EXCITATORY, adaptive=adaptive,
-                                               generator=generator))
+    adaptive = AdaptiveParams(
+        theta_plus=config.theta_plus,
+        tau_theta=config.tau_theta,
+        one_spike=config.one_spike,
+        reduction=config.theta_reduction,
+    )
+    exc = net.add_layer("Ae", AdaptiveLIFNodes(shape=(n,), params=EXCITATORY, adaptive=adaptive, generator=generator))
     inh = net.add_layer("Ai", LIFNodes(shape=(n,), params=INHIBITORY))
-    rule = _RULES[config.rule](params=STDPParams(nu_pre=config.nu_pre, nu_post=config.nu_post),
-                               reduction=config.reduction)
-    net.add_connection("X", "Ae", DenseConnection(
-        source=x, target=exc, weight=config.init_scale * torch.rand(n_input, n, generator=init),
-        norm=config.norm_per_input * n_input, rule=rule))
+    rule = _RULES[config.rule](
+        params=STDPParams(nu_pre=config.nu_pre, nu_post=config.nu_post), reduction=config.reduction
+    )
+    net.add_connection(
+        "X",
+        "Ae",
+        DenseConnection(
+            source=x,
+            target=exc,
+            weight=config.init_scale * torch.rand(n_input, n, generator=init),
+            norm=config.norm_per_input * n_input,
+            rule=rule,
+        ),
+    )
     net.add_connection("Ae", "Ai", OneToOne(source=exc, target=inh, strength=config.exc_strength))
     net.add_connection("Ai", "Ae", LateralInhibition(source=inh, target=exc, strength=config.inh_strength))
-    model = SpikingModel(network=net, output="Ae", image_shape=image_shape, presentation=presentation,
-                         generator=generator)
+    model = SpikingModel(
+        network=net, output="Ae", image_shape=image_shape, presentation=presentation, generator=generator
+    )
     return model.to(device)
 
 
-def build_local_snn(image_shape: tuple[int, ...], config: LocalSNNConfig, *, seed: int,
-                    presentation: PresentationConfig = PresentationConfig(max_rate_hz=127.5),
-                    device: str = "cpu") -> SpikingModel:
+def build_local_snn(
+    image_shape: tuple[int, ...],
+    config: LocalSNNConfig,
+    *,
+    seed: int,
+    presentation: PresentationConfig = PresentationConfig(max_rate_hz=127.5),
+    device: str = "cpu",
+) -> SpikingModel:
     """LC-SNN (or, with ``shared_weights``, a convolutional SNN) with inhibition between filters."""
     if len(image_shape) != 3:
         raise ConfigError(f"build_local_snn needs images of shape (C, H, W). Got {image_shape} instead.")
@@ -238,23 +273,26 @@ def build_local_snn(image_shape: tuple[int, ...], config: LocalSNNConfig, *, see
     net = Network(dt=presentation.dt)
     x = net.add_layer("X", InputNodes(shape=(channels, side, side)))
     adaptive = AdaptiveParams(theta_plus=config.theta_plus, tau_theta=config.tau_theta)
-    y = net.add_layer("Y", AdaptiveLIFNodes(shape=(filters, out, out), params=EXCITATORY,
-                                            adaptive=adaptive, generator=generator))
-    rule = PostPre(params=STDPParams(nu_pre=config.nu_pre, nu_post=config.nu_post),
-                   reduction=config.reduction)
+    y = net.add_layer(
+        "Y", AdaptiveLIFNodes(shape=(filters, out, out), params=EXCITATORY, adaptive=adaptive, generator=generator)
+    )
+    rule = PostPre(params=STDPParams(nu_pre=config.nu_pre, nu_post=config.nu_post), reduction=config.reduction)
     norm = config.norm_per_kernel_area * k * k
     if config.shared_weights:
         weight = torch.rand(filters, channels, k, k, generator=init)
-        conn = Conv2dConnection(source=x, target=y, weight=weight, kernel_size=k, stride=stride,
-                                norm=norm, rule=rule)
+        conn = Conv2dConnection(source=x, target=y, weight=weight, kernel_size=k, stride=stride, norm=norm, rule=rule)
     else:
         weight = torch.rand(out * out, channels * k * k, filters, generator=init)
-        conn = LocalConnection2d(source=x, target=y, weight=weight, kernel_size=k, stride=stride,
-                                 norm=norm, rule=rule)
+        conn = LocalConnection2d(source=x, target=y, weight=weight, kernel_size=k, stride=stride, norm=norm, rule=rule)
     conn.normalize_()
     net.add_connection("X", "Y", conn)
-    net.add_connection("Y", "Y", LateralInhibition(source=y, target=y, strength=config.inh_strength,
-                                                   competition_dim=0))
-    model = SpikingModel(network=net, output="Y", image_shape=image_shape, presentation=presentation,
-                         crop=config.crop, generator=generator)
+    net.add_connection("Y", "Y", LateralInhibition(source=y, target=y, strength=config.inh_strength, competition_dim=0))
+    model = SpikingModel(
+        network=net,
+        output="Y",
+        image_shape=image_shape,
+        presentation=presentation,
+        crop=config.crop,
+        generator=generator,
+    )
     return model.to(device)

@@ -212,7 +212,7 @@ class Network(nn.Module):
             sizes.add(tuple(spikes.shape[:2]))
         if len(sizes) != 1:
             raise ConfigError(f"All inputs must share T and B. Got {sorted(sizes)} instead.")
-        (time_steps, batch_size), = sizes
+        ((time_steps, batch_size),) = sizes
         if time_steps < 1 or batch_size < 1:
             raise ConfigError(f"Inputs need T >= 1 and B >= 1. Got T={time_steps}, B={batch_size}.")
         return time_steps, batch_size

@@ -37,12 +37,13 @@ _REAL = Interval(float, None, None)
 
 def check_shape(owner: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of positive ints or raise :class:`ConfigError`."""
-    if not isinstance(shape, (tuple, list)) or not shape or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    if (
+        not isinstance(shape, (tuple, list))
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
     ):
         raise ConfigError(
-            f"The 'shape' parameter of {owner} must be a non-empty tuple of positive ints. "
-            f"Got {shape!r} instead."
+            f"The 'shape' parameter of {owner} must be a non-empty tuple of positive ints. Got {shape!r} instead."
         )
     return tuple(shape)
 
@@ -142,8 +143,10 @@ class Nodes(nn.Module):
         """Bind the kernel's arguments once per run (state is updated in place)."""
         self._trace_args = (self.x.data_ptr(), self.s.data_ptr(), self.x.numel(), self.trace_decay)
         if self._event_buffers[0].numel() != self.n + 1 or self._event_buffers[1].numel() != self.s.numel():
-            self._event_buffers = (torch.empty(self.n + 1, dtype=torch.int32),
-                                   *(torch.empty(self.s.numel(), dtype=torch.int32) for _ in range(3)))
+            self._event_buffers = (
+                torch.empty(self.n + 1, dtype=torch.int32),
+                *(torch.empty(self.s.numel(), dtype=torch.int32) for _ in range(3)),
+            )
         self._events.ptrs = tuple(buffer.data_ptr() for buffer in self._event_buffers)
         self._events.valid = False
 
@@ -171,8 +174,9 @@ class Nodes(nn.Module):
         events = self._events
         starts, samples, raw_i, raw_b = events.ptrs
         if not events.valid:
-            self._kernels.spike_events(self._buffers["s"].data_ptr(), self.batch_size, self.n, starts, samples,
-                                       raw_i, raw_b)
+            self._kernels.spike_events(
+                self._buffers["s"].data_ptr(), self.batch_size, self.n, starts, samples, raw_i, raw_b
+            )
             events.valid = True
         return starts, samples
 
@@ -277,18 +281,33 @@ class LIFNodes(Nodes):
         x = buffers["x"].data_ptr() if self.track_traces and not one_spike else None
         self._scratch = torch.empty(self.n)
         self._sample_spikes = torch.empty(self.batch_size, dtype=torch.int32)
-        self._lif_tail = (buffers["s"].data_ptr(), x, theta, self.batch_size, self.n, self.decay,
-                          p.rest * (1.0 - self.decay), p.reset, p.thresh, p.refractory, self.dt,
-                          self.trace_decay, theta_decay, theta_plus, theta_max, int(self.learning),
-                          self._scratch.data_ptr(), self._sample_spikes.data_ptr())
+        self._lif_tail = (
+            buffers["s"].data_ptr(),
+            x,
+            theta,
+            self.batch_size,
+            self.n,
+            self.decay,
+            p.rest * (1.0 - self.decay),
+            p.reset,
+            p.thresh,
+            p.refractory,
+            self.dt,
+            self.trace_decay,
+            theta_decay,
+            theta_plus,
+            theta_max,
+            int(self.learning),
+            self._scratch.data_ptr(),
+            self._sample_spikes.data_ptr(),
+        )
 
     def _fused_step(self, current: torch.Tensor | None) -> torch.Tensor:
         """The same step in one pass of the C kernel (see ``_cpu_kernels``)."""
         kernels = self._kernels
         if current is not None:  # keep the contiguous float32 copy alive during the call
             current = current.to(torch.float32).contiguous()
-        most = kernels.lif_step(*self._lif_head, None if current is None else current.data_ptr(),
-                                *self._lif_tail)
+        most = kernels.lif_step(*self._lif_head, None if current is None else current.data_ptr(), *self._lif_tail)
         self._spikes_changed()
         if self._one_spike:
             if most > 1:
@@ -312,7 +331,11 @@ class AdaptiveLIFNodes(LIFNodes):
     """LIF neurons with Diehl & Cook's homeostatic threshold ``theta`` [shape]."""
 
     def __init__(
-        self, *, shape: tuple[int, ...], params: LIFParams, adaptive: AdaptiveParams,
+        self,
+        *,
+        shape: tuple[int, ...],
+        params: LIFParams,
+        adaptive: AdaptiveParams,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(shape=shape, params=params)
@@ -340,8 +363,13 @@ class AdaptiveLIFNodes(LIFNodes):
 
     def _fused_adaptive_args(self) -> tuple[int | None, float, float, int, bool]:
         a = self.adaptive
-        return (self.theta.data_ptr(), self.theta_decay, self._theta_increment(), int(a.reduction == "max"),
-                a.one_spike)
+        return (
+            self.theta.data_ptr(),
+            self.theta_decay,
+            self._theta_increment(),
+            int(a.reduction == "max"),
+            a.one_spike,
+        )
 
     def _start_step(self) -> None:
         if self.learning:
@@ -365,8 +393,9 @@ class AdaptiveLIFNodes(LIFNodes):
         flat = self.s.view(self.batch_size, -1)
         u = torch.rand(self.batch_size, generator=self.generator, device=flat.device)
         if self._kernels is not None:
-            self._kernels.keep_one_spike(flat.data_ptr(), u.data_ptr(), self._sample_spikes.data_ptr(),
-                                         self.batch_size, self.n)
+            self._kernels.keep_one_spike(
+                flat.data_ptr(), u.data_ptr(), self._sample_spikes.data_ptr(), self.batch_size, self.n
+            )
             return
         count = flat.sum(1, keepdim=True)
         keep = (u[:, None] * count).long().clamp_max(count - 1)

@@ -57,8 +57,9 @@ def all_activity(counts: torch.Tensor, assignments: torch.Tensor, n_classes: int
     return (counts.float() @ onehot) / per_class
 
 
-def proportion_weighting(counts: torch.Tensor, assignments: torch.Tensor, proportions: torch.Tensor,
-                         n_classes: int) -> torch.Tensor:
+def proportion_weighting(
+    counts: torch.Tensor, assignments: torch.Tensor, proportions: torch.Tensor, n_classes: int
+) -> torch.Tensor:
     """Scores ``[N, C]``: counts weighted by each neuron's class proportions, per assigned neuron."""
     onehot = torch.nn.functional.one_hot(assignments.to(counts.device), n_classes).float()
     per_class = onehot.sum(0).clamp_min(1.0)
@@ -78,7 +79,7 @@ def firing_orders(spikes: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Ten
         ``sum_k neuron_k * n_neurons**k``.
     """
     n_neurons = spikes.shape[2]
-    if n_neurons ** n >= 2**62:
+    if n_neurons**n >= 2**62:
         raise ValueError(f"{n}-grams over {n_neurons} neurons do not fit an int64 key")
     sample, _, neuron = spikes.permute(1, 0, 2).nonzero(as_tuple=True)  # sorted by (b, t, i)
     if sample.numel() < n:

@@ -42,24 +42,28 @@ class Connection(nn.Module):
     """
 
     def __init__(
-        self, *, source: Nodes, target: Nodes, wmin: float = 0.0, wmax: float = 1.0,
-        norm: float | None = None, rule: LearningRule | None = None,
+        self,
+        *,
+        source: Nodes,
+        target: Nodes,
+        wmin: float = 0.0,
+        wmax: float = 1.0,
+        norm: float | None = None,
+        rule: LearningRule | None = None,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         for name, nodes in (("source", source), ("target", target)):
             if not isinstance(nodes, Nodes):
                 raise ConfigError(
-                    f"The {name!r} parameter of {owner} must be a Nodes population. "
-                    f"Got {type(nodes).__name__} instead."
+                    f"The {name!r} parameter of {owner} must be a Nodes population. Got {type(nodes).__name__} instead."
                 )
         check_param(owner, "wmin", wmin, Interval(float, None, None, infinite=True))
         check_param(owner, "wmax", wmax, Interval(float, wmin, None, infinite=True))
         check_param(owner, "norm", norm, Optional(Interval(float, 0, None, closed="neither")))
         if rule is not None and not isinstance(rule, LearningRule):
             raise ConfigError(
-                f"The 'rule' parameter of {owner} must be a LearningRule or None. "
-                f"Got {type(rule).__name__} instead."
+                f"The 'rule' parameter of {owner} must be a LearningRule or None. Got {type(rule).__name__} instead."
             )
         # Not submodules: the network owns the populations.
         self.__dict__["source"], self.__dict__["target"] = source, target
@@ -152,8 +156,15 @@ class DenseConnection(Connection):
     """
 
     def __init__(
-        self, *, source: Nodes, target: Nodes, weight: torch.Tensor, wmin: float = 0.0,
-        wmax: float = 1.0, norm: float | None = None, rule: LearningRule | None = None,
+        self,
+        *,
+        source: Nodes,
+        target: Nodes,
+        weight: torch.Tensor,
+        wmin: float = 0.0,
+        wmax: float = 1.0,
+        norm: float | None = None,
+        rule: LearningRule | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
         self.register_buffer("weight", self._check_weight(weight, (source.n, target.n)))
@@ -184,8 +195,12 @@ class DenseConnection(Connection):
 
     def _events(self, nodes: Nodes, spikes: torch.Tensor):
         """The event lists of ``nodes`` if ``spikes`` are its current spikes and the kernels apply."""
-        if (self._kernels is not None and nodes._kernels is not None and spikes is nodes._buffers["s"]
-                and spikes.is_contiguous()):
+        if (
+            self._kernels is not None
+            and nodes._kernels is not None
+            and spikes is nodes._buffers["s"]
+            and spikes.is_contiguous()
+        ):
             return nodes.spike_events()
         return None
 
@@ -199,8 +214,9 @@ class DenseConnection(Connection):
         events = self._source_events(spikes)
         if events is not None:  # event-driven: each row of an input that spiked, once per step
             out = self._out
-            self._kernels.dense_forward(*events, self._weight_ptr, out.data_ptr(), spikes.shape[0],
-                                        *self._shape_args, 0)
+            self._kernels.dense_forward(
+                *events, self._weight_ptr, out.data_ptr(), spikes.shape[0], *self._shape_args, 0
+            )
             return out
         flat = spikes.reshape(spikes.shape[0], -1)
         return (flat.to(self.weight.dtype) @ self.weight).view(-1, *self.target.shape)
@@ -208,17 +224,24 @@ class DenseConnection(Connection):
     def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
         events = self._source_events(spikes)
         if events is not None and out.is_contiguous() and out.dtype == torch.float32:
-            self._kernels.dense_forward(*events, self._weight_ptr, out.data_ptr(), spikes.shape[0],
-                                        *self._shape_args, 1)
+            self._kernels.dense_forward(
+                *events, self._weight_ptr, out.data_ptr(), spikes.shape[0], *self._shape_args, 1
+            )
             return
         super().compute_add_(spikes, out)
 
     def outer(self, pre, post, reduction, *, alpha, out=None) -> torch.Tensor:
         self._flush_rows()
         self._step.precomputed = -1
-        if (out is None and self._kernels is not None and post.is_contiguous()
-                and ((pre.dtype != torch.bool and pre.is_contiguous() and self._events(self.target, post) is not None)
-                     or (post.dtype != torch.bool and self._source_events(pre) is not None))):
+        if (
+            out is None
+            and self._kernels is not None
+            and post.is_contiguous()
+            and (
+                (pre.dtype != torch.bool and pre.is_contiguous() and self._events(self.target, post) is not None)
+                or (post.dtype != torch.bool and self._source_events(pre) is not None)
+            )
+        ):
             self._fused_outer(pre, post, reduction, alpha)
             return self._buffers["weight"]
         batch = pre.shape[0]
@@ -235,8 +258,16 @@ class DenseConnection(Connection):
         if pre.dtype == torch.bool:  # rows of the presynaptic neurons that spiked: deferred to clamp_
             self._step.pending_rows = (post.data_ptr(), scale, mode, post)
         else:  # columns of the postsynaptic neurons that spiked
-            self._kernels.outer_cols(*self.target.spike_events(), pre.data_ptr(), self._weight_ptr,
-                                     *self._shape_args, scale, mode, self._mark_args[1], self._scratch_ptr)
+            self._kernels.outer_cols(
+                *self.target.spike_events(),
+                pre.data_ptr(),
+                self._weight_ptr,
+                *self._shape_args,
+                scale,
+                mode,
+                self._mark_args[1],
+                self._scratch_ptr,
+            )
 
     def _flush_rows(self, *, clamp: bool = False) -> None:
         """Apply a deferred presynaptic-spike term; with ``clamp`` also clamp its rows and
@@ -247,9 +278,23 @@ class DenseConnection(Connection):
         self._step.pending_rows = None
         starts, samples = self.source.spike_events()
         out = self._out.data_ptr() if clamp else None
-        self._kernels.outer_rows(starts, samples, post, self._weight_ptr, *self._shape_args, scale, mode,
-                                 self._mark_args[0], self._row_scratch.data_ptr(), int(clamp), self.wmin,
-                                 self.wmax, out, self._out.shape[0], *self._support_args)
+        self._kernels.outer_rows(
+            starts,
+            samples,
+            post,
+            self._weight_ptr,
+            *self._shape_args,
+            scale,
+            mode,
+            self._mark_args[0],
+            self._row_scratch.data_ptr(),
+            int(clamp),
+            self.wmin,
+            self.wmax,
+            out,
+            self._out.shape[0],
+            *self._support_args,
+        )
         if clamp:
             self._step.precomputed = self.source.spikes_version
 
@@ -277,9 +322,7 @@ def _check_image_source(owner: str, source: Nodes, kernel_size: int, stride: int
     check_param(owner, "kernel_size", kernel_size, Interval(int, 1, None))
     check_param(owner, "stride", stride, Interval(int, 1, None))
     if len(source.shape) != 3:
-        raise ConfigError(
-            f"{owner} needs a source of shape (channels, height, width). Got {source.shape} instead."
-        )
+        raise ConfigError(f"{owner} needs a source of shape (channels, height, width). Got {source.shape} instead.")
     _, height, width = source.shape
     if kernel_size > min(height, width):
         raise ConfigError(
@@ -292,8 +335,7 @@ def _check_image_source(owner: str, source: Nodes, kernel_size: int, stride: int
 def _check_image_target(owner: str, target: Nodes, expected: tuple[int, ...]) -> None:
     if target.shape != expected:
         raise ConfigError(
-            f"{owner} needs a target of shape {expected} (filters, out_h, out_w). "
-            f"Got {target.shape} instead."
+            f"{owner} needs a target of shape {expected} (filters, out_h, out_w). Got {target.shape} instead."
         )
 
 
@@ -319,8 +361,16 @@ class LocalConnection2d(Connection):
     """
 
     def __init__(
-        self, *, source: Nodes, target: Nodes, weight: torch.Tensor, kernel_size: int,
-        stride: int, wmin: float = 0.0, wmax: float = 1.0, norm: float | None = None,
+        self,
+        *,
+        source: Nodes,
+        target: Nodes,
+        weight: torch.Tensor,
+        kernel_size: int,
+        stride: int,
+        wmin: float = 0.0,
+        wmax: float = 1.0,
+        norm: float | None = None,
         rule: LearningRule | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
@@ -357,8 +407,16 @@ class Conv2dConnection(Connection):
     """
 
     def __init__(
-        self, *, source: Nodes, target: Nodes, weight: torch.Tensor, kernel_size: int,
-        stride: int, wmin: float = 0.0, wmax: float = 1.0, norm: float | None = None,
+        self,
+        *,
+        source: Nodes,
+        target: Nodes,
+        weight: torch.Tensor,
+        kernel_size: int,
+        stride: int,
+        wmin: float = 0.0,
+        wmax: float = 1.0,
+        norm: float | None = None,
         rule: LearningRule | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=wmin, wmax=wmax, norm=norm, rule=rule)
@@ -395,8 +453,7 @@ class OneToOne(Connection):
         super().__init__(source=source, target=target, wmin=-math.inf, wmax=math.inf)
         if source.shape != target.shape:
             raise ConfigError(
-                f"OneToOne needs equal source and target shapes. Got {source.shape} and "
-                f"{target.shape} instead."
+                f"OneToOne needs equal source and target shapes. Got {source.shape} and {target.shape} instead."
             )
         check_param("OneToOne", "strength", strength, Interval(float, None, None))
         self.strength = float(strength)
@@ -410,8 +467,13 @@ class OneToOne(Connection):
         return spikes.to(self.weight.dtype) * self.strength
 
     def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
-        if (self._kernels is not None and spikes.dtype == torch.bool and spikes.is_contiguous()
-                and out.is_contiguous() and out.dtype == torch.float32):
+        if (
+            self._kernels is not None
+            and spikes.dtype == torch.bool
+            and spikes.is_contiguous()
+            and out.is_contiguous()
+            and out.dtype == torch.float32
+        ):
             self._kernels.one_to_one(spikes.data_ptr(), out.data_ptr(), spikes.numel(), self.strength, 1)
             return
         super().compute_add_(spikes, out)
@@ -433,7 +495,12 @@ class LateralInhibition(Connection):
     """
 
     def __init__(
-        self, *, source: Nodes, target: Nodes, strength: float, competition_dim: int | None = None,
+        self,
+        *,
+        source: Nodes,
+        target: Nodes,
+        strength: float,
+        competition_dim: int | None = None,
     ) -> None:
         super().__init__(source=source, target=target, wmin=-math.inf, wmax=math.inf)
         if source.shape != target.shape:
@@ -443,27 +510,34 @@ class LateralInhibition(Connection):
             )
         check_param("LateralInhibition", "strength", strength, Interval(float, 0, None))
         if competition_dim is not None:
-            check_param("LateralInhibition", "competition_dim", competition_dim,
-                        Interval(int, 0, len(source.shape) - 1))
+            check_param(
+                "LateralInhibition", "competition_dim", competition_dim, Interval(int, 0, len(source.shape) - 1)
+            )
         self.strength, self.competition_dim = float(strength), competition_dim
         self.register_buffer("weight", torch.tensor(-self.strength))
 
     def _fused(self, spikes: torch.Tensor) -> bool:
-        return (self.competition_dim is None and self._kernels is not None and spikes.dtype == torch.bool
-                and spikes.is_contiguous())
+        return (
+            self.competition_dim is None
+            and self._kernels is not None
+            and spikes.dtype == torch.bool
+            and spikes.is_contiguous()
+        )
 
     def compute_add_(self, spikes: torch.Tensor, out: torch.Tensor) -> None:
         if self._fused(spikes) and out.is_contiguous() and out.dtype == torch.float32:
-            self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
-                                      self.strength, 1)
+            self._kernels.inhibit_all(
+                spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n, self.strength, 1
+            )
             return
         super().compute_add_(spikes, out)
 
     def compute(self, spikes: torch.Tensor) -> torch.Tensor:
         if self._fused(spikes):
             out = self._out
-            self._kernels.inhibit_all(spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n,
-                                      self.strength, 0)
+            self._kernels.inhibit_all(
+                spikes.data_ptr(), out.data_ptr(), spikes.shape[0], self.source.n, self.strength, 0
+            )
             return out
         s = spikes.to(self.weight.dtype)
         if self.competition_dim is None:
@@ -480,9 +554,9 @@ class LateralInhibition(Connection):
         else:
             group = index.movedim(self.competition_dim, -1)[..., 0]
             group_of = torch.empty(self.source.n, dtype=torch.long)
-            group_of[index.movedim(self.competition_dim, -1).reshape(-1)] = (
-                torch.arange(group.numel()).repeat_interleave(self.source.shape[self.competition_dim])
-            )
+            group_of[index.movedim(self.competition_dim, -1).reshape(-1)] = torch.arange(
+                group.numel()
+            ).repeat_interleave(self.source.shape[self.competition_dim])
             same_group = group_of[:, None] == group_of[None, :]
         same_group.fill_diagonal_(False)
         return same_group.float() * -self.strength

@@ -41,9 +41,14 @@ class TensorStream:
     def fingerprint(self) -> str:
         if not self._fingerprint:
             h = hashlib.sha256()
-            header = {"name": self.name, "version": self.version, "scenario": self.scenario,
-                      "params": self.params, "data": self.data_digest,
-                      "classes": [list(e.classes) for e in self.experiences]}
+            header = {
+                "name": self.name,
+                "version": self.version,
+                "scenario": self.scenario,
+                "params": self.params,
+                "data": self.data_digest,
+                "classes": [list(e.classes) for e in self.experiences],
+            }
             h.update(json.dumps(header, sort_keys=True).encode())
             for record in self.split_record:
                 h.update(hashlib.sha256(record).digest())
@@ -53,11 +58,16 @@ class TensorStream:
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
         return {
-            "name": self.name, "version": self.version, "scenario": self.scenario,
-            "experiences": len(self.experiences), "input_shape": list(self.input_shape),
+            "name": self.name,
+            "version": self.version,
+            "scenario": self.scenario,
+            "experiences": len(self.experiences),
+            "input_shape": list(self.input_shape),
             "n_classes": self.n_classes,
             "train_sizes": [len(e.train_x) if e.train_x is not None else 0 for e in self.experiences],
             "test_sizes": [len(e.test_x) if e.test_x is not None else 0 for e in self.experiences],
             "classes": [list(e.classes) for e in self.experiences],
-            "fingerprint": self.fingerprint, "source": self.source, "params": self.params,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "params": self.params,
         }

@@ -75,20 +75,34 @@ class EpisodeStream(SequenceStream):
             outputs = agent.predict(experience.test_x, experience.task_id)
         outputs = outputs.detach().cpu()
         if tuple(outputs.shape) != tuple(experience.test_y.shape):
-            raise ConfigError(f"Expected recalled patterns of shape [N, 1, d] = {tuple(experience.test_y.shape)}. "
-                              f"Got {tuple(outputs.shape)} instead.")
+            raise ConfigError(
+                f"Expected recalled patterns of shape [N, 1, d] = {tuple(experience.test_y.shape)}. "
+                f"Got {tuple(outputs.shape)} instead."
+            )
         return recall_scores(outputs[:, -1], experience.test_y[:, -1])
 
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
-        return {**super().describe(), "cycles_per_experience": self.params["cycles_per_experience"],
-                "cycle_length": self.params["cycle_length"]}
+        return {
+            **super().describe(),
+            "cycles_per_experience": self.params["cycles_per_experience"],
+            "cycle_length": self.params["cycle_length"],
+        }
 
 
-def make_episode_cycles(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
-                        download: bool = False, n_experiences: int = 5, cycles_per_experience: int = 2,
-                        cycle_length: int = 5, n_features: int = 100, corruption: float = 0.25,
-                        seed: int = 0) -> EpisodeStream:
+def make_episode_cycles(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    data_dir: str | None = None,
+    download: bool = False,
+    n_experiences: int = 5,
+    cycles_per_experience: int = 2,
+    cycle_length: int = 5,
+    n_features: int = 100,
+    corruption: float = 0.25,
+    seed: int = 0,
+) -> EpisodeStream:
     """episode-cycles: new random ±1 pattern cycles in every experience.
 
     Args:
@@ -104,8 +118,11 @@ def make_episode_cycles(*, name: str | None = None, version: str = STREAM_VERSIO
         seed: Seed of the patterns and the cues.
     """
     owner = f"stream {name or 'episode-cycles'}"
-    for key, value in {"n_experiences": n_experiences, "cycles_per_experience": cycles_per_experience,
-                       "n_features": n_features}.items():
+    for key, value in {
+        "n_experiences": n_experiences,
+        "cycles_per_experience": cycles_per_experience,
+        "n_features": n_features,
+    }.items():
         check_param(owner, key, value, Interval(int, 1, None))
     check_param(owner, "cycle_length", cycle_length, Interval(int, 2, None))
     check_param(owner, "corruption", corruption, Interval(float, 0, 1, closed="left"))
@@ -117,17 +134,43 @@ def make_episode_cycles(*, name: str | None = None, version: str = STREAM_VERSIO
         episodes = torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
         successors = episodes.roll(-1, dims=1)
         cues = corrupt(episodes.reshape(-1, n_features), corruption, generator=generator)
-        info = {"family": "episodes", "task": f"cycles-{i}", "output_mask": torch.ones(cycle_length, dtype=torch.bool),
-                "d_out": n_features, "loss": "mse"}
-        experience = Experience(index=i, kind="sequence", train_x=episodes, train_y=successors,
-                                test_x=cues[:, None, :], test_y=successors.reshape(-1, 1, n_features),
-                                task_id=i, info=info)
+        info = {
+            "family": "episodes",
+            "task": f"cycles-{i}",
+            "output_mask": torch.ones(cycle_length, dtype=torch.bool),
+            "d_out": n_features,
+            "loss": "mse",
+        }
+        experience = Experience(
+            index=i,
+            kind="sequence",
+            train_x=episodes,
+            train_y=successors,
+            test_x=cues[:, None, :],
+            test_y=successors.reshape(-1, 1, n_features),
+            task_id=i,
+            info=info,
+        )
         for tensor in (experience.train_x, experience.train_y, experience.test_x, experience.test_y):
             digest.update(tensor.contiguous().numpy().tobytes())
         experiences.append(experience)
-    params = {"n_experiences": n_experiences, "cycles_per_experience": cycles_per_experience,
-              "cycle_length": cycle_length, "n_features": n_features, "corruption": corruption, "seed": seed}
-    return EpisodeStream(name=name or "episode-cycles", version=version, scenario="sequence",
-                         experiences=tuple(experiences), n_classes=0, input_shape=(n_features,),
-                         source="generated in-process by streams.episodes", params=params,
-                         data_digest=digest.hexdigest(), output_size=n_features)
+    params = {
+        "n_experiences": n_experiences,
+        "cycles_per_experience": cycles_per_experience,
+        "cycle_length": cycle_length,
+        "n_features": n_features,
+        "corruption": corruption,
+        "seed": seed,
+    }
+    return EpisodeStream(
+        name=name or "episode-cycles",
+        version=version,
+        scenario="sequence",
+        experiences=tuple(experiences),
+        n_classes=0,
+        input_shape=(n_features,),
+        source="generated in-process by streams.episodes",
+        params=params,
+        data_digest=digest.hexdigest(),
+        output_size=n_features,
+    )

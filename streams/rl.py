@@ -66,12 +66,22 @@ class CartPoleTask(CartPoleEnv):
     ``length`` is half the pole's length, as in gymnasium.
     """
 
-    def __init__(self, *, render_mode: str | None = None, gravity: float = 9.8, masscart: float = 1.0,
-                 masspole: float = 0.1, length: float = 0.5, force_mag: float = 10.0,
-                 tau: float = 0.02) -> None:
+    def __init__(
+        self,
+        *,
+        render_mode: str | None = None,
+        gravity: float = 9.8,
+        masscart: float = 1.0,
+        masspole: float = 0.1,
+        length: float = 0.5,
+        force_mag: float = 10.0,
+        tau: float = 0.02,
+    ) -> None:
         super().__init__(render_mode=render_mode)
-        apply_task_params(self, dict(gravity=gravity, masscart=masscart, masspole=masspole,
-                                     length=length, force_mag=force_mag, tau=tau))
+        apply_task_params(
+            self,
+            dict(gravity=gravity, masscart=masscart, masspole=masspole, length=length, force_mag=force_mag, tau=tau),
+        )
 
 
 class AcrobotTask(AcrobotEnv):
@@ -86,13 +96,29 @@ class AcrobotTask(AcrobotEnv):
     unit-length threshold.
     """
 
-    def __init__(self, *, render_mode: str | None = None, LINK_LENGTH_1: float = 1.0,
-                 LINK_LENGTH_2: float = 1.0, LINK_MASS_1: float = 1.0, LINK_MASS_2: float = 1.0,
-                 LINK_MOI: float = 1.0, gravity: float = 9.8) -> None:
+    def __init__(
+        self,
+        *,
+        render_mode: str | None = None,
+        LINK_LENGTH_1: float = 1.0,
+        LINK_LENGTH_2: float = 1.0,
+        LINK_MASS_1: float = 1.0,
+        LINK_MASS_2: float = 1.0,
+        LINK_MOI: float = 1.0,
+        gravity: float = 9.8,
+    ) -> None:
         super().__init__(render_mode=render_mode)
-        apply_task_params(self, dict(LINK_LENGTH_1=LINK_LENGTH_1, LINK_LENGTH_2=LINK_LENGTH_2,
-                                     LINK_MASS_1=LINK_MASS_1, LINK_MASS_2=LINK_MASS_2,
-                                     LINK_MOI=LINK_MOI, gravity=gravity))
+        apply_task_params(
+            self,
+            dict(
+                LINK_LENGTH_1=LINK_LENGTH_1,
+                LINK_LENGTH_2=LINK_LENGTH_2,
+                LINK_MASS_1=LINK_MASS_1,
+                LINK_MASS_2=LINK_MASS_2,
+                LINK_MOI=LINK_MOI,
+                gravity=gravity,
+            ),
+        )
 
     def _dsdt(self, s_augmented: np.ndarray) -> tuple[float, ...]:
         m1, m2 = self.LINK_MASS_1, self.LINK_MASS_2
@@ -106,10 +132,14 @@ class AcrobotTask(AcrobotEnv):
         d12 = m2 * (lc2**2 + l1 * lc2 * cos2) + inertia
         # Gravity and Coriolis terms; cos(x - pi/2) == sin(x).
         gravity2 = m2 * lc2 * g * math.sin(theta1 + theta2)
-        gravity1 = (-m2 * l1 * lc2 * sin2 * (omega2**2 + 2 * omega1 * omega2)
-                    + (m1 * lc1 + m2 * l1) * g * math.sin(theta1) + gravity2)
-        alpha2 = ((torque + d12 / d11 * gravity1 - m2 * l1 * lc2 * omega1**2 * sin2 - gravity2)
-                  / (m2 * lc2**2 + inertia - d12**2 / d11))
+        gravity1 = (
+            -m2 * l1 * lc2 * sin2 * (omega2**2 + 2 * omega1 * omega2)
+            + (m1 * lc1 + m2 * l1) * g * math.sin(theta1)
+            + gravity2
+        )
+        alpha2 = (torque + d12 / d11 * gravity1 - m2 * l1 * lc2 * omega1**2 * sin2 - gravity2) / (
+            m2 * lc2**2 + inertia - d12**2 / d11
+        )
         alpha1 = -(d12 * alpha2 + gravity1) / d11
         return omega1, omega2, alpha1, alpha2, 0.0
 
@@ -117,8 +147,7 @@ class AcrobotTask(AcrobotEnv):
 class MountainCarTask(MountainCarEnv):
     """MountainCar whose gravity and engine force are constructor arguments."""
 
-    def __init__(self, *, render_mode: str | None = None, gravity: float = 0.0025,
-                 force: float = 0.001) -> None:
+    def __init__(self, *, render_mode: str | None = None, gravity: float = 0.0025, force: float = 0.001) -> None:
         super().__init__(render_mode=render_mode)
         apply_task_params(self, dict(gravity=gravity, force=force))
 
@@ -153,15 +182,31 @@ class PhysicsSpec:
 
 PHYSICS: dict[type, PhysicsSpec] = {
     CartPoleEnv: PhysicsSpec(
-        parameters={"gravity": _POSITIVE, "masscart": _POSITIVE, "masspole": _POSITIVE,
-                    "length": _POSITIVE, "force_mag": _NONZERO_REAL, "tau": _POSITIVE},
-        nonzero=frozenset({"force_mag"}), recompute=_cartpole_derived, velocity_dims=(1, 3)),
+        parameters={
+            "gravity": _POSITIVE,
+            "masscart": _POSITIVE,
+            "masspole": _POSITIVE,
+            "length": _POSITIVE,
+            "force_mag": _NONZERO_REAL,
+            "tau": _POSITIVE,
+        },
+        nonzero=frozenset({"force_mag"}),
+        recompute=_cartpole_derived,
+        velocity_dims=(1, 3),
+    ),
     AcrobotTask: PhysicsSpec(
-        parameters={"LINK_LENGTH_1": _POSITIVE, "LINK_LENGTH_2": _POSITIVE, "LINK_MASS_1": _POSITIVE,
-                    "LINK_MASS_2": _POSITIVE, "LINK_MOI": _POSITIVE, "gravity": _POSITIVE},
-        recompute=_acrobot_derived, velocity_dims=(4, 5)),
-    MountainCarEnv: PhysicsSpec(
-        parameters={"gravity": _POSITIVE, "force": _POSITIVE}, velocity_dims=(1,)),
+        parameters={
+            "LINK_LENGTH_1": _POSITIVE,
+            "LINK_LENGTH_2": _POSITIVE,
+            "LINK_MASS_1": _POSITIVE,
+            "LINK_MASS_2": _POSITIVE,
+            "LINK_MOI": _POSITIVE,
+            "gravity": _POSITIVE,
+        },
+        recompute=_acrobot_derived,
+        velocity_dims=(4, 5),
+    ),
+    MountainCarEnv: PhysicsSpec(parameters={"gravity": _POSITIVE, "force": _POSITIVE}, velocity_dims=(1,)),
 }
 """Task parameters per environment class (subclasses inherit their parent's)."""
 
@@ -171,8 +216,9 @@ def physics_spec(env: gymnasium.Env) -> PhysicsSpec:
     for cls in type(env.unwrapped).__mro__:
         if cls in PHYSICS:
             return PHYSICS[cls]
-    raise ConfigError(f"{type(env.unwrapped).__name__} has no task parameters; "
-                      f"known: {', '.join(c.__name__ for c in PHYSICS)}.")
+    raise ConfigError(
+        f"{type(env.unwrapped).__name__} has no task parameters; known: {', '.join(c.__name__ for c in PHYSICS)}."
+    )
 
 
 def check_task_params(owner: str, spec: PhysicsSpec, params: Mapping[str, Any]) -> None:
@@ -181,7 +227,8 @@ def check_task_params(owner: str, spec: PhysicsSpec, params: Mapping[str, Any]) 
         if name not in spec.parameters:
             raise ConfigError(
                 f"Unknown task parameter {name!r} for {owner}.{did_you_mean(name, spec.parameters)} "
-                f"Known: {', '.join(spec.parameters)}.")
+                f"Known: {', '.join(spec.parameters)}."
+            )
         check_param(owner, name, value, spec.parameters[name])
         if name in spec.nonzero and value == 0:
             raise ConfigError(f"The {name!r} parameter of {owner} must be non-zero. Got {value!r} instead.")
@@ -204,8 +251,9 @@ def apply_task_params(env: gymnasium.Env, params: Mapping[str, float]) -> None:
 
 gymnasium.register("replaybench/CartPole-v0", entry_point="replaybench.streams.rl:CartPoleTask", max_episode_steps=200)
 gymnasium.register("replaybench/Acrobot-v0", entry_point="replaybench.streams.rl:AcrobotTask", max_episode_steps=500)
-gymnasium.register("replaybench/MountainCar-v0", entry_point="replaybench.streams.rl:MountainCarTask",
-                   max_episode_steps=200)
+gymnasium.register(
+    "replaybench/MountainCar-v0", entry_point="replaybench.streams.rl:MountainCarTask", max_episode_steps=200
+)
 
 
 # --------------------------------------------------------------------------- observation wrappers
@@ -219,7 +267,9 @@ class AppendTaskId(gymnasium.ObservationWrapper):
         space = env.observation_space
         self.observation_space = gymnasium.spaces.Box(
             np.concatenate([space.low, np.zeros(n_tasks, np.float32)]),
-            np.concatenate([space.high, np.ones(n_tasks, np.float32)]), dtype=np.float32)
+            np.concatenate([space.high, np.ones(n_tasks, np.float32)]),
+            dtype=np.float32,
+        )
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return np.concatenate([observation, self.one_hot])
@@ -232,15 +282,22 @@ class HideVelocity(gymnasium.ObservationWrapper):
         super().__init__(env)
         space = env.observation_space
         self.keep = np.array([i for i in range(space.shape[0]) if i not in set(velocity_dims)])
-        self.observation_space = gymnasium.spaces.Box(space.low[self.keep], space.high[self.keep],
-                                                      dtype=np.float32)
+        self.observation_space = gymnasium.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation[self.keep]
 
 
-def make_task_env(seed: int | None = None, *, env_id: str, task_params: Mapping[str, float],
-                  task_index: int, n_tasks: int, task_ids: bool, hide_velocity: bool) -> gymnasium.Env:
+def make_task_env(
+    seed: int | None = None,
+    *,
+    env_id: str,
+    task_params: Mapping[str, float],
+    task_index: int,
+    n_tasks: int,
+    task_ids: bool,
+    hide_velocity: bool,
+) -> gymnasium.Env:
     """Build one task's environment; the env factory of an experience.
 
     ``seed`` seeds the action space (observations are seeded by ``reset``).
@@ -269,8 +326,9 @@ class MiniGridEncoding(gymnasium.ObservationWrapper):
         from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
         view = env.observation_space["image"].shape
-        self.scale = np.array([max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()),
-                               max(STATE_TO_IDX.values())], dtype=np.float32)
+        self.scale = np.array(
+            [max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values())], dtype=np.float32
+        )
         size = int(np.prod(view)) + 4
         self.observation_space = gymnasium.spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
 
@@ -286,15 +344,21 @@ def make_minigrid(*, env_id: str, render_mode: str | None = None) -> gymnasium.E
     try:
         import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
     except ImportError:
-        raise DataMissingError("The minigrid-sequence stream needs the 'minigrid' package "
-                               "(pip install minigrid).") from None
+        raise DataMissingError(
+            "The minigrid-sequence stream needs the 'minigrid' package (pip install minigrid)."
+        ) from None
     return MiniGridEncoding(gymnasium.make(env_id, render_mode=render_mode))
 
 
 for _minigrid_id in ("MiniGrid-DoorKey-5x5-v0", "MiniGrid-Empty-5x5-v0", "MiniGrid-LavaGapS5-v0"):
     # The inner gymnasium.make already adds the checker and order enforcement.
-    gymnasium.register(f"replaybench/{_minigrid_id}", entry_point="replaybench.streams.rl:make_minigrid",
-                       kwargs={"env_id": _minigrid_id}, order_enforce=False, disable_env_checker=True)
+    gymnasium.register(
+        f"replaybench/{_minigrid_id}",
+        entry_point="replaybench.streams.rl:make_minigrid",
+        kwargs={"env_id": _minigrid_id},
+        order_enforce=False,
+        disable_env_checker=True,
+    )
 
 
 # --------------------------------------------------------------------------- streams
@@ -327,11 +391,18 @@ class RLStream:
 
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
-        return {"name": self.name, "version": self.version, "scenario": self.scenario,
-                "experiences": len(self.experiences), "input_shape": list(self.input_shape),
-                "n_actions": self.n_actions, "tasks": self.definition["tasks"],
-                "task_ids": self.definition["task_ids"], "hide_velocity": self.definition["hide_velocity"],
-                "fingerprint": self.fingerprint}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "scenario": self.scenario,
+            "experiences": len(self.experiences),
+            "input_shape": list(self.input_shape),
+            "n_actions": self.n_actions,
+            "tasks": self.definition["tasks"],
+            "task_ids": self.definition["task_ids"],
+            "hide_velocity": self.definition["hide_velocity"],
+            "fingerprint": self.fingerprint,
+        }
 
 
 @dataclass(frozen=True)
@@ -346,9 +417,16 @@ class TaskSpec:
     """Worst episode return (normalises to 0)."""
 
 
-def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | Sequence[int],
-                 task_ids: bool = True, hide_velocity: bool = False,
-                 eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, version: str = STREAM_VERSION) -> RLStream:
+def build_stream(
+    name: str,
+    tasks: Sequence[TaskSpec],
+    *,
+    steps_per_task: int | Sequence[int],
+    task_ids: bool = True,
+    hide_velocity: bool = False,
+    eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+    version: str = STREAM_VERSION,
+) -> RLStream:
     """Assemble an :class:`RLStream`, validating everything before any env runs.
 
     Args:
@@ -371,29 +449,65 @@ def build_stream(name: str, tasks: Sequence[TaskSpec], *, steps_per_task: int | 
     for budget in budgets:
         check_param(f"stream {name}", "steps_per_task", budget, Interval(int, 1, None))
     if not eval_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in eval_seeds):
-        raise ConfigError(f"The 'eval_seeds' parameter of stream {name} must be a non-empty sequence of ints. "
-                          f"Got {eval_seeds!r} instead.")
-    experiences, definition = [], {"name": name, "version": version, "task_ids": task_ids,
-                                   "hide_velocity": hide_velocity, "tasks": []}
+        raise ConfigError(
+            f"The 'eval_seeds' parameter of stream {name} must be a non-empty sequence of ints. "
+            f"Got {eval_seeds!r} instead."
+        )
+    experiences, definition = (
+        [],
+        {"name": name, "version": version, "task_ids": task_ids, "hide_velocity": hide_velocity, "tasks": []},
+    )
     for index, (task, budget) in enumerate(zip(tasks, budgets)):
         if task.params or hide_velocity:  # builds the env once to find its parameter table
             probe = gymnasium.make(task.env_id)
             check_task_params(task.env_id, physics_spec(probe), task.params)
             probe.close()
-        factory = functools.partial(make_task_env, env_id=task.env_id, task_params=dict(task.params),
-                                    task_index=index, n_tasks=len(tasks), task_ids=task_ids,
-                                    hide_velocity=hide_velocity)
-        info = {"max_return": task.max_return, "min_return": task.min_return,
-                "eval_episodes": len(eval_seeds), "eval_seeds": tuple(eval_seeds),
-                "task_params": dict(task.params), "env_id": task.env_id}
-        experiences.append(Experience(index=index, kind="rl", task_id=index if task_ids else None,
-                                      env_factory=factory, step_budget=budget, info=info))
-        definition["tasks"].append({"env_id": task.env_id, "params": dict(task.params),
-                                    "step_budget": budget, "eval_seeds": list(eval_seeds),
-                                    "max_return": task.max_return, "min_return": task.min_return})
+        factory = functools.partial(
+            make_task_env,
+            env_id=task.env_id,
+            task_params=dict(task.params),
+            task_index=index,
+            n_tasks=len(tasks),
+            task_ids=task_ids,
+            hide_velocity=hide_velocity,
+        )
+        info = {
+            "max_return": task.max_return,
+            "min_return": task.min_return,
+            "eval_episodes": len(eval_seeds),
+            "eval_seeds": tuple(eval_seeds),
+            "task_params": dict(task.params),
+            "env_id": task.env_id,
+        }
+        experiences.append(
+            Experience(
+                index=index,
+                kind="rl",
+                task_id=index if task_ids else None,
+                env_factory=factory,
+                step_budget=budget,
+                info=info,
+            )
+        )
+        definition["tasks"].append(
+            {
+                "env_id": task.env_id,
+                "params": dict(task.params),
+                "step_budget": budget,
+                "eval_seeds": list(eval_seeds),
+                "max_return": task.max_return,
+                "min_return": task.min_return,
+            }
+        )
     probe = experiences[0].env_factory(0)
-    stream = RLStream(name=name, experiences=tuple(experiences), input_shape=probe.observation_space.shape,
-                      n_actions=int(probe.action_space.n), definition=definition, version=version)
+    stream = RLStream(
+        name=name,
+        experiences=tuple(experiences),
+        input_shape=probe.observation_space.shape,
+        n_actions=int(probe.action_space.n),
+        definition=definition,
+        version=version,
+    )
     probe.close()
     return stream
 
@@ -407,8 +521,7 @@ CARTPOLE_CONFLICT_TASKS = (
 
 ACROBOT_TASKS = (
     TaskSpec("replaybench/Acrobot-v0", {}, max_return=0.0, min_return=-500.0),
-    TaskSpec("replaybench/Acrobot-v0", {"LINK_LENGTH_2": 1.5, "LINK_MASS_2": 1.5}, max_return=0.0,
-             min_return=-500.0),
+    TaskSpec("replaybench/Acrobot-v0", {"LINK_LENGTH_2": 1.5, "LINK_MASS_2": 1.5}, max_return=0.0, min_return=-500.0),
     TaskSpec("replaybench/Acrobot-v0", {"gravity": 15.0}, max_return=0.0, min_return=-500.0),
 )
 """Default Acrobot; a longer, heavier lower link; stronger gravity."""
@@ -428,21 +541,45 @@ MINIGRID_TASKS = (
 """MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
 
 
-def _named_stream(default_name: str, tasks: Sequence[TaskSpec], *, name: str | None, version: str,
-                  n_tasks: int | None, steps_per_task: int | Sequence[int], task_ids: bool, hide_velocity: bool,
-                  eval_seeds: Sequence[int]) -> RLStream:
+def _named_stream(
+    default_name: str,
+    tasks: Sequence[TaskSpec],
+    *,
+    name: str | None,
+    version: str,
+    n_tasks: int | None,
+    steps_per_task: int | Sequence[int],
+    task_ids: bool,
+    hide_velocity: bool,
+    eval_seeds: Sequence[int],
+) -> RLStream:
     name = name or default_name
     n_tasks = len(tasks) if n_tasks is None else n_tasks
     check_param(f"stream {name}", "n_tasks", n_tasks, Interval(int, 1, len(tasks)))
     check_param(f"stream {name}", "version", version, InstanceOf(str))
-    return build_stream(name, tasks[:n_tasks], steps_per_task=steps_per_task, task_ids=task_ids,
-                        hide_velocity=hide_velocity, eval_seeds=eval_seeds, version=version)
+    return build_stream(
+        name,
+        tasks[:n_tasks],
+        steps_per_task=steps_per_task,
+        task_ids=task_ids,
+        hide_velocity=hide_velocity,
+        eval_seeds=eval_seeds,
+        version=version,
+    )
 
 
-def make_cartpole_conflict(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
-                           steps_per_task: int | Sequence[int] = 5000, task_ids: bool = True,
-                           hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
-                           data_dir: str | None = None, download: bool = False) -> RLStream:
+def make_cartpole_conflict(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    n_tasks: int | None = None,
+    steps_per_task: int | Sequence[int] = 5000,
+    task_ids: bool = True,
+    hide_velocity: bool = False,
+    eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+    data_dir: str | None = None,
+    download: bool = False,
+) -> RLStream:
     """CartPole, reversed actuator, long pole; 200-step episodes.
 
     Args:
@@ -456,49 +593,103 @@ def make_cartpole_conflict(*, name: str | None = None, version: str = STREAM_VER
         data_dir: Unused (the tasks are simulated); accepted like every stream builder.
         download: Unused, as ``data_dir``.
     """
-    return _named_stream("cartpole-conflict", CARTPOLE_CONFLICT_TASKS, name=name, version=version,
-                         n_tasks=n_tasks, steps_per_task=steps_per_task, task_ids=task_ids,
-                         hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+    return _named_stream(
+        "cartpole-conflict",
+        CARTPOLE_CONFLICT_TASKS,
+        name=name,
+        version=version,
+        n_tasks=n_tasks,
+        steps_per_task=steps_per_task,
+        task_ids=task_ids,
+        hide_velocity=hide_velocity,
+        eval_seeds=eval_seeds,
+    )
 
 
-def make_acrobot_variants(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
-                          steps_per_task: int | Sequence[int] = 20_000, task_ids: bool = True,
-                          hide_velocity: bool = False, eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
-                          data_dir: str | None = None, download: bool = False) -> RLStream:
+def make_acrobot_variants(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    n_tasks: int | None = None,
+    steps_per_task: int | Sequence[int] = 20_000,
+    task_ids: bool = True,
+    hide_velocity: bool = False,
+    eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+    data_dir: str | None = None,
+    download: bool = False,
+) -> RLStream:
     """Acrobot with a longer, heavier lower link, then stronger gravity; 500-step episodes.
 
     Arguments as :func:`make_cartpole_conflict`; ``hide_velocity`` drops both joint velocities.
     """
-    return _named_stream("acrobot-variants", ACROBOT_TASKS, name=name, version=version, n_tasks=n_tasks,
-                         steps_per_task=steps_per_task, task_ids=task_ids, hide_velocity=hide_velocity,
-                         eval_seeds=eval_seeds)
+    return _named_stream(
+        "acrobot-variants",
+        ACROBOT_TASKS,
+        name=name,
+        version=version,
+        n_tasks=n_tasks,
+        steps_per_task=steps_per_task,
+        task_ids=task_ids,
+        hide_velocity=hide_velocity,
+        eval_seeds=eval_seeds,
+    )
 
 
-def make_mountaincar_variants(*, name: str | None = None, version: str = STREAM_VERSION,
-                              n_tasks: int | None = None, steps_per_task: int | Sequence[int] = 50_000,
-                              task_ids: bool = True, hide_velocity: bool = False,
-                              eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, data_dir: str | None = None,
-                              download: bool = False) -> RLStream:
+def make_mountaincar_variants(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    n_tasks: int | None = None,
+    steps_per_task: int | Sequence[int] = 50_000,
+    task_ids: bool = True,
+    hide_velocity: bool = False,
+    eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+    data_dir: str | None = None,
+    download: bool = False,
+) -> RLStream:
     """MountainCar with stronger gravity, then a stronger engine; 200-step episodes.
 
     Arguments as :func:`make_cartpole_conflict`; ``hide_velocity`` drops the car's velocity.
     """
-    return _named_stream("mountaincar-variants", MOUNTAINCAR_TASKS, name=name, version=version,
-                         n_tasks=n_tasks, steps_per_task=steps_per_task, task_ids=task_ids,
-                         hide_velocity=hide_velocity, eval_seeds=eval_seeds)
+    return _named_stream(
+        "mountaincar-variants",
+        MOUNTAINCAR_TASKS,
+        name=name,
+        version=version,
+        n_tasks=n_tasks,
+        steps_per_task=steps_per_task,
+        task_ids=task_ids,
+        hide_velocity=hide_velocity,
+        eval_seeds=eval_seeds,
+    )
 
 
-def make_minigrid_sequence(*, name: str | None = None, version: str = STREAM_VERSION, n_tasks: int | None = None,
-                           steps_per_task: int | Sequence[int] = 50_000, task_ids: bool = True,
-                           eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, data_dir: str | None = None,
-                           download: bool = False) -> RLStream:
+def make_minigrid_sequence(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    n_tasks: int | None = None,
+    steps_per_task: int | Sequence[int] = 50_000,
+    task_ids: bool = True,
+    eval_seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
+    data_dir: str | None = None,
+    download: bool = False,
+) -> RLStream:
     """DoorKey-5x5, Empty-5x5 and LavaGapS5 behind one encoding (needs ``minigrid``).
 
     Arguments as :func:`make_cartpole_conflict` (no velocities to hide).
     """
-    return _named_stream("minigrid-sequence", MINIGRID_TASKS, name=name, version=version, n_tasks=n_tasks,
-                         steps_per_task=steps_per_task, task_ids=task_ids, hide_velocity=False,
-                         eval_seeds=eval_seeds)
+    return _named_stream(
+        "minigrid-sequence",
+        MINIGRID_TASKS,
+        name=name,
+        version=version,
+        n_tasks=n_tasks,
+        steps_per_task=steps_per_task,
+        task_ids=task_ids,
+        hide_velocity=False,
+        eval_seeds=eval_seeds,
+    )
 
 
 def single_task_stream(stream: RLStream, index: int) -> RLStream:
@@ -509,9 +700,12 @@ def single_task_stream(stream: RLStream, index: int) -> RLStream:
     """
     experience = stream.experiences[index]
     definition = {**stream.definition, "single_task": index}
-    return dataclasses.replace(stream, name=f"{stream.name}[{index}]",
-                               experiences=(dataclasses.replace(experience, index=0),), definition=definition)
-
+    return dataclasses.replace(
+        stream,
+        name=f"{stream.name}[{index}]",
+        experiences=(dataclasses.replace(experience, index=0),),
+        definition=definition,
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -544,5 +738,6 @@ def evaluate_rl(agent: Any, experience: Experience) -> float:
     finally:
         envs.close()
     info = experience.info
-    return float(np.mean(normalised_return(returns, max_return=info["max_return"],
-                                           min_return=info.get("min_return", 0.0))))
+    return float(
+        np.mean(normalised_return(returns, max_return=info["max_return"], min_return=info.get("min_return", 0.0)))
+    )

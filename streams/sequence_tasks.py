@@ -89,7 +89,9 @@ def vb_operator(task_id: Sequence[int], *, d: int, s: int) -> torch.Tensor:
     check_param("vb_operator", "d", d, _POS_INT)
     check_param("vb_operator", "s", s, _POS_INT)
     if len(task_id) != 3 or not all(isinstance(i, int) and i >= 0 for i in task_id):
-        raise ConfigError(f"A variable-binding task id must be three ints >= 0 (id1, id2, id3). Got {task_id!r} instead.")
+        raise ConfigError(
+            f"A variable-binding task id must be three ints >= 0 (id1, id2, id3). Got {task_id!r} instead."
+        )
     id1, id2, id3 = task_id
     chosen = [p for p in range(s * d) if id1 >> p & 1]
     if len(chosen) != d or id1 >> (s * d):
@@ -114,8 +116,9 @@ def vb_operator(task_id: Sequence[int], *, d: int, s: int) -> torch.Tensor:
     return operator
 
 
-def vb_sequences(operator: torch.Tensor, *, n: int, horizon: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vb_sequences(
+    operator: torch.Tensor, *, n: int, horizon: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw ``n`` variable-binding sequences of length ``s + horizon``.
 
     Returns:
@@ -151,8 +154,16 @@ class FlipFlopSequences:
     """Symbol index at each step ``[n, T]`` (-1 for null)."""
 
 
-def flipflop_sequences(*, n: int, length: int, period: int = 6, clock: str = "periodic", tau: int = 2,
-                       null_prob: float = 0.1, generator: torch.Generator) -> FlipFlopSequences:
+def flipflop_sequences(
+    *,
+    n: int,
+    length: int,
+    period: int = 6,
+    clock: str = "periodic",
+    tau: int = 2,
+    null_prob: float = 0.1,
+    generator: torch.Generator,
+) -> FlipFlopSequences:
     """Run the 3-state time-of-day automaton on random symbol sequences.
 
     Every sequence starts at t = 0 in state 1 (index 0), as in ``tfa.py``.
@@ -236,8 +247,10 @@ def score_sequence(experience: Experience, outputs: torch.Tensor) -> float:
     argmax state accuracy over all steps.
     """
     if outputs.shape[:2] != experience.test_x.shape[:2]:
-        raise ReplaybenchError(f"Expected outputs of shape [N, T, ...] = {tuple(experience.test_x.shape[:2])}. "
-                          f"Got {tuple(outputs.shape)} instead.")
+        raise ReplaybenchError(
+            f"Expected outputs of shape [N, T, ...] = {tuple(experience.test_x.shape[:2])}. "
+            f"Got {tuple(outputs.shape)} instead."
+        )
     if experience.info["family"] == "flipflop":
         return flipflop_accuracies(experience, outputs)["accuracy"]
     return sign_agreement(outputs, experience.test_y, experience.info["output_mask"])
@@ -265,30 +278,70 @@ class SequenceStream(TensorStream):
 
     def describe(self) -> dict[str, Any]:
         """What ``replaybench streams show`` prints."""
-        return {**super().describe(), "tasks": [e.info["task"] for e in self.experiences],
-                "output_size": self.output_size}
+        return {
+            **super().describe(),
+            "tasks": [e.info["task"] for e in self.experiences],
+            "output_size": self.output_size,
+        }
 
 
-def _sequence_stream(name: str, version: str, experiences: Sequence[Experience], d_in: int, d_out: int,
-                     params: dict[str, Any]) -> SequenceStream:
+def _sequence_stream(
+    name: str, version: str, experiences: Sequence[Experience], d_in: int, d_out: int, params: dict[str, Any]
+) -> SequenceStream:
     digest = hashlib.sha256()
     for experience in experiences:
         for tensor in (experience.train_x, experience.train_y, experience.test_x, experience.test_y):
             digest.update(tensor.contiguous().numpy().tobytes())
-    return SequenceStream(name=name, version=version, scenario="sequence", experiences=tuple(experiences),
-                          n_classes=0, input_shape=(d_in,), source="generated in-process by streams.sequence_tasks",
-                          params=params, data_digest=digest.hexdigest(), output_size=d_out)
+    return SequenceStream(
+        name=name,
+        version=version,
+        scenario="sequence",
+        experiences=tuple(experiences),
+        n_classes=0,
+        input_shape=(d_in,),
+        source="generated in-process by streams.sequence_tasks",
+        params=params,
+        data_digest=digest.hexdigest(),
+        output_size=d_out,
+    )
 
 
-def _vb_experience(index: int, name: str, task_id: tuple[int, int, int], *, d: int, s: int, horizon: int,
-                   n_train: int, n_test: int, generator: torch.Generator) -> Experience:
+def _vb_experience(
+    index: int,
+    name: str,
+    task_id: tuple[int, int, int],
+    *,
+    d: int,
+    s: int,
+    horizon: int,
+    n_train: int,
+    n_test: int,
+    generator: torch.Generator,
+) -> Experience:
     operator = vb_operator(task_id, d=d, s=s)
     train_x, train_y, mask = vb_sequences(operator, n=n_train, horizon=horizon, generator=generator)
     test_x, test_y, _ = vb_sequences(operator, n=n_test, horizon=horizon, generator=generator)
-    info = {"family": "vb", "task": name, "vb_task_id": task_id, "d": d, "s": s, "horizon": horizon,
-            "output_mask": mask, "d_out": d, "loss": "mse"}
-    return Experience(index=index, kind="sequence", train_x=train_x, train_y=train_y, test_x=test_x,
-                      test_y=test_y, task_id=index, info=info)
+    info = {
+        "family": "vb",
+        "task": name,
+        "vb_task_id": task_id,
+        "d": d,
+        "s": s,
+        "horizon": horizon,
+        "output_mask": mask,
+        "d_out": d,
+        "loss": "mse",
+    }
+    return Experience(
+        index=index,
+        kind="sequence",
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        task_id=index,
+        info=info,
+    )
 
 
 def _check_sizes(owner: str, **values: int) -> None:
@@ -296,9 +349,20 @@ def _check_sizes(owner: str, **values: int) -> None:
         check_param(owner, key, value, _POS_INT)
 
 
-def make_vb_compose(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
-                    download: bool = False, d: int = 8, s: int = 8, horizon: int = 16, n_train: int = 2048, n_test: int = 512,
-                    tasks: Sequence[str] = ("T1", "T2", "T3", "T4"), seed: int = 0) -> SequenceStream:
+def make_vb_compose(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    data_dir: str | None = None,
+    download: bool = False,
+    d: int = 8,
+    s: int = 8,
+    horizon: int = 16,
+    n_train: int = 2048,
+    n_test: int = 512,
+    tasks: Sequence[str] = ("T1", "T2", "T3", "T4"),
+    seed: int = 0,
+) -> SequenceStream:
     """vb-compose: EMT Table 1's tasks T1..T4 in order, one per experience.
 
     T1 (repeat copy) exists for any ``d``; T2..T4 are defined for d = s = 8.
@@ -309,21 +373,49 @@ def make_vb_compose(*, name: str | None = None, version: str = STREAM_VERSION, d
     _check_sizes("vb-compose", d=d, s=s, horizon=horizon, n_train=n_train, n_test=n_test)
     unknown = [t for t in tasks if t not in VB_TABLE1_TASK_IDS]
     if unknown or not tasks:
-        raise ConfigError(f"The 'tasks' parameter of vb-compose must name tasks among T1..T4. Got {tuple(tasks)!r} instead.")
+        raise ConfigError(
+            f"The 'tasks' parameter of vb-compose must name tasks among T1..T4. Got {tuple(tasks)!r} instead."
+        )
     generator = torch.Generator().manual_seed(seed)
     experiences = tuple(
-        _vb_experience(i, name, repeat_copy_task_id(d) if name == "T1" else VB_TABLE1_TASK_IDS[name], d=d, s=s,
-                       horizon=horizon, n_train=n_train, n_test=n_test, generator=generator)
+        _vb_experience(
+            i,
+            name,
+            repeat_copy_task_id(d) if name == "T1" else VB_TABLE1_TASK_IDS[name],
+            d=d,
+            s=s,
+            horizon=horizon,
+            n_train=n_train,
+            n_test=n_test,
+            generator=generator,
+        )
         for i, name in enumerate(tasks)
     )
-    parameters = {"d": d, "s": s, "horizon": horizon, "n_train": n_train, "n_test": n_test,
-                  "tasks": list(tasks), "seed": seed}
+    parameters = {
+        "d": d,
+        "s": s,
+        "horizon": horizon,
+        "n_train": n_train,
+        "n_test": n_test,
+        "tasks": list(tasks),
+        "seed": seed,
+    }
     return _sequence_stream(name or "vb-compose", version, experiences, d, d, parameters)
 
 
-def make_vb_repeat_copy(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
-                        download: bool = False, d: int = 8, s: int = 8, horizons: Sequence[int] = (10, 20, 40, 60, 100),
-                        n_train: int = 1024, n_test: int = 256, seed: int = 0) -> SequenceStream:
+def make_vb_repeat_copy(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    data_dir: str | None = None,
+    download: bool = False,
+    d: int = 8,
+    s: int = 8,
+    horizons: Sequence[int] = (10, 20, 40, 60, 100),
+    n_train: int = 1024,
+    n_test: int = 256,
+    seed: int = 0,
+) -> SequenceStream:
     """vb-repeat-copy: repeat copy at growing horizons (EMT's curriculum by default)."""
     _check_sizes("vb-repeat-copy", d=d, s=s, n_train=n_train, n_test=n_test)
     if not horizons:
@@ -332,18 +424,38 @@ def make_vb_repeat_copy(*, name: str | None = None, version: str = STREAM_VERSIO
         check_param("vb-repeat-copy", "horizons", h, _POS_INT)
     generator = torch.Generator().manual_seed(seed)
     experiences = tuple(
-        _vb_experience(i, f"repeat-copy@{h}", repeat_copy_task_id(d), d=d, s=s, horizon=h, n_train=n_train,
-                       n_test=n_test, generator=generator)
+        _vb_experience(
+            i,
+            f"repeat-copy@{h}",
+            repeat_copy_task_id(d),
+            d=d,
+            s=s,
+            horizon=h,
+            n_train=n_train,
+            n_test=n_test,
+            generator=generator,
+        )
         for i, h in enumerate(horizons)
     )
     parameters = {"d": d, "s": s, "horizons": list(horizons), "n_train": n_train, "n_test": n_test, "seed": seed}
     return _sequence_stream(name or "vb-repeat-copy", version, experiences, d, d, parameters)
 
 
-def make_flipflop_periods(*, name: str | None = None, version: str = STREAM_VERSION, data_dir: str | None = None,
-                          download: bool = False, periods: Sequence[int] = (6, 4, 8), length: int = 48, clock: str = "periodic",
-                          tau: int = 2, null_prob: float = 0.1, n_train: int = 1024, n_test: int = 256,
-                          seed: int = 0) -> SequenceStream:
+def make_flipflop_periods(
+    *,
+    name: str | None = None,
+    version: str = STREAM_VERSION,
+    data_dir: str | None = None,
+    download: bool = False,
+    periods: Sequence[int] = (6, 4, 8),
+    length: int = 48,
+    clock: str = "periodic",
+    tau: int = 2,
+    null_prob: float = 0.1,
+    n_train: int = 1024,
+    n_test: int = 256,
+    seed: int = 0,
+) -> SequenceStream:
     """flipflop-periods: the time-of-day automaton, its period P changing per experience.
 
     With ``clock="relative"`` every experience uses the relative-timing
@@ -356,15 +468,42 @@ def make_flipflop_periods(*, name: str | None = None, version: str = STREAM_VERS
     generator = torch.Generator().manual_seed(seed)
     experiences = []
     for i, period in enumerate(periods):
-        train = flipflop_sequences(n=n_train, length=length, period=period, clock=clock, tau=tau,
-                                   null_prob=null_prob, generator=generator)
-        test = flipflop_sequences(n=n_test, length=length, period=period, clock=clock, tau=tau,
-                                  null_prob=null_prob, generator=generator)
-        info = {"family": "flipflop", "task": f"{clock}-P{period}" if clock == "periodic" else f"relative-tau{tau}",
-                "period": period, "clock": clock, "tau": tau, "output_mask": torch.ones(length, dtype=torch.bool),
-                "d_out": len(SYMBOLS), "loss": "cross_entropy"}
-        experiences.append(Experience(index=i, kind="sequence", train_x=train.x, train_y=train.states,
-                                      test_x=test.x, test_y=test.states, task_id=i, info=info))
-    parameters = {"periods": list(periods), "length": length, "clock": clock, "tau": tau, "null_prob": null_prob,
-                  "n_train": n_train, "n_test": n_test, "seed": seed}
+        train = flipflop_sequences(
+            n=n_train, length=length, period=period, clock=clock, tau=tau, null_prob=null_prob, generator=generator
+        )
+        test = flipflop_sequences(
+            n=n_test, length=length, period=period, clock=clock, tau=tau, null_prob=null_prob, generator=generator
+        )
+        info = {
+            "family": "flipflop",
+            "task": f"{clock}-P{period}" if clock == "periodic" else f"relative-tau{tau}",
+            "period": period,
+            "clock": clock,
+            "tau": tau,
+            "output_mask": torch.ones(length, dtype=torch.bool),
+            "d_out": len(SYMBOLS),
+            "loss": "cross_entropy",
+        }
+        experiences.append(
+            Experience(
+                index=i,
+                kind="sequence",
+                train_x=train.x,
+                train_y=train.states,
+                test_x=test.x,
+                test_y=test.states,
+                task_id=i,
+                info=info,
+            )
+        )
+    parameters = {
+        "periods": list(periods),
+        "length": length,
+        "clock": clock,
+        "tau": tau,
+        "null_prob": null_prob,
+        "n_train": n_train,
+        "n_test": n_test,
+        "seed": seed,
+    }
     return _sequence_stream(name or "flipflop-periods", version, experiences, len(SYMBOLS), len(SYMBOLS), parameters)

@@ -51,10 +51,18 @@ def make_unsupervised_split(
         train_per_class: Keep only the first k training items of each class.
         online_batch_size: Make the stream online (see :mod:`replaybench.streams.vision`).
     """
-    split = make_split(name=name, dataset=dataset, n_experiences=n_experiences, scenario="class-il",
-                       class_order_seed=class_order_seed, train_per_class=train_per_class,
-                       online_batch_size=online_batch_size, version=version, data_dir=data_dir,
-                       download=download)
+    split = make_split(
+        name=name,
+        dataset=dataset,
+        n_experiences=n_experiences,
+        scenario="class-il",
+        class_order_seed=class_order_seed,
+        train_per_class=train_per_class,
+        online_batch_size=online_batch_size,
+        version=version,
+        data_dir=data_dir,
+        download=download,
+    )
     experiences = tuple(
         replace(e, kind="unsupervised", train_y=None, info={**e.info, PROBE_LABELS_KEY: e.train_y})
         for e in split.experiences

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from replaybench.errors import ConfigError
-from replaybench.params import Interval, Optional, OneOf, check_param
+from replaybench.params import Interval, OneOf, Optional, check_param
 from replaybench.protocols import Experience
 from replaybench.streams import datasets
 from replaybench.streams.base import TensorStream
@@ -102,9 +102,7 @@ def make_split(
     data = load_dataset(dataset, data_dir, download)
     n_classes = data.n_classes
     if n_experiences > n_classes or n_classes % n_experiences:
-        raise ConfigError(
-            f"Cannot split the {n_classes} classes of {dataset} into {n_experiences} equal experiences."
-        )
+        raise ConfigError(f"Cannot split the {n_classes} classes of {dataset} into {n_experiences} equal experiences.")
     order = list(range(n_classes))
     if class_order_seed is not None:
         order = [int(c) for c in np.random.default_rng(class_order_seed).permutation(n_classes)]
@@ -122,21 +120,39 @@ def make_split(
         group = range(i * per_exp, (i + 1) * per_exp)
         n_tr = sum(len(train_idx[g]) for g in group)
         n_te = sum(len(test_idx[g]) for g in group)
-        experiences.append(Experience(
-            index=i, kind="supervised",
-            train_x=train_x[tr0 : tr0 + n_tr], train_y=train_y[tr0 : tr0 + n_tr],
-            test_x=test_x[te0 : te0 + n_te], test_y=test_y[te0 : te0 + n_te],
-            task_id=i if scenario == "task-il" else None,
-            classes=tuple(order[g] for g in group), info=dict(online),
-        ))
+        experiences.append(
+            Experience(
+                index=i,
+                kind="supervised",
+                train_x=train_x[tr0 : tr0 + n_tr],
+                train_y=train_y[tr0 : tr0 + n_tr],
+                test_x=test_x[te0 : te0 + n_te],
+                test_y=test_y[te0 : te0 + n_te],
+                task_id=i if scenario == "task-il" else None,
+                classes=tuple(order[g] for g in group),
+                info=dict(online),
+            )
+        )
         records.append(b"".join(train_idx[g].tobytes() + test_idx[g].tobytes() for g in group))
         tr0, te0 = tr0 + n_tr, te0 + n_te
-    params = {"dataset": dataset, "n_experiences": n_experiences, "class_order": order,
-              "train_per_class": train_per_class, **online}
+    params = {
+        "dataset": dataset,
+        "n_experiences": n_experiences,
+        "class_order": order,
+        "train_per_class": train_per_class,
+        **online,
+    }
     return TensorStream(
-        name=name, version=version, scenario=scenario, experiences=tuple(experiences),
-        n_classes=n_classes, input_shape=tuple(data.train_x.shape[1:]), source=data.source,
-        params=params, data_digest=data.digest, split_record=tuple(records),
+        name=name,
+        version=version,
+        scenario=scenario,
+        experiences=tuple(experiences),
+        n_classes=n_classes,
+        input_shape=tuple(data.train_x.shape[1:]),
+        source=data.source,
+        params=params,
+        data_digest=data.digest,
+        split_record=tuple(records),
     )
 
 
@@ -170,24 +186,43 @@ def make_permuted(
         p = torch.from_numpy(perm)
         # The identity shares the data; every other permutation is one copy.
         train_flat, test_flat = (base_train, base_test) if i == 0 else (base_train[:, p], base_test[:, p])
-        experiences.append(Experience(
-            index=i, kind="supervised",
-            train_x=train_flat.reshape(-1, *shape), train_y=train_y,
-            test_x=test_flat.reshape(-1, *shape), test_y=data.test_y,
-            classes=tuple(classes), info=dict(online),
-        ))
+        experiences.append(
+            Experience(
+                index=i,
+                kind="supervised",
+                train_x=train_flat.reshape(-1, *shape),
+                train_y=train_y,
+                test_x=test_flat.reshape(-1, *shape),
+                test_y=data.test_y,
+                classes=tuple(classes),
+                info=dict(online),
+            )
+        )
         records.append(perm.astype(np.int64).tobytes() + keep.astype(np.int64).tobytes())
-    params = {"dataset": dataset, "n_experiences": n_experiences, "permutation_seed": permutation_seed,
-              "train_per_class": train_per_class, **online}
+    params = {
+        "dataset": dataset,
+        "n_experiences": n_experiences,
+        "permutation_seed": permutation_seed,
+        "train_per_class": train_per_class,
+        **online,
+    }
     return TensorStream(
-        name=name, version=version, scenario="domain-il", experiences=tuple(experiences),
-        n_classes=data.n_classes, input_shape=shape, source=data.source, params=params,
-        data_digest=data.digest, split_record=tuple(records),
+        name=name,
+        version=version,
+        scenario="domain-il",
+        experiences=tuple(experiences),
+        n_classes=data.n_classes,
+        input_shape=shape,
+        source=data.source,
+        params=params,
+        data_digest=data.digest,
+        split_record=tuple(records),
     )
 
 
-def _domain_base(owner: str, dataset: str, train_per_class: int | None, data_dir: str | None,
-                 download: bool) -> tuple[TensorDataset, np.ndarray, torch.Tensor, torch.Tensor]:
+def _domain_base(
+    owner: str, dataset: str, train_per_class: int | None, data_dir: str | None, download: bool
+) -> tuple[TensorDataset, np.ndarray, torch.Tensor, torch.Tensor]:
     """The data every domain-IL experience transforms: the dataset, the kept
     training indices (the first ``train_per_class`` of each class, in dataset
     order), and those training images and labels."""
@@ -216,8 +251,8 @@ def rotate_images(x: torch.Tensor, degrees: float) -> torch.Tensor:
     for start in range(0, len(x), _ROTATE_CHUNK):  # chunks bound the sampling temporaries
         chunk = x[start : start + _ROTATE_CHUNK]
         out[start : start + len(chunk)] = torch.nn.functional.grid_sample(
-            chunk, grid.expand(len(chunk), *grid.shape[1:]), mode="bilinear", padding_mode="zeros",
-            align_corners=False)
+            chunk, grid.expand(len(chunk), *grid.shape[1:]), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
     return out
 
 
@@ -257,10 +292,15 @@ def make_rotated(
     check_param(owner, "max_angle", max_angle, Interval(float, 0, 360))
     if angles is None:
         angles = [i * max_angle / n_experiences for i in range(n_experiences)]
-    elif (not isinstance(angles, (list, tuple)) or len(angles) != n_experiences
-          or not all(isinstance(a, (int, float)) and math.isfinite(a) for a in angles)):
-        raise ConfigError(f"The 'angles' parameter of {owner} must be a list of {n_experiences} finite numbers "
-                          f"(one per experience). Got {angles!r} instead.")
+    elif (
+        not isinstance(angles, (list, tuple))
+        or len(angles) != n_experiences
+        or not all(isinstance(a, (int, float)) and math.isfinite(a) for a in angles)
+    ):
+        raise ConfigError(
+            f"The 'angles' parameter of {owner} must be a list of {n_experiences} finite numbers "
+            f"(one per experience). Got {angles!r} instead."
+        )
     angles = [float(a) for a in angles]
     data, keep, base_train, train_y = _domain_base(owner, dataset, train_per_class, data_dir, download)
     if base_train.ndim != 4:
@@ -268,18 +308,38 @@ def make_rotated(
     experiences, records = [], []
     for i, angle in enumerate(angles):
         train_x, test_x = rotate_images(base_train, angle), rotate_images(data.test_x, angle)
-        experiences.append(Experience(
-            index=i, kind="supervised", train_x=train_x, train_y=train_y, test_x=test_x, test_y=data.test_y,
-            classes=tuple(range(data.n_classes)), info={"angle": angle, **online},
-        ))
+        experiences.append(
+            Experience(
+                index=i,
+                kind="supervised",
+                train_x=train_x,
+                train_y=train_y,
+                test_x=test_x,
+                test_y=data.test_y,
+                classes=tuple(range(data.n_classes)),
+                info={"angle": angle, **online},
+            )
+        )
         # The rotated pixels are hashed too: interpolation numerics may differ across torch versions.
         pixels = hashlib.sha256(train_x.contiguous().numpy())
         pixels.update(test_x.contiguous().numpy())
         records.append(np.float64(angle).tobytes() + keep.astype(np.int64).tobytes() + pixels.digest())
-    params = {"dataset": dataset, "n_experiences": n_experiences, "angles": angles,
-              "train_per_class": train_per_class, **online}
+    params = {
+        "dataset": dataset,
+        "n_experiences": n_experiences,
+        "angles": angles,
+        "train_per_class": train_per_class,
+        **online,
+    }
     return TensorStream(
-        name=name, version=version, scenario="domain-il", experiences=tuple(experiences),
-        n_classes=data.n_classes, input_shape=tuple(data.train_x.shape[1:]), source=data.source, params=params,
-        data_digest=data.digest, split_record=tuple(records),
+        name=name,
+        version=version,
+        scenario="domain-il",
+        experiences=tuple(experiences),
+        n_classes=data.n_classes,
+        input_shape=tuple(data.train_x.shape[1:]),
+        source=data.source,
+        params=params,
+        data_digest=data.digest,
+        split_record=tuple(records),
     )

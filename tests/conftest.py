@@ -51,5 +51,12 @@ def digits_experience():
     from replaybench.protocols import Experience
 
     d = datasets.load_digits()
-    return Experience(index=0, kind="supervised", train_x=d.train_x, train_y=d.train_y,
-                      test_x=d.test_x, test_y=d.test_y, classes=tuple(range(10)))
+    return Experience(
+        index=0,
+        kind="supervised",
+        train_x=d.train_x,
+        train_y=d.train_y,
+        test_x=d.test_x,
+        test_y=d.test_y,
+        classes=tuple(range(10)),
+    )

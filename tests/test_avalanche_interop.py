@@ -33,9 +33,15 @@ def avalanche_own_accuracies(stream, strategy_name: str, seed: int, **strategy_k
     model = build_network("mlp", stream.input_shape, OPTIONS["hidden"], stream.n_classes)
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
     strategy = getattr(training, strategy_name)(
-        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=OPTIONS["lr"]),
-        criterion=torch.nn.CrossEntropyLoss(), train_mb_size=OPTIONS["batch_size"],
-        train_epochs=OPTIONS["epochs"], eval_mb_size=512, evaluator=evaluator, **strategy_kwargs)
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=OPTIONS["lr"]),
+        criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=OPTIONS["batch_size"],
+        train_epochs=OPTIONS["epochs"],
+        eval_mb_size=512,
+        evaluator=evaluator,
+        **strategy_kwargs,
+    )
     bm = to_avalanche_benchmark(stream)
     rows = []
     for exp in bm.train_stream:
@@ -44,15 +50,23 @@ def avalanche_own_accuracies(stream, strategy_name: str, seed: int, **strategy_k
             strategy.train(exp, num_workers=0)
         with torch.random.fork_rng():  # a DataLoader draws a seed from the global RNG even unshuffled
             results = strategy.eval(bm.test_stream, num_workers=0)
-        rows.append([results[f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"]
-                     for j in range(len(bm.test_stream))])
+        rows.append(
+            [results[f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}"] for j in range(len(bm.test_stream))]
+        )
     return rows
 
 
 @pytest.mark.parametrize("strategy, kwargs", [("Naive", {}), ("Replay", {"mem_size": 100})])
 def test_adapter_R_equals_avalanches_own_accuracy(digits, strategy, kwargs):
-    ours = run(RunSpec(stream="split-digits", agent=f"avalanche:{strategy}", seed=7,
-                       agent_options={**OPTIONS, "strategy_options": kwargs}), stream=digits)
+    ours = run(
+        RunSpec(
+            stream="split-digits",
+            agent=f"avalanche:{strategy}",
+            seed=7,
+            agent_options={**OPTIONS, "strategy_options": kwargs},
+        ),
+        stream=digits,
+    )
     theirs = avalanche_own_accuracies(digits, strategy, seed=7, **kwargs)
     assert np.allclose(ours.R, theirs, rtol=0, atol=1e-6), (ours.R, theirs)
     assert max(ours.R[0]) > 0.9  # it really trained

@@ -58,8 +58,18 @@ def refused(capsys, argv: list[str], *, code: int = 2) -> str:
 
 
 def run_args(out: Path, *extra: str, agent_name: str = "naive", plots: bool = False) -> list[str]:
-    return ["run", "--stream", "split-digits", "--agent", agent_name, *TINY, "--out", str(out),
-            *([] if plots else ["--no-plots"]), *extra]
+    return [
+        "run",
+        "--stream",
+        "split-digits",
+        "--agent",
+        agent_name,
+        *TINY,
+        "--out",
+        str(out),
+        *([] if plots else ["--no-plots"]),
+        *extra,
+    ]
 
 
 # --- the output folder ----------------------------------------------------------------------------
@@ -94,23 +104,29 @@ def test_other_options_in_the_same_out_never_replace_earlier_results(tmp_path, c
 
 
 # --- seeds, threads, devices, configs ------------------------------------------------------------
-@pytest.mark.parametrize("seeds, message", [
-    (["99999999999999999999"], "The seeds (--seeds) must be ints in the range [0, 4294967295]"),
-    (["0", "0"], "repeat [0]"),
-])
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        (["99999999999999999999"], "The seeds (--seeds) must be ints in the range [0, 4294967295]"),
+        (["0", "0"], "repeat [0]"),
+    ],
+)
 def test_bad_seeds_on_the_command_line(tmp_path, capsys, seeds, message):
     assert message in refused(capsys, run_args(tmp_path / "out", "--seeds", *seeds))
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("seeds = 0\n", "must be a list of ints"),
-    ("seeds = []\n", "are empty; give at least one seed"),
-    ("seeds = [1, 1]\n", "repeat [1]"),
-    ("seeds = ['a']\n", "must be ints"),
-    ("seeds = [-1]\n", "must be ints in the range [0, 4294967295]"),
-    ("out = 3\n", "Key 'out'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seeds = 0\n", "must be a list of ints"),
+        ("seeds = []\n", "are empty; give at least one seed"),
+        ("seeds = [1, 1]\n", "repeat [1]"),
+        ("seeds = ['a']\n", "must be ints"),
+        ("seeds = [-1]\n", "must be ints in the range [0, 4294967295]"),
+        ("out = 3\n", "Key 'out'"),
+    ],
+)
 def test_bad_seeds_in_a_config(tmp_path, capsys, text, message):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
@@ -126,18 +142,22 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path, capsys):
 
 def test_zero_threads_and_bad_devices_are_refused(tmp_path, capsys):
     assert "'--threads' option must be an int in the range [1, inf)" in refused(
-        capsys, run_args(tmp_path / "out", "--threads", "0"))
+        capsys, run_args(tmp_path / "out", "--threads", "0")
+    )
     assert "Unknown device 'bogus'" in refused(capsys, run_args(tmp_path / "out", "--device", "bogus"))
     if not torch.cuda.is_available():
         assert "CUDA is not available" in refused(capsys, run_args(tmp_path / "out", "--device", "cuda"))
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("option, message", [
-    ("hidden=[1000000000]", "raised RuntimeError"),  # the network cannot be allocated: caught while building
-    ("lr=inf", "'lr' parameter of agent 'naive' must be a float in the range (0, inf). Got inf instead."),
-    ("lr=nan", "Got nan instead."),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("hidden=[1000000000]", "raised RuntimeError"),  # the network cannot be allocated: caught while building
+        ("lr=inf", "'lr' parameter of agent 'naive' must be a float in the range (0, inf). Got inf instead."),
+        ("lr=nan", "Got nan instead."),
+    ],
+)
 def test_impossible_options_fail_while_the_agent_is_built(tmp_path, capsys, option, message):
     line = refused(capsys, run_args(tmp_path / "out", "-o", option))
     assert message in line and "Agent 'naive'" in line if "RuntimeError" in message else message in line
@@ -177,16 +197,46 @@ def test_an_agent_calling_sys_exit_is_a_failed_run_not_a_success(tmp_path, capsy
 
 
 def test_a_sweep_whose_runs_all_failed_exits_1(tmp_path, capsys):
-    argv = ["sweep", "--streams", "split-digits", "--agents", agent(ExitingAgent), "--seeds", "0", "1", *TINY,
-            "--executor", "inline", "--out", str(tmp_path / "sweep"), "--no-plots",
-            "--store", str(tmp_path / "s.sqlite")]
+    argv = [
+        "sweep",
+        "--streams",
+        "split-digits",
+        "--agents",
+        agent(ExitingAgent),
+        "--seeds",
+        "0",
+        "1",
+        *TINY,
+        "--executor",
+        "inline",
+        "--out",
+        str(tmp_path / "sweep"),
+        "--no-plots",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    ]
     assert main(argv) == 1
     assert len(list((tmp_path / "sweep").glob("*.failed.json"))) == 2
 
 
 def test_another_grid_in_a_sweep_folder_is_refused_and_its_manifest_kept(tmp_path, capsys):
-    base = ["sweep", "--streams", "split-digits", "--agents", "naive", "--seeds", "0", *TINY, "--executor", "inline",
-            "--out", str(tmp_path / "sweep"), "--no-plots", "--store", str(tmp_path / "s.sqlite")]
+    base = [
+        "sweep",
+        "--streams",
+        "split-digits",
+        "--agents",
+        "naive",
+        "--seeds",
+        "0",
+        *TINY,
+        "--executor",
+        "inline",
+        "--out",
+        str(tmp_path / "sweep"),
+        "--no-plots",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    ]
     assert main(base) == 0
     manifest = (tmp_path / "sweep" / "sweep.json").read_bytes()
     capsys.readouterr()
@@ -204,11 +254,14 @@ def _strict(text: str) -> dict:
 
 
 def test_non_finite_statistics_are_written_as_null_and_restored(tmp_path):
-    result = RunResult(spec={"stream": "s", "agent": "a", "seed": 0, "agent_options": {}, "stream_options": {},
-                             "device": "cpu"},
-                       R=[[0.5]], baseline=[0.1], metrics={"acc": 0.5, "bwt": float("nan"), "fwt": float("-inf"),
-                                                          "curve": [0.5, float("inf")]},
-                       costs={"wall_seconds": 1.0}, provenance={})
+    result = RunResult(
+        spec={"stream": "s", "agent": "a", "seed": 0, "agent_options": {}, "stream_options": {}, "device": "cpu"},
+        R=[[0.5]],
+        baseline=[0.1],
+        metrics={"acc": 0.5, "bwt": float("nan"), "fwt": float("-inf"), "curve": [0.5, float("inf")]},
+        costs={"wall_seconds": 1.0},
+        provenance={},
+    )
     data = _strict(result_json(result))  # standard JSON: browsers and SQLite's json_extract read it
     assert data["metrics"]["bwt"] is None and data["metrics"]["curve"][1] is None
     assert data["non_finite"] == {"metrics.bwt": "nan", "metrics.fwt": "-inf", "metrics.curve.1": "inf"}
@@ -222,13 +275,31 @@ def test_sigterm_marks_a_submission_failed_like_ctrl_c(tmp_path):
     from replaybench.runner import make_stream
 
     board = tmp_path / "b.toml"
-    board.write_text('name = "slow"\nversion = "1"\nseeds = [0, 1, 2, 3]\nmetrics = ["acc"]\nprimary_metric = "acc"\n'
-                     f'direction = "higher"\n[streams.split-digits]\nfingerprint = "{make_stream("split-digits").fingerprint}"\n'
-                     '[agent_options]\nepochs = 1\nhidden = [8]\n')
+    board.write_text(
+        'name = "slow"\nversion = "1"\nseeds = [0, 1, 2, 3]\nmetrics = ["acc"]\nprimary_metric = "acc"\n'
+        f'direction = "higher"\n[streams.split-digits]\nfingerprint = "{make_stream("split-digits").fingerprint}"\n'
+        "[agent_options]\nepochs = 1\nhidden = [8]\n"
+    )
     store = tmp_path / "s.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "replaybench", "submit", agent(SlowAgent), "--board", str(board),
-                             "--store", str(store), "--out", str(tmp_path / "out"), "--no-plots"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replaybench",
+            "submit",
+            agent(SlowAgent),
+            "--board",
+            str(board),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-plots",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").rglob("*__seed0__*.json")):
         assert proc.poll() is None, proc.stderr.read()

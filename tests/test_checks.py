@@ -7,8 +7,8 @@ import argparse
 import pytest
 import torch
 
-from replaybench.cli import main
 from replaybench.checks import MEMORIES, check_agent, check_memory, check_stream, register_check_command, tiny_stream
+from replaybench.cli import main
 from replaybench.memories.reservoir import ReservoirBuffer
 from replaybench.registry import AGENTS, STREAMS, Spec
 from replaybench.runner import make_stream

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-
 from replaybench.cli import main
 from replaybench.results import options_hash
 from replaybench.streams import datasets
@@ -17,12 +16,28 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_run_writes_results_and_prints_tables(tmp_path):
-    proc = run_cli("run", "--stream", "split-digits", "--agent", "naive", "er", "--seeds", "0", "1",
-                   "-o", "epochs=1", "-o", "hidden=[16]", "--out", str(tmp_path))
+    proc = run_cli(
+        "run",
+        "--stream",
+        "split-digits",
+        "--agent",
+        "naive",
+        "er",
+        "--seeds",
+        "0",
+        "1",
+        "-o",
+        "epochs=1",
+        "-o",
+        "hidden=[16]",
+        "--out",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     files = sorted(p.name for p in tmp_path.glob("*.json"))
-    assert [f.rpartition("__")[0] for f in files] == [f"split-digits__{a}__seed{s}" for a in ("er", "naive")
-                                                      for s in (0, 1)]
+    assert [f.rpartition("__")[0] for f in files] == [
+        f"split-digits__{a}__seed{s}" for a in ("er", "naive") for s in (0, 1)
+    ]
     assert len({f.rpartition("__")[2] for f in files}) == 1  # one options hash: the same -o for both agents
     assert len(list(tmp_path.glob("*.png"))) == 4
     assert "Mean ± 90% t-interval over seeds" in proc.stdout and "forgetting_max" in proc.stdout
@@ -84,7 +99,8 @@ def test_malformed_config_names_the_key(tmp_path, capsys):
     top = tmp_path / "top.toml"
     top.write_text("[agents_options]\n")
     assert "'agents_options'" in _one_line_error(
-        capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(top))
+        capsys, "run", "--stream", "split-digits", "--agent", "naive", "--config", str(top)
+    )
 
 
 def test_bad_cli_option_is_one_line(capsys):
@@ -94,8 +110,19 @@ def test_bad_cli_option_is_one_line(capsys):
 
 def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
-    code = main(["run", "--stream", "split-fmnist", "--agent", "naive", "--data-dir", str(tmp_path / "empty"),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            "--stream",
+            "split-fmnist",
+            "--agent",
+            "naive",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "apt-get install dataset-fashion-mnist" in err[0] and "--data-dir" in err[0] and "--download" in err[0]
@@ -115,12 +142,44 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_a_failing_run_keeps_results_already_written(tmp_path, capsys):
-    assert main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
-                 "--out", str(tmp_path), "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--stream",
+                "split-digits",
+                "--agent",
+                "naive",
+                "-o",
+                "epochs=1",
+                "-o",
+                "hidden=[8]",
+                "--out",
+                str(tmp_path),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     capsys.readouterr()
-    code = main(["run", "--stream", "split-digits", "--agent", "naive", "--seeds", "0", "1",
-                 "-o", "lr=1e30", "--out", str(tmp_path), "--no-plots"])
+    code = main(
+        [
+            "run",
+            "--stream",
+            "split-digits",
+            "--agent",
+            "naive",
+            "--seeds",
+            "0",
+            "1",
+            "-o",
+            "lr=1e30",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
     assert code == 1 and "lower the learning rate" in capsys.readouterr().err  # runs failed: exit 1, each recorded
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert {k: v for k, v in after.items() if k in before} == before
@@ -137,8 +196,23 @@ def test_streams_show_prints_fingerprint_and_sizes():
 
 
 def test_intransigence_is_measured_against_a_joint_reference(tmp_path):
-    code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=2", "-o", "hidden=[16]",
-                 "--intransigence", "--out", str(tmp_path), "--no-plots"])
+    code = main(
+        [
+            "run",
+            "--stream",
+            "split-digits",
+            "--agent",
+            "naive",
+            "-o",
+            "epochs=2",
+            "-o",
+            "hidden=[16]",
+            "--intransigence",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
     assert code == 0
     (path,) = tmp_path.glob("split-digits__naive__seed0__*.json")
     data = json.loads(path.read_text())
@@ -151,8 +225,23 @@ def test_run_logs_each_run_to_wandb_offline(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / "wb"))
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    code = main(["run", "--stream", "split-digits", "--agent", "naive", "-o", "epochs=1", "-o", "hidden=[8]",
-                 "--wandb", "--out", str(tmp_path / "out"), "--no-plots"])
+    code = main(
+        [
+            "run",
+            "--stream",
+            "split-digits",
+            "--agent",
+            "naive",
+            "-o",
+            "epochs=1",
+            "-o",
+            "hidden=[8]",
+            "--wandb",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-plots",
+        ]
+    )
     import wandb
 
     wandb.teardown()  # wandb keeps its settings (and so WANDB_DIR) per process until torn down

@@ -76,12 +76,15 @@ class MyAgent:
             return self.logits(x)
 '''
 
-NAN_AGENT = README_AGENT + '''
+NAN_AGENT = (
+    README_AGENT
+    + """
 
 class NanAgent(MyAgent):
     def predict(self, x, task_id=None):
         return torch.full((len(x), self.n_classes), float("nan"))
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +129,12 @@ def test_minus_inf_masks_classes_and_nan_is_a_failed_run(agent_file):
 
 def test_the_readme_agent_runs_submits_and_passes_the_check(agent_file, tmp_path, capsys):
     name = f"{agent_file}:MyAgent"
-    assert main(["run", "--stream", "split-digits", "--agent", name, "--out", str(tmp_path / "runs"),
-                 "--no-plots"]) == 0
+    assert (
+        main(["run", "--stream", "split-digits", "--agent", name, "--out", str(tmp_path / "runs"), "--no-plots"]) == 0
+    )
     board = tmp_path / "tiny.toml"
-    board.write_text(textwrap.dedent(f"""\
+    board.write_text(
+        textwrap.dedent(f"""\
         name = "tiny"
         version = "1"
         seeds = [0, 1]
@@ -140,10 +145,27 @@ def test_the_readme_agent_runs_submits_and_passes_the_check(agent_file, tmp_path
         fingerprint = "{load_board("quick").stream("split-digits").fingerprint}"
         [agent_options]
         epochs = 5
-        """))
+        """)
+    )
     store = tmp_path / "lb.sqlite"
-    assert main(["submit", name, "--board", str(board), "--store", str(store), "--out", str(tmp_path / "sub"),
-                 "--no-plots", "--name", "readme agent"]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                name,
+                "--board",
+                str(board),
+                "--store",
+                str(store),
+                "--out",
+                str(tmp_path / "sub"),
+                "--no-plots",
+                "--name",
+                "readme agent",
+            ]
+        )
+        == 0
+    )
     with Store(store) as s:
         (sub,) = s.submissions("tiny")
         assert sub.status == "complete" and sub.config["epochs"] == 5 and sub.config["hidden"] == []

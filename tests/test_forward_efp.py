@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DigitsStreamStub as _Stream
+from conftest import needs_fashion_mnist
 
 from replaybench.agents.forward.efp import EFPAgent, EFPConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
-
-from conftest import DigitsStreamStub as _Stream
-from conftest import needs_fashion_mnist
-
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +126,23 @@ def test_tuned_efp_comes_near_the_papers_fashion_mnist_error():
     from replaybench.streams import datasets
 
     data = datasets.load_fashion_mnist()
-    stream = type("FashionMNIST", (), {"name": "fashion-mnist", "scenario": "class-il", "n_classes": 10,
-                                       "input_shape": (1, 28, 28), "experiences": ()})()
-    config = EFPConfig(hidden=(800, 800), epochs=45, batch_size=64, lr=3e-3, cosine_lr=True, loop_gain=0.3,
-                       weight_decay=0.1)
+    stream = type(
+        "FashionMNIST",
+        (),
+        {
+            "name": "fashion-mnist",
+            "scenario": "class-il",
+            "n_classes": 10,
+            "input_shape": (1, 28, 28),
+            "experiences": (),
+        },
+    )()
+    config = EFPConfig(
+        hidden=(800, 800), epochs=45, batch_size=64, lr=3e-3, cosine_lr=True, loop_gain=0.3, weight_decay=0.1
+    )
     agent = EFPAgent(stream=stream, config=config, seed=0)
-    agent.learn(Experience(index=0, kind="supervised", train_x=data.train_x, train_y=data.train_y,
-                           classes=tuple(range(10))))
+    agent.learn(
+        Experience(index=0, kind="supervised", train_x=data.train_x, train_y=data.train_y, classes=tuple(range(10)))
+    )
     error = (agent.predict(data.test_x).argmax(1) != data.test_y).float().mean().item()
     assert error < 0.112

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from replaybench.agents._nets import build_network
-from replaybench.agents.forward.layers import ForwardNet, LocalBlock, build_forward_net, check_architecture
 from replaybench.agents._supervised import TrainingConfig
+from replaybench.agents.forward.layers import ForwardNet, LocalBlock, build_forward_net, check_architecture
 from replaybench.errors import ConfigError
 
 
@@ -57,11 +57,14 @@ class _Stream:
     name, scenario, n_classes, input_shape, experiences = "toy", "class-il", 10, (1, 8, 8), ()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"hidden": ()}, "non-empty tuple of positive ints"),
-    ({"hidden": (16, 0)}, "non-empty tuple of positive ints"),
-    ({"architecture": "cnn", "hidden": (4, 4, 4, 4)}, "pool the 8-pixel input"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"hidden": ()}, "non-empty tuple of positive ints"),
+        ({"hidden": (16, 0)}, "non-empty tuple of positive ints"),
+        ({"architecture": "cnn", "hidden": (4, 4, 4, 4)}, "pool the 8-pixel input"),
+    ],
+)
 def test_unbuildable_networks_are_refused_at_construction(overrides, message):
     with pytest.raises(ConfigError, match=message):
         check_architecture("Agent", TrainingConfig(**overrides), _Stream())

@@ -7,29 +7,31 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DigitsStreamStub as _Stream
 
 from replaybench.agents.forward import losses
 from replaybench.agents.forward.sigprop import SigpropAgent, SigpropConfig
 from replaybench.errors import ConfigError
 from replaybench.protocols import Experience
 
-from conftest import DigitsStreamStub as _Stream
-
-
 
 def _accuracy(agent, experience: Experience) -> float:
     return (agent.predict(experience.test_x).argmax(1) == experience.test_y).float().mean().item()
 
 
-@pytest.mark.parametrize("architecture, hidden, loss", [
-    ("mlp", (64, 64), "max-rand"),
-    ("mlp", (64, 64), "top-k"),
-    ("cnn", (8, 16), "max-rand"),  # with the per-sample norm, as the reference runs its CNNs
-])
+@pytest.mark.parametrize(
+    "architecture, hidden, loss",
+    [
+        ("mlp", (64, 64), "max-rand"),
+        ("mlp", (64, 64), "top-k"),
+        ("cnn", (8, 16), "max-rand"),  # with the per-sample norm, as the reference runs its CNNs
+    ],
+)
 def test_sigprop_learns_digits_well_above_chance(digits_experience, architecture, hidden, loss):
     norm = "layer" if architecture == "cnn" else "none"
-    config = SigpropConfig(architecture=architecture, hidden=hidden, loss=loss, norm=norm, epochs=6, batch_size=64,
-                           lr=2e-3)
+    config = SigpropConfig(
+        architecture=architecture, hidden=hidden, loss=loss, norm=norm, epochs=6, batch_size=64, lr=2e-3
+    )
     agent = SigpropAgent(stream=_Stream(), config=config, seed=0)
     untrained = _accuracy(agent, digits_experience)
     agent.learn(digits_experience)
@@ -72,9 +74,11 @@ def _reference_losses(h, t_classes, t_prev_classes, labels, k):
     log_p = F.log_softmax(y, dim=1)
     top = torch.zeros_like(yy).scatter_(1, yy.topk(k, dim=1).indices, 1.0)
     tied = (yy == yy.max(1, keepdim=True).values).float()
-    return {"max-rand": F.cross_entropy(y, yy.argmax(1)),
-            "top-k": -(top * log_p).sum(1).mean(),
-            "max-all": -(tied * log_p).sum(1).mean()}
+    return {
+        "max-rand": F.cross_entropy(y, yy.argmax(1)),
+        "top-k": -(top * log_p).sum(1).mean(),
+        "max-all": -(tied * log_p).sum(1).mean(),
+    }
 
 
 @pytest.mark.parametrize("shape", [(16,), (3, 4, 4)])
@@ -138,12 +142,15 @@ def _gradients_after_one_step(agent: SigpropAgent, x: torch.Tensor, y: torch.Ten
     return [loss] + [p.grad for p in params]
 
 
-@pytest.mark.parametrize("activation, loss, masked", [
-    ("relu", "max-rand", False),
-    ("tanh", "top-k", False),
-    ("leaky-relu", "max-all", True),
-    ("sigmoid", "max-rand", True),
-])
+@pytest.mark.parametrize(
+    "activation, loss, masked",
+    [
+        ("relu", "max-rand", False),
+        ("tanh", "top-k", False),
+        ("leaky-relu", "max-all", True),
+        ("sigmoid", "max-rand", True),
+    ],
+)
 def test_hand_written_gradients_equal_autograd(digits_experience, activation, loss, masked):
     """The MLP's hand-written step (the default) gives autograd's per-layer gradients and losses."""
     x, y = digits_experience.train_x[:48], digits_experience.train_y[:48] % 6  # classes 6..9 absent
@@ -164,8 +171,13 @@ def test_hand_written_gradients_equal_autograd(digits_experience, activation, lo
 
 
 def test_hand_written_gradients_equal_autograd_with_layer_local_replay(digits_experience):
-    first = Experience(index=0, kind="supervised", train_x=digits_experience.train_x[:300],
-                       train_y=digits_experience.train_y[:300], classes=tuple(range(10)))
+    first = Experience(
+        index=0,
+        kind="supervised",
+        train_x=digits_experience.train_x[:300],
+        train_y=digits_experience.train_y[:300],
+        classes=tuple(range(10)),
+    )
     agent = SigpropAgent(stream=_Stream(), config=SigpropConfig(hidden=(24, 16), local_replay_size=40), seed=0)
     agent.learn(first)  # fills each region's memory
     reference = copy.deepcopy(agent)  # same weights, memories and generator state

@@ -6,8 +6,10 @@ import pytest
 
 from replaybench.runner import RunSpec, run
 
-
-AGENTS = {"sigprop": "replaybench.agents.forward.sigprop:SigpropAgent", "efp": "replaybench.agents.forward.efp:EFPAgent"}
+AGENTS = {
+    "sigprop": "replaybench.agents.forward.sigprop:SigpropAgent",
+    "efp": "replaybench.agents.forward.efp:EFPAgent",
+}
 
 
 @pytest.mark.parametrize("stream", ["split-digits", "split-digits-task", "permuted-digits"])

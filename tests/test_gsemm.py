@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from replaybench.errors import ConfigError, DivergenceError
 from replaybench.memories.gsemm import (
     DSEM,
     LISEM,
@@ -14,8 +15,6 @@ from replaybench.memories.gsemm import (
     random_patterns,
     transitions_from_cycles,
 )
-from replaybench.errors import ConfigError, DivergenceError
-
 
 N = 100  # the paper's feature count
 MODELS = [DSEM, LISEM]
@@ -53,13 +52,22 @@ def steps_for(cls, visits: int, dt: float) -> int:
 def test_defaults_follow_the_reference_code():
     d, lis = DSEMConfig(), LISEMConfig()
     assert (d.alpha_s, d.alpha_c, d.gamma, d.tau_f, d.tau_d, d.beta_d, d.dt, d.integrator) == (
-        1.0, 0.7, 1.0, 1.0, 100.0, 7.0, 0.01, "rk4",
+        1.0,
+        0.7,
+        1.0,
+        1.0,
+        100.0,
+        7.0,
+        0.01,
+        "rk4",
     )
     assert (lis.alpha_s, lis.alpha_c, lis.tau_d, lis.beta_d) == (0.045, 0.004, 100.0, 7.0)
 
 
 def test_config_rejects_bad_values_with_one_line_messages():
-    with pytest.raises(ConfigError, match=r"The 'dt' parameter of DSEM must be a float in the range \(0, inf\)\. Got 0 instead\."):
+    with pytest.raises(
+        ConfigError, match=r"The 'dt' parameter of DSEM must be a float in the range \(0, inf\)\. Got 0 instead\."
+    ):
         DSEMConfig(dt=0)
     with pytest.raises(ConfigError, match="integrator"):
         LISEMConfig(integrator="rk45")
@@ -218,8 +226,13 @@ def test_batched_recall_equals_one_cue_at_a_time():
 
 def test_sequences_collapses_repeats_and_drops_short_transients():
     visited = torch.tensor([[0, 0, 0, 5, 1, 1, 1, -1, 1, 2, 2, 2]]).T
-    recall = Recall(times=torch.zeros(12), states=torch.zeros(12, 1, 1), delayed=torch.zeros(12, 1, 1),
-                    overlaps=torch.zeros(12, 1, 6), visited=visited)
+    recall = Recall(
+        times=torch.zeros(12),
+        states=torch.zeros(12, 1, 1),
+        delayed=torch.zeros(12, 1, 1),
+        overlaps=torch.zeros(12, 1, 6),
+        visited=visited,
+    )
     assert recall.sequences() == [[0, 5, 1, 2]]
     assert recall.sequences(min_dwell=2) == [[0, 1, 2]]
 
@@ -269,7 +282,9 @@ def test_vector_field_is_the_energy_gradient(cls):
 @pytest.mark.parametrize("integrator, order", [("euler", 1), ("rk4", 4)])
 def test_integrators_converge_at_their_order(integrator, order):
     p = patterns(4).double()
-    cue = zero_last_quarter(p[0]) + 0.3 * torch.randn(N, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cue = zero_last_quarter(p[0]) + 0.3 * torch.randn(
+        N, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
 
     def final_state(dt: float, method: str) -> torch.Tensor:
         cfg = LISEMConfig(dt=dt, integrator=method, tau_d=2.0)  # fast delay: both states move
@@ -288,7 +303,9 @@ def test_integrators_converge_at_their_order(integrator, order):
 @pytest.mark.parametrize("cls", MODELS)
 def test_cue_with_wrong_dimension_gets_a_clear_error(cls):
     model = cls.from_patterns(patterns(3), cycles=[range(3)])
-    with pytest.raises(ConfigError, match=rf"'cue' argument of {cls.__name__}.recall must have shape \[B, 100\].*Got shape \(99,\)"):
+    with pytest.raises(
+        ConfigError, match=rf"'cue' argument of {cls.__name__}.recall must have shape \[B, 100\].*Got shape \(99,\)"
+    ):
         model.recall(torch.ones(99), steps=10)
     with pytest.raises(ConfigError, match=r"Got shape \(2, 3, 100\)"):
         model.recall(torch.ones(2, 3, N), steps=10)

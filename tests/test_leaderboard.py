@@ -15,20 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from replaybench.errors import ConfigError, ReplaybenchError, UnknownNameError
 from replaybench.leaderboards import export
 from replaybench.leaderboards.boards import board_names, load_board, parse_board, pin_fingerprints
-from replaybench.leaderboards.ranking import bootstrap_interval, board_table
+from replaybench.leaderboards.ranking import board_table, bootstrap_interval
 from replaybench.leaderboards.store import MIGRATIONS, SCHEMA_VERSION, Store
-from replaybench.errors import ConfigError, ReplaybenchError, UnknownNameError
 from replaybench.results import RunResult
 
 FP1, FP2 = "a1" * 32, "b2" * 32
 
 
 def board_data(**overrides):
-    data = {"name": "t", "version": "1", "seeds": [0, 1, 2], "metrics": ["acc", "forgetting_max"],
-            "primary_metric": "acc", "direction": "higher",
-            "streams": {"s1": {"fingerprint": FP1}, "s2": {"fingerprint": FP2}}}
+    data = {
+        "name": "t",
+        "version": "1",
+        "seeds": [0, 1, 2],
+        "metrics": ["acc", "forgetting_max"],
+        "primary_metric": "acc",
+        "direction": "higher",
+        "streams": {"s1": {"fingerprint": FP1}, "s2": {"fingerprint": FP2}},
+    }
     data.update(overrides)
     return data
 
@@ -40,19 +46,35 @@ def make_board(**overrides):
 def make_result(stream="s1", seed=0, acc=0.5, forgetting=0.2, fingerprint=None, agent="naive"):
     fingerprint = fingerprint if fingerprint is not None else {"s1": FP1, "s2": FP2}.get(stream, FP1)
     return RunResult(
-        spec={"stream": stream, "agent": agent, "seed": seed}, R=[[acc + forgetting, 0.0], [acc - 0.1, acc + 0.1]],
-        baseline=[0.1, 0.1], metrics={"acc": acc, "forgetting_max": forgetting, "bwt": -forgetting,
-                                      "average_accuracy_curve": [acc, acc]},
-        costs={"wall_seconds": 1.0}, provenance={
-            "stream_fingerprint": fingerprint, "stream_version": "1", "git_commit": "abc123", "seed": seed,
-            "replaybench_version": "0.1.0", "torch_version": "2.x", "hardware": {"cpu_count": 2},
-            "config": {"lr": 0.1}})
+        spec={"stream": stream, "agent": agent, "seed": seed},
+        R=[[acc + forgetting, 0.0], [acc - 0.1, acc + 0.1]],
+        baseline=[0.1, 0.1],
+        metrics={"acc": acc, "forgetting_max": forgetting, "bwt": -forgetting, "average_accuracy_curve": [acc, acc]},
+        costs={"wall_seconds": 1.0},
+        provenance={
+            "stream_fingerprint": fingerprint,
+            "stream_version": "1",
+            "git_commit": "abc123",
+            "seed": seed,
+            "replaybench_version": "0.1.0",
+            "torch_version": "2.x",
+            "hardware": {"cpu_count": 2},
+            "config": {"lr": 0.1},
+        },
+    )
 
 
 def submit(store, board, name, accs, forgetting=0.2, streams=("s1", "s2")):
     """A complete submission whose seed s scores accs[s] on every stream."""
-    sid = store.add_submission(board=board, display_name=name, agent="naive", config={"lr": 0.1},
-                               config_hash="c" * 64, source_hash="d" * 64, source_files={"a.py": "e" * 64})
+    sid = store.add_submission(
+        board=board,
+        display_name=name,
+        agent="naive",
+        config={"lr": 0.1},
+        config_hash="c" * 64,
+        source_hash="d" * 64,
+        source_files={"a.py": "e" * 64},
+    )
     for seed, acc in zip(board.seeds, accs):
         for s in streams:
             store.add_run(sid, board, make_result(s, seed, acc, forgetting))
@@ -72,25 +94,28 @@ def test_builtin_boards_load_and_quick_is_pinned():
     assert load_board("sequence").stream_names == ["vb-compose", "flipflop-periods"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"colour": "red"}, "Unknown key 'colour'"),
-    ({"name": "../evil"}, "'name' key"),
-    ({"name": "Bad Name"}, "'name' key"),
-    ({"version": ""}, "'version' key"),
-    ({"seeds": []}, "'seeds' key"),
-    ({"seeds": [0, 0]}, "'seeds' key"),
-    ({"seeds": [-1]}, "'seeds' key"),
-    ({"seeds": [True]}, "'seeds' key"),
-    ({"metrics": ["accc"]}, "Did you mean 'acc'"),
-    ({"primary_metric": "bwt"}, "'primary_metric' key"),
-    ({"direction": "up"}, "'direction' key"),
-    ({"direction": "lower"}, "higher-is-better"),
-    ({"streams": {}}, "'streams' key"),
-    ({"streams": {"s1": "abc"}}, "must be a table"),
-    ({"streams": {"s1": {"fingerprint": "not-hex"}}}, "hex digest"),
-    ({"streams": {"s1": {"fingerprint": FP1, "seed": 3}}}, "Unknown key 'seed'"),
-    ({"agent_options_by_agent": {"er": 3}}, "agent_options_by_agent"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"colour": "red"}, "Unknown key 'colour'"),
+        ({"name": "../evil"}, "'name' key"),
+        ({"name": "Bad Name"}, "'name' key"),
+        ({"version": ""}, "'version' key"),
+        ({"seeds": []}, "'seeds' key"),
+        ({"seeds": [0, 0]}, "'seeds' key"),
+        ({"seeds": [-1]}, "'seeds' key"),
+        ({"seeds": [True]}, "'seeds' key"),
+        ({"metrics": ["accc"]}, "Did you mean 'acc'"),
+        ({"primary_metric": "bwt"}, "'primary_metric' key"),
+        ({"direction": "up"}, "'direction' key"),
+        ({"direction": "lower"}, "higher-is-better"),
+        ({"streams": {}}, "'streams' key"),
+        ({"streams": {"s1": "abc"}}, "must be a table"),
+        ({"streams": {"s1": {"fingerprint": "not-hex"}}}, "hex digest"),
+        ({"streams": {"s1": {"fingerprint": FP1, "seed": 3}}}, "Unknown key 'seed'"),
+        ({"agent_options_by_agent": {"er": 3}}, "agent_options_by_agent"),
+    ],
+)
 def test_bad_board_fields_are_refused_with_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
         make_board(**overrides)
@@ -129,15 +154,17 @@ def test_fingerprint_check_refuses_mismatch_and_unpinned():
 
 def test_pin_rewrites_only_fingerprint_lines(tmp_path):
     path = tmp_path / "b.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent("""\
         name = "t"  # a comment
         [streams.s1]
         fingerprint = ""
-        options = {{ n = 1 }}
+        options = { n = 1 }
         [streams."s2"]
         [agent_options]
         epochs = 2
-        """))
+        """)
+    )
     text = pin_fingerprints(path, {"s1": FP1, "s2": FP2})
     assert f'[streams.s1]\nfingerprint = "{FP1}"\noptions = {{ n = 1 }}' in text
     assert f'[streams."s2"]\nfingerprint = "{FP2}"\n[agent_options]' in text
@@ -186,8 +213,9 @@ def test_ranking_order_ties_and_direction():
 def test_seed_value_is_mean_over_streams_and_incomplete_runs_are_not_ranked():
     board = make_board()
     with Store(":memory:") as store:
-        sid = store.add_submission(board=board, display_name="x", agent="naive", config={}, config_hash="c",
-                                   source_hash="d", source_files={})
+        sid = store.add_submission(
+            board=board, display_name="x", agent="naive", config={}, config_hash="c", source_hash="d", source_files={}
+        )
         for seed, (a1, a2) in enumerate([(0.2, 0.4), (0.6, 0.8), (0.5, 0.5)]):
             store.add_run(sid, board, make_result("s1", seed, a1))
             store.add_run(sid, board, make_result("s2", seed, a2))
@@ -208,8 +236,15 @@ def test_run_rows_carry_provenance_and_quotes_are_data(tmp_path):
     board = make_board()
     name = "O'Brien\"; DROP TABLE runs; --"
     with Store(tmp_path / "s.sqlite") as store:
-        sid = store.add_submission(board=board, display_name=name, agent="pkg.mod:It's", config={"k": "a'b"},
-                                   config_hash="c", source_hash="d", source_files={})
+        sid = store.add_submission(
+            board=board,
+            display_name=name,
+            agent="pkg.mod:It's",
+            config={"k": "a'b"},
+            config_hash="c",
+            source_hash="d",
+            source_files={},
+        )
         result = make_result("s1", 0, 0.5)
         store.add_run(sid, board, result)
         sub = store.submission(sid)
@@ -218,16 +253,20 @@ def test_run_rows_carry_provenance_and_quotes_are_data(tmp_path):
         assert run.provenance == result.provenance and run.R == result.R
         assert run.metrics == {"acc": 0.5, "forgetting_max": 0.2, "bwt": -0.2}
         assert store.count("runs") == 1 and store.submissions("t", status=None)[0].display_name == name
-    row = sqlite3.connect(tmp_path / "s.sqlite").execute(
-        "SELECT git_commit, stream_fingerprint, torch_version FROM runs").fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "s.sqlite")
+        .execute("SELECT git_commit, stream_fingerprint, torch_version FROM runs")
+        .fetchone()
+    )
     assert row == ("abc123", FP1, "2.x")
 
 
 def test_mismatched_results_are_refused():
     board = make_board()
     with Store(":memory:") as store:
-        sid = store.add_submission(board=board, display_name="x", agent="naive", config={}, config_hash="c",
-                                   source_hash="d", source_files={})
+        sid = store.add_submission(
+            board=board, display_name="x", agent="naive", config={}, config_hash="c", source_hash="d", source_files={}
+        )
         with pytest.raises(ConfigError, match="fingerprint"):
             store.add_run(sid, board, make_result("s1", 0, fingerprint=FP2))
         with pytest.raises(ConfigError, match="v1, not 't' v2"):
@@ -242,8 +281,15 @@ def test_mismatched_results_are_refused():
 @pytest.mark.parametrize("name", ["", "   ", "a\nb", "x" * 101, "tab\there"])
 def test_bad_display_names_are_refused(name):
     with Store(":memory:") as store, pytest.raises(ConfigError, match="display name"):
-        store.add_submission(board=make_board(), display_name=name, agent="naive", config={}, config_hash="c",
-                             source_hash="d", source_files={})
+        store.add_submission(
+            board=make_board(),
+            display_name=name,
+            agent="naive",
+            config={},
+            config_hash="c",
+            source_hash="d",
+            source_files={},
+        )
 
 
 def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
@@ -251,9 +297,11 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
     db = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:
         db.execute(statement)
-    db.execute("INSERT INTO submissions (board, board_version, display_name, agent, config_json, config_hash, "
-               "source_hash, source_files_json, status, created) VALUES ('t', '1', 'old', 'naive', '{}', 'c', "
-               "'d', '{}', 'complete', 'then')")
+    db.execute(
+        "INSERT INTO submissions (board, board_version, display_name, agent, config_json, config_hash, "
+        "source_hash, source_files_json, status, created) VALUES ('t', '1', 'old', 'naive', '{}', 'c', "
+        "'d', '{}', 'complete', 'then')"
+    )
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -301,10 +349,15 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     Store(path).close()
-    script = CONCURRENT_WRITER.format(root=str(Path(__file__).resolve().parent.parent),
-                                      tests=str(Path(__file__).resolve().parent))
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(barrier), f"writer-{i}"],
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    script = CONCURRENT_WRITER.format(
+        root=str(Path(__file__).resolve().parent.parent), tests=str(Path(__file__).resolve().parent)
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(barrier), f"writer-{i}"], stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
     with Store(path) as store:
@@ -319,8 +372,15 @@ def test_secrets_in_the_environment_never_reach_the_store(tmp_path, monkeypatch)
     monkeypatch.setenv("WANDB_API_KEY", key)
     board = make_board()
     with Store(tmp_path / "s.sqlite") as store:
-        sid = store.add_submission(board=board, display_name=f"leaky {key}", agent="naive",
-                                   config={"token": key}, config_hash="c", source_hash="d", source_files={})
+        sid = store.add_submission(
+            board=board,
+            display_name=f"leaky {key}",
+            agent="naive",
+            config={"token": key},
+            config_hash="c",
+            source_hash="d",
+            source_files={},
+        )
         store.add_run(sid, board, make_result("s1", 0))
         assert store.submission(sid).display_name == "leaky [redacted]"
         store.finish_submission(sid, "complete")
@@ -374,15 +434,31 @@ def test_html_sorts_on_header_click_in_headless_chromium(evil_table, tmp_path):
     # Ids by rank: plain #2, evil #1, formula #3. Click "acc" (ascending), "acc" again
     # (descending), then "name" (ascending), recording the row order after each click.
     record = 'Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[3].dataset.sort).join(",")'
-    clicks = ('<script>var h = document.querySelectorAll("table.board th"), seen = [];'
-              f'h[4].click(); seen.push({record}); h[4].click(); seen.push({record});'
-              f'h[1].click(); seen.push({record}); document.body.dataset.seen = seen.join(";");</script></body>')
+    clicks = (
+        '<script>var h = document.querySelectorAll("table.board th"), seen = [];'
+        f"h[4].click(); seen.push({record}); h[4].click(); seen.push({record});"
+        f'h[1].click(); seen.push({record}); document.body.dataset.seen = seen.join(";");</script></body>'
+    )
     html_file = tmp_path / "board.html"
     html_file.write_text(export.to_html(evil_table).replace("</body>", clicks))
     out = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--dump-dom", html_file.as_uri()], capture_output=True, text=True, timeout=120)
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            html_file.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     seen = re.search(r'data-seen="([^"]*)"', out.stdout)
     assert seen is not None, out.stdout[:2000]

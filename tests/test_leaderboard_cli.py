@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from replaybench.cli import main
 from replaybench.leaderboards.boards import load_board
 from replaybench.leaderboards.store import Store
 from replaybench.provenance import config_hash
-from replaybench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """\
@@ -51,8 +51,20 @@ def paths(tmp_path, tiny_board):
 
 
 def submit(paths, *extra):
-    return main(["submit", "naive", "--board", paths["board"], "--store", paths["store"], "--out", paths["out"],
-                 "--no-plots", *extra])
+    return main(
+        [
+            "submit",
+            "naive",
+            "--board",
+            paths["board"],
+            "--store",
+            paths["store"],
+            "--out",
+            paths["out"],
+            "--no-plots",
+            *extra,
+        ]
+    )
 
 
 def test_submit_records_every_run_prints_the_board_and_verifies(paths, capsys):
@@ -90,8 +102,22 @@ def test_submit_records_every_run_prints_the_board_and_verifies(paths, capsys):
 
 
 def test_export_writes_sanitised_file_names(paths, tmp_path, capsys):
-    assert main(["leaderboard", "export", paths["board"], "--store", paths["store"], "--format", "html",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "export",
+                paths["board"],
+                "--store",
+                paths["store"],
+                "--format",
+                "html",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "leaderboard-tiny.html").is_file()
     assert main(["leaderboard", "export", paths["board"], "--store", paths["store"], "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["board"] == "tiny"
@@ -103,19 +129,22 @@ def write(tmp_path, name, text):
     return str(path)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown agent", "Unknown agent 'naiv'"),
-    ("unknown board", "Unknown board 'nope'"),
-    ("stale fingerprint", "fingerprint"),
-    ("unpinned", "leaderboard pin tiny"),
-    ("unknown option", "Unknown option 'epoch'"),
-    ("bad option value", "'lr' parameter"),
-    ("config sets seeds", "fixes its streams and seeds"),
-    ("missing config", "Config file not found"),
-    ("bad display name", "display name"),
-    ("bad wandb mode", "W&B mode"),
-    ("file agent missing", "No such file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown agent", "Unknown agent 'naiv'"),
+        ("unknown board", "Unknown board 'nope'"),
+        ("stale fingerprint", "fingerprint"),
+        ("unpinned", "leaderboard pin tiny"),
+        ("unknown option", "Unknown option 'epoch'"),
+        ("bad option value", "'lr' parameter"),
+        ("config sets seeds", "fixes its streams and seeds"),
+        ("missing config", "Config file not found"),
+        ("bad display name", "display name"),
+        ("bad wandb mode", "W&B mode"),
+        ("file agent missing", "No such file"),
+    ],
+)
 def test_bad_submissions_fail_before_any_work(paths, tmp_path, capsys, case, message):
     board = paths["board"]
     extra: list[str] = []
@@ -166,11 +195,42 @@ def test_a_file_agent_with_a_secret_in_the_environment(paths, tmp_path, monkeypa
     monkeypatch.delenv("WANDB_MODE", raising=False)
     agent_file = tmp_path / "my_agent.py"
     agent_file.write_text("from replaybench.agents.naive import NaiveAgent\n\n\nclass MyAgent(NaiveAgent):\n    pass\n")
-    assert main(["submit", f"{agent_file}:MyAgent", "--board", paths["board"], "--store", paths["store"],
-                 "--out", paths["out"], "--name", f"mine {key}", "--wandb", "offline"]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                f"{agent_file}:MyAgent",
+                "--board",
+                paths["board"],
+                "--store",
+                paths["store"],
+                "--out",
+                paths["out"],
+                "--name",
+                f"mine {key}",
+                "--wandb",
+                "offline",
+            ]
+        )
+        == 0
+    )
     for fmt in ("md", "html", "csv", "json"):
-        assert main(["leaderboard", "export", paths["board"], "--store", paths["store"], "--format", fmt,
-                     "--out", str(tmp_path / f"board.{fmt}")]) == 0
+        assert (
+            main(
+                [
+                    "leaderboard",
+                    "export",
+                    paths["board"],
+                    "--store",
+                    paths["store"],
+                    "--format",
+                    fmt,
+                    "--out",
+                    str(tmp_path / f"board.{fmt}"),
+                ]
+            )
+            == 0
+        )
     assert main(["leaderboard", "publish", paths["board"], "--store", paths["store"]]) == 0
     captured = capsys.readouterr()
     import wandb
@@ -207,11 +267,33 @@ def test_two_processes_submitting_at_once_lose_no_row(paths, tmp_path):
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     script = BARRIER.format(root=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(barrier), f"p{i}", "submit", "naive", "--board",
-                               paths["board"], "--store", paths["store"], "--out", paths["out"], "--no-plots",
-                               "--name", f"p{i}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                script,
+                str(barrier),
+                f"p{i}",
+                "submit",
+                "naive",
+                "--board",
+                paths["board"],
+                "--store",
+                paths["store"],
+                "--out",
+                paths["out"],
+                "--no-plots",
+                "--name",
+                f"p{i}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     with Store(paths["store"]) as store:

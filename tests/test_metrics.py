@@ -69,8 +69,16 @@ def test_single_experience_has_no_forgetting_or_transfer():
 
 def test_summarize_names_every_metric():
     s = metrics.summarize(R, B, joint_R=R)
-    assert set(s) >= {"acc", "forgetting_max", "forgetting_first_last", "bwt", "fwt", "plasticity",
-                      "average_accuracy_curve", "intransigence"}
+    assert set(s) >= {
+        "acc",
+        "forgetting_max",
+        "forgetting_first_last",
+        "bwt",
+        "fwt",
+        "plasticity",
+        "average_accuracy_curve",
+        "intransigence",
+    }
     assert all(math.isfinite(v) for k, v in s.items() if k != "average_accuracy_curve")
     assert set(metrics.HIGHER_IS_BETTER) <= set(s)
 

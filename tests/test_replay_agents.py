@@ -8,9 +8,9 @@ import torch
 
 from replaybench.agents.er import ExperienceReplay
 from replaybench.agents.replay import BiologicalReplay, ReplayConfig, sleep_consolidation
+from replaybench.errors import ConfigError
 from replaybench.memories.gsemm import DSEMConfig
 from replaybench.memories.gsemm_replay import GSEMMReplayMemory, ScoredReservoir
-from replaybench.errors import ConfigError
 from replaybench.runner import RunSpec, make_stream, run
 
 REPLAY = "replaybench.agents.replay:BiologicalReplay"
@@ -50,8 +50,12 @@ def test_with_every_option_off_it_is_er(digits):
 def test_gsemm_memory_completes_quarter_zeroed_cues_and_stays_in_budget():
     x, y = _class_latents(3, 80, 64)
     budget = 60_000
-    memory = GSEMMReplayMemory(budget_bytes=budget, n_features=64, generator=torch.Generator().manual_seed(0),
-                               config=DSEMConfig(dt=0.1, integrator="euler", tau_d=20.0))
+    memory = GSEMMReplayMemory(
+        budget_bytes=budget,
+        n_features=64,
+        generator=torch.Generator().manual_seed(0),
+        config=DSEMConfig(dt=0.1, integrator="euler", tau_d=20.0),
+    )
     memory.add(x, y)
     assert 0.9 * budget < memory.nbytes <= budget
     pool = memory.recall_pool(cue_fraction=0.25, steps=150)
@@ -65,8 +69,12 @@ def test_gsemm_memory_completes_quarter_zeroed_cues_and_stays_in_budget():
 
 def test_gsemm_recall_replays_stored_sequences_in_order():
     x, y = _class_latents(1, 12, 64)
-    memory = GSEMMReplayMemory(budget_bytes=100_000, n_features=64, generator=torch.Generator().manual_seed(1),
-                               config=DSEMConfig(dt=0.1, integrator="euler", tau_d=20.0))
+    memory = GSEMMReplayMemory(
+        budget_bytes=100_000,
+        n_features=64,
+        generator=torch.Generator().manual_seed(1),
+        config=DSEMConfig(dt=0.1, integrator="euler", tau_d=20.0),
+    )
     memory.add(x, y)
     stored = memory.classes[0].model
     pool = memory.recall_pool(cue_fraction=0.25, steps=300)
@@ -134,8 +142,9 @@ def test_sleep_changes_weights_without_labels(digits):
     exp = digits.experiences[0]
     before = [p.clone() for p in agent.network.parameters()]
     mean = exp.train_x.flatten(1).mean(0)
-    stats = sleep_consolidation(agent.network, mean, exp.train_x, ReplayConfig(**FAST, sleep_decrease=0.0),
-                                torch.Generator().manual_seed(0))
+    stats = sleep_consolidation(
+        agent.network, mean, exp.train_x, ReplayConfig(**FAST, sleep_decrease=0.0), torch.Generator().manual_seed(0)
+    )
     assert stats["sleep_spikes"] > 0 and stats["sleep_weight_change"] > 0
     weights = [p for p in agent.network.parameters() if p.ndim == 2]
     old = [p for p in before if p.ndim == 2]
@@ -168,19 +177,25 @@ def test_cls_slow_learner_is_an_average_of_the_fast_one_and_predicts(digits):
 
 def test_a_replay_option_beats_naive_on_class_il_digits(digits):
     naive = run(RunSpec(stream="split-digits", agent="naive", agent_options=FAST), stream=digits)
-    replay = run(RunSpec(stream="split-digits", agent=REPLAY,
-                         agent_options={**FAST, "memory_model": "gsemm", "memory_bytes": 40_000}), stream=digits)
+    replay = run(
+        RunSpec(
+            stream="split-digits", agent=REPLAY, agent_options={**FAST, "memory_model": "gsemm", "memory_bytes": 40_000}
+        ),
+        stream=digits,
+    )
     assert replay.metrics["acc"] > naive.metrics["acc"] + 0.2
     assert replay.costs["replay_samples"] > 0
 
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"sequence_replay": True}, "sequence_replay"),
-     ({"memory_model": "gsemm", "priority": "loss"}, "priority"),
-     ({"latent_layer": 3}, "latent_layer"),
-     ({"memory_bytes": 10}, "holds no item"),
-     ({"memory_model": "gsemm", "memory_bytes": 100}, "holds no exemplar")],
+    [
+        ({"sequence_replay": True}, "sequence_replay"),
+        ({"memory_model": "gsemm", "priority": "loss"}, "priority"),
+        ({"latent_layer": 3}, "latent_layer"),
+        ({"memory_bytes": 10}, "holds no item"),
+        ({"memory_model": "gsemm", "memory_bytes": 100}, "holds no exemplar"),
+    ],
 )
 def test_bad_options_are_refused_at_construction(digits, options, message):
     with pytest.raises(ConfigError, match=message):

@@ -30,9 +30,12 @@ def conflict_stream():
 def test_cartpole_conflict_finetune_forgets_and_replay_does_not(conflict_stream):
     """Issue #4's target, from rl-wandb-distributed.md (measured there: F 0.64, AP gap 0.40)."""
     results = {
-        (name, seed): run(RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=seed,
-                                  agent_options=options), stream=conflict_stream)
-        for name, options in (("finetune", FINETUNE), ("replay", REPLAY)) for seed in (0, 1)
+        (name, seed): run(
+            RunSpec(stream="cartpole-conflict", agent="replaybench.agents.dqn:DQN", seed=seed, agent_options=options),
+            stream=conflict_stream,
+        )
+        for name, options in (("finetune", FINETUNE), ("replay", REPLAY))
+        for seed in (0, 1)
     }
     forgetting = np.mean([results["finetune", s].metrics["forgetting_first_last"] for s in (0, 1)])
     ap_finetune = np.mean([results["finetune", s].metrics["acc"] for s in (0, 1)])
@@ -43,9 +46,11 @@ def test_cartpole_conflict_finetune_forgets_and_replay_does_not(conflict_stream)
     assert all(results[key].R[0][0] > 0.5 for key in results)
 
 
-@pytest.mark.parametrize("options", [{"buffer": "reservoir", "prioritized": True},
-                                     {"buffer": "reservoir", "reverse_replay": True}],
-                         ids=["dqn-prioritized", "dqn-reverse"])
+@pytest.mark.parametrize(
+    "options",
+    [{"buffer": "reservoir", "prioritized": True}, {"buffer": "reservoir", "reverse_replay": True}],
+    ids=["dqn-prioritized", "dqn-reverse"],
+)
 def test_replay_variants_learn_cartpole(conflict_stream, options):
     agent = DQN(stream=conflict_stream, config=DQNConfig(**options), seed=0)
     before = evaluate_rl(agent, conflict_stream.experiences[0])
@@ -103,7 +108,7 @@ def test_reservoir_buffer_keeps_a_uniform_sample_of_everything_offered():
 
 def test_prioritized_sampling_is_proportional_with_normalised_importance_weights():
     buffer = TransitionBuffer(capacity=4, obs_dim=1, rng=np.random.default_rng(0))
-    for i in range(4):
+    for _ in range(4):
         buffer.append(np.zeros(1, np.float32), 0, 0.0, np.zeros(1, np.float32), False)
     buffer.update_priorities(np.arange(4), np.array([1.0, 1.0, 1.0, 5.0]), epsilon=0.0)
     index, weights = buffer.sample_prioritized(20_000, alpha=1.0, beta=1.0)
@@ -121,8 +126,13 @@ def test_reverse_sweep_goes_from_the_end_of_the_episode_to_its_start():
     agent = DQN(stream=stream, config=DQNConfig(reverse_replay=True, batch_size=64), seed=0)
     length = 150
     obs = np.arange(length, dtype=np.float32)[:, None].repeat(6, axis=1)
-    agent.last_rewarded_episode = (obs, np.zeros(length, np.int64), np.ones(length, np.float32), obs,
-                                   np.zeros(length, bool))
+    agent.last_rewarded_episode = (
+        obs,
+        np.zeros(length, np.int64),
+        np.ones(length, np.float32),
+        obs,
+        np.zeros(length, bool),
+    )
     chunks = []
     agent._td_update = lambda batch, weights=None: chunks.append(batch[0][:, 0].tolist())
     agent._reverse_sweep()
@@ -142,16 +152,19 @@ def test_reverse_replay_keeps_only_rewarded_episodes():
     assert agent.last_rewarded_episode is None
 
 
-@pytest.mark.parametrize(("config_cls", "options", "message"), [
-    (DQNConfig, {"bufer": "reservoir"}, "Did you mean 'buffer'?"),
-    (DQNConfig, {"buffer": "fifo"}, "The 'buffer' parameter of DQN must be one of 'per-task', 'reservoir'"),
-    (DQNConfig, {"lr": 0.0}, "The 'lr' parameter of DQN"),
-    (DQNConfig, {"hidden": (64, 0)}, "The 'hidden' parameter of DQN"),
-    (DQNConfig, {"batch_size": 100, "buffer_capacity": 50}, "must not exceed buffer_capacity"),
-    (DQNConfig, {"gamma": 1.5}, "The 'gamma' parameter of DQN must be a float in the range [0, 1]"),
-    (PPOConfig, {"num_envs": 0}, "The 'num_envs' parameter of PPO"),
-    (PPOConfig, {"clip": -0.1}, "The 'clip' parameter of PPO"),
-])
+@pytest.mark.parametrize(
+    ("config_cls", "options", "message"),
+    [
+        (DQNConfig, {"bufer": "reservoir"}, "Did you mean 'buffer'?"),
+        (DQNConfig, {"buffer": "fifo"}, "The 'buffer' parameter of DQN must be one of 'per-task', 'reservoir'"),
+        (DQNConfig, {"lr": 0.0}, "The 'lr' parameter of DQN"),
+        (DQNConfig, {"hidden": (64, 0)}, "The 'hidden' parameter of DQN"),
+        (DQNConfig, {"batch_size": 100, "buffer_capacity": 50}, "must not exceed buffer_capacity"),
+        (DQNConfig, {"gamma": 1.5}, "The 'gamma' parameter of DQN must be a float in the range [0, 1]"),
+        (PPOConfig, {"num_envs": 0}, "The 'num_envs' parameter of PPO"),
+        (PPOConfig, {"clip": -0.1}, "The 'clip' parameter of PPO"),
+    ],
+)
 def test_bad_configs_fail_at_construction_with_one_line(config_cls, options, message):
     with pytest.raises(ConfigError) as info:
         config_cls.from_dict(options)
@@ -173,13 +186,16 @@ def test_agents_run_on_every_stream_kind(builder):
 
     if builder == "minigrid":
         pytest.importorskip("minigrid")
-    stream = {"acrobot": lambda: rl.make_acrobot_variants(n_tasks=2, steps_per_task=300),
-              "mountaincar": lambda: rl.make_mountaincar_variants(n_tasks=2, steps_per_task=300),
-              "minigrid": lambda: rl.make_minigrid_sequence(n_tasks=2, steps_per_task=300),
-              "cartpole-hidden": lambda: make_cartpole_conflict(task_ids=False, hide_velocity=True,
-                                                                steps_per_task=300)}[builder]()
-    for agent in (DQN(stream=stream, config=DQNConfig(learning_starts=100, reverse_replay=True), seed=0),
-                  PPO(stream=stream, config=PPOConfig(rollout_steps=32), seed=0)):
+    stream = {
+        "acrobot": lambda: rl.make_acrobot_variants(n_tasks=2, steps_per_task=300),
+        "mountaincar": lambda: rl.make_mountaincar_variants(n_tasks=2, steps_per_task=300),
+        "minigrid": lambda: rl.make_minigrid_sequence(n_tasks=2, steps_per_task=300),
+        "cartpole-hidden": lambda: make_cartpole_conflict(task_ids=False, hide_velocity=True, steps_per_task=300),
+    }[builder]()
+    for agent in (
+        DQN(stream=stream, config=DQNConfig(learning_starts=100, reverse_replay=True), seed=0),
+        PPO(stream=stream, config=PPOConfig(rollout_steps=32), seed=0),
+    ):
         stats = agent.learn(stream.experiences[1])
         assert all(np.isfinite(v) or k == "mean_episode_return" for k, v in stats.items())
         assert 0.0 <= evaluate_rl(agent, stream.experiences[0]) <= 1.0

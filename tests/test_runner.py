@@ -38,7 +38,15 @@ def test_result_has_every_promised_key_and_round_trips(digits, tmp_path):
     assert len(data["R"]) == 5 and all(len(row) == 5 for row in data["R"])
     assert len(data["baseline"]) == 5
     prov = data["provenance"]
-    for key in ("replaybench_version", "git_commit", "stream_fingerprint", "config", "seed", "torch_version", "hardware"):
+    for key in (
+        "replaybench_version",
+        "git_commit",
+        "stream_fingerprint",
+        "config",
+        "seed",
+        "torch_version",
+        "hardware",
+    ):
         assert key in prov
     assert prov["stream_fingerprint"] == digits.fingerprint
     assert prov["config"]["hidden"] == [32]
@@ -48,7 +56,9 @@ def test_result_has_every_promised_key_and_round_trips(digits, tmp_path):
 
 
 def test_untrained_baseline_is_near_chance_and_training_learns(digits):
-    result = run(RunSpec(stream="split-digits", agent="naive", seed=0, agent_options={**FAST, "epochs": 10}), stream=digits)
+    result = run(
+        RunSpec(stream="split-digits", agent="naive", seed=0, agent_options={**FAST, "epochs": 10}), stream=digits
+    )
     assert max(result.baseline) < 0.8  # an untrained net is not already good at every task
     assert result.metrics["plasticity"] > 0.9  # each 2-class task is learned when current
 
@@ -67,8 +77,11 @@ def test_ewc_penalty_equals_sum_of_per_experience_quadratics(digits):
             p.add_(0.01)
     params = dict(agent.network.named_parameters())
     compact = agent.extra_loss(None, None, None)
-    explicit = 0.5 * agent.config.ewc_lambda * sum(
-        (fisher[n] * (params[n] - anchor[n]) ** 2).sum() for fisher, anchor in anchors for n in params)
+    explicit = (
+        0.5
+        * agent.config.ewc_lambda
+        * sum((fisher[n] * (params[n] - anchor[n]) ** 2).sum() for fisher, anchor in anchors for n in params)
+    )
     assert compact.item() == pytest.approx(explicit.item(), rel=1e-5)
     assert compact.item() > 0
 
@@ -127,8 +140,15 @@ def test_kind_mismatch_is_refused(digits):
 
 def test_an_online_stream_fixes_one_pass_in_small_batches():
     stream = make_stream("split-digits", online_batch_size=10)
-    result = run(RunSpec(stream="split-digits", agent="naive", agent_options={"hidden": [16]},
-                         stream_options={"online_batch_size": 10}), stream=stream)
+    result = run(
+        RunSpec(
+            stream="split-digits",
+            agent="naive",
+            agent_options={"hidden": [16]},
+            stream_options={"online_batch_size": 10},
+        ),
+        stream=stream,
+    )
     assert result.provenance["config"]["epochs"] == 1 and result.provenance["config"]["batch_size"] == 10
     with pytest.raises(ConfigError, match="online"):
         run(RunSpec(stream="split-digits", agent="naive", agent_options={"epochs": 3}), stream=stream)

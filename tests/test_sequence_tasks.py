@@ -115,8 +115,12 @@ def test_time_of_day_transition_table() -> None:
     seq = flipflop_sequences(n=2000, length=12, period=6, generator=gen())
     table = {}
     prev = torch.cat([torch.zeros(2000, 1, dtype=torch.long), seq.states[:, :-1]], dim=1)
-    for theta, state, symbol, nxt in zip(seq.clock.flatten().tolist(), prev.flatten().tolist(),
-                                         seq.symbols.flatten().tolist(), seq.states.flatten().tolist()):
+    for theta, state, symbol, nxt in zip(
+        seq.clock.flatten().tolist(),
+        prev.flatten().tolist(),
+        seq.symbols.flatten().tolist(),
+        seq.states.flatten().tolist(),
+    ):
         table.setdefault((theta, state, symbol), set()).add(nxt)
     for state in range(3):
         # day: a→1, b→2, c→3; night: a→1, b→3, c→2; null keeps the state (states 1..3 as 0..2)

@@ -11,7 +11,6 @@ from replaybench.evaluation import evaluate
 from replaybench.streams.vision import make_split
 
 
-
 @pytest.fixture(scope="module")
 def stream():
     return make_split(name="split-mnist5k-tiny", dataset="mnist5k", n_experiences=5, train_per_class=60)

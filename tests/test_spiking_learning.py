@@ -12,11 +12,14 @@ import torch
 from replaybench.spiking.learning import Hebbian, PostPre, STDPParams, WeightDependentPostPre, batch_outer
 from replaybench.spiking.nodes import InputNodes, LIFNodes, LIFParams
 from replaybench.spiking.topology import (
-    Conv2dConnection, DenseConnection, LateralInhibition, LocalConnection2d, OneToOne,
+    Conv2dConnection,
+    DenseConnection,
+    LateralInhibition,
+    LocalConnection2d,
+    OneToOne,
 )
 
 REDUCE = {"sum": lambda t: t.sum(0), "mean": lambda t: t.mean(0), "max": lambda t: t.amax(0)}
-
 
 
 def spikes(*shape, p=0.2, seed=0) -> torch.Tensor:
@@ -43,8 +46,7 @@ def test_batch_outer_matches_the_materialised_reduction(reduction, spike_side):
 @pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
 def test_grouped_batch_outer_reduces_each_group_separately(reduction):
     pre, post = spikes(4, 6, 9), traces(4, 6, 5)  # [G, B, n], [G, B, m]
-    reference = torch.stack(
-        [REDUCE[reduction](pre[g].float()[:, :, None] * post[g][:, None, :]) for g in range(4)])
+    reference = torch.stack([REDUCE[reduction](pre[g].float()[:, :, None] * post[g][:, None, :]) for g in range(4)])
     torch.testing.assert_close(batch_outer(pre, post, reduction), reference)
 
 
@@ -104,11 +106,13 @@ def _image_pair(shared: bool, batch=3):
         nodes.configure(dt=1.0, batch_size=batch)
     g = torch.Generator().manual_seed(0)
     if shared:
-        conn = Conv2dConnection(source=source, target=target, weight=torch.rand(4, 2, 5, 5, generator=g),
-                                kernel_size=5, stride=2, norm=3.0)
+        conn = Conv2dConnection(
+            source=source, target=target, weight=torch.rand(4, 2, 5, 5, generator=g), kernel_size=5, stride=2, norm=3.0
+        )
     else:
-        conn = LocalConnection2d(source=source, target=target, weight=torch.rand(9, 50, 4, generator=g),
-                                 kernel_size=5, stride=2, norm=3.0)
+        conn = LocalConnection2d(
+            source=source, target=target, weight=torch.rand(9, 50, 4, generator=g), kernel_size=5, stride=2, norm=3.0
+        )
     return conn, spikes(batch, 2, 9, 9, p=0.4, seed=1), traces(batch, 4, 3, 3, seed=2)
 
 

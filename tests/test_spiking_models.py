@@ -8,16 +8,24 @@ import torch
 from replaybench.spiking.encoding import poisson
 from replaybench.spiking.learning import PostPre, STDPParams
 from replaybench.spiking.models import (
-    DiehlCookConfig, LocalSNNConfig, PresentationConfig, build_diehl_cook, build_local_snn,
+    DiehlCookConfig,
+    LocalSNNConfig,
+    PresentationConfig,
+    build_diehl_cook,
+    build_local_snn,
 )
 from replaybench.spiking.network import Network, SpikeCounter, VoltageRecorder
 from replaybench.spiking.nodes import InputNodes, LIFNodes, LIFParams
 from replaybench.spiking.readout import (
-    ClassRates, NGramScores, all_activity, assign_labels, firing_orders, proportion_weighting,
+    ClassRates,
+    NGramScores,
+    all_activity,
+    assign_labels,
+    firing_orders,
+    proportion_weighting,
 )
 from replaybench.spiking.topology import DenseConnection
 from replaybench.streams.datasets import load_mnist5k
-
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +47,9 @@ def test_connections_carry_the_previous_steps_spikes():
 
 
 def _dc(reduction="sum", theta_plus=0.05, n=20, seed=0, one_spike=False):
-    config = DiehlCookConfig(n_neurons=n, one_spike=one_spike, theta_plus=theta_plus, reduction=reduction,
-                             inh_strength=120.0)
+    config = DiehlCookConfig(
+        n_neurons=n, one_spike=one_spike, theta_plus=theta_plus, reduction=reduction, inh_strength=120.0
+    )
     return build_diehl_cook((1, 8, 8), config, seed=seed, presentation=PresentationConfig(time_steps=60))
 
 
@@ -90,8 +99,10 @@ def test_label_assignment_and_votes():
     torch.testing.assert_close(proportions[2], torch.tensor([0.5 / 2, 1.5 / 2]))
     probe = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 2.0]])
     assert all_activity(probe, assignments, 2).argmax(1).tolist() == [0, 1]
-    torch.testing.assert_close(proportion_weighting(probe, assignments, proportions, 2),
-                               torch.tensor([[3.0, 0.0], [0.0, (2.0 + 2.0 * 0.75) / 2]]))
+    torch.testing.assert_close(
+        proportion_weighting(probe, assignments, proportions, 2),
+        torch.tensor([[3.0, 0.0], [0.0, (2.0 + 2.0 * 0.75) / 2]]),
+    )
 
 
 def test_ngram_scores_follow_firing_order():
@@ -134,8 +145,12 @@ def test_diehl_cook_learns_digits_far_above_its_untrained_self(mnist):
 
 
 def test_lc_snn_has_the_papers_synapse_count_and_learns(mnist):
-    model = build_local_snn((1, 28, 28), LocalSNNConfig(n_filters=25), seed=0,
-                            presentation=PresentationConfig(time_steps=60, max_rate_hz=127.5))
+    model = build_local_snn(
+        (1, 28, 28),
+        LocalSNNConfig(n_filters=25),
+        seed=0,
+        presentation=PresentationConfig(time_steps=60, max_rate_hz=127.5),
+    )
     assert model.n_outputs == 225 and model.plastic_synapses == 32_400  # Saunders et al. 2019, Table 1
     conn = model.network.connections["X->Y"]
     before = conn.weight.clone()
@@ -165,8 +180,9 @@ def test_cuda_matches_cpu_without_learning():
     gpu = _dc()
     gpu.network.to("cuda")
     gpu.network.run({"X": spikes.cuda()}, learning=True)
-    torch.testing.assert_close(gpu.network.connections["X->Ae"].weight.cpu(),
-                               cpu.network.connections["X->Ae"].weight, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        gpu.network.connections["X->Ae"].weight.cpu(), cpu.network.connections["X->Ae"].weight, atol=1e-4, rtol=1e-4
+    )
     torch.testing.assert_close(gpu.network.monitors["counts"].counts.cpu(), cpu.network.monitors["counts"].counts)
 
 
@@ -196,8 +212,12 @@ def test_fused_cpu_kernels_match_the_tensor_path(reduction, one_spike, monkeypat
         model = _dc(reduction, one_spike=one_spike)
         net = model.network
         net.run({"X": first}, learning=True)
-        state = {"counts": net.monitors["counts"].counts.clone(), "weight": net.connections["X->Ae"].weight.clone(),
-                 "theta": net.layers["Ae"].theta.clone(), "v": net.layers["Ae"].v.clone()}
+        state = {
+            "counts": net.monitors["counts"].counts.clone(),
+            "weight": net.connections["X->Ae"].weight.clone(),
+            "theta": net.layers["Ae"].theta.clone(),
+            "v": net.layers["Ae"].v.clone(),
+        }
         net.run({"X": second}, learning=True)
         state.update(counts2=net.monitors["counts"].counts.clone(), weight2=net.connections["X->Ae"].weight.clone())
         return state, net.connections["X->Ae"]._kernels is not None

@@ -14,7 +14,6 @@ from replaybench.spiking.nodes import AdaptiveLIFNodes, AdaptiveParams, InputNod
 from replaybench.spiking.topology import DenseConnection, LocalConnection2d
 
 
-
 def lif(shape=(4,), batch=2, **params) -> LIFNodes:
     nodes = LIFNodes(shape=shape, params=LIFParams(**params))
     nodes.configure(dt=1.0, batch_size=batch)
@@ -49,8 +48,9 @@ def test_trace_decays_and_is_set_not_added():
 
 
 def test_adaptive_threshold_sums_spikes_over_the_batch_and_freezes_without_learning():
-    nodes = AdaptiveLIFNodes(shape=(3,), params=LIFParams(tau_m=1e9, refractory=0.0),
-                             adaptive=AdaptiveParams(theta_plus=0.5, tau_theta=1e12))
+    nodes = AdaptiveLIFNodes(
+        shape=(3,), params=LIFParams(tau_m=1e9, refractory=0.0), adaptive=AdaptiveParams(theta_plus=0.5, tau_theta=1e12)
+    )
     nodes.configure(dt=1.0, batch_size=4)
     drive = torch.zeros(4, 3)
     drive[:, 0] = 20.0  # neuron 0 spikes in all 4 samples
@@ -63,16 +63,21 @@ def test_adaptive_threshold_sums_spikes_over_the_batch_and_freezes_without_learn
 
 
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize(("reduction", "expected"), [("sum", [2.0, 1.0, 0.0]), ("mean", [0.5, 0.25, 0.0]),
-                                                     ("max", [0.5, 0.5, 0.0])])
-def test_adaptive_threshold_reduces_its_increments_over_the_batch_as_configured(reduction, expected, fused,
-                                                                                monkeypatch):
+@pytest.mark.parametrize(
+    ("reduction", "expected"), [("sum", [2.0, 1.0, 0.0]), ("mean", [0.5, 0.25, 0.0]), ("max", [0.5, 0.5, 0.0])]
+)
+def test_adaptive_threshold_reduces_its_increments_over_the_batch_as_configured(
+    reduction, expected, fused, monkeypatch
+):
     from replaybench.spiking import _cpu_kernels
 
     if not fused:
         monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
-    nodes = AdaptiveLIFNodes(shape=(3,), params=LIFParams(tau_m=1e9, refractory=0.0),
-                             adaptive=AdaptiveParams(theta_plus=0.5, tau_theta=1e12, reduction=reduction))
+    nodes = AdaptiveLIFNodes(
+        shape=(3,),
+        params=LIFParams(tau_m=1e9, refractory=0.0),
+        adaptive=AdaptiveParams(theta_plus=0.5, tau_theta=1e12, reduction=reduction),
+    )
     nodes.configure(dt=1.0, batch_size=4)
     assert (nodes._kernels is not None) == (fused and _cpu_kernels.library() is not None)
     drive = torch.zeros(4, 3)
@@ -88,8 +93,12 @@ def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all(fused, monkeyp
 
     if not fused:
         monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
-    nodes = AdaptiveLIFNodes(shape=(5,), params=LIFParams(), adaptive=AdaptiveParams(one_spike=True),
-                             generator=torch.Generator().manual_seed(0))
+    nodes = AdaptiveLIFNodes(
+        shape=(5,),
+        params=LIFParams(),
+        adaptive=AdaptiveParams(one_spike=True),
+        generator=torch.Generator().manual_seed(0),
+    )
     nodes.configure(dt=1.0, batch_size=400)
     drive = torch.full((400, 5), 50.0)
     drive[0, 1:] = 0.0  # sample 0: only neuron 0 crosses
@@ -104,8 +113,12 @@ def test_one_spike_keeps_a_single_spike_per_sample_but_resets_all(fused, monkeyp
     if fused:
         reference = s.clone()
         monkeypatch.setattr(_cpu_kernels, "_LIB", [None])
-        plain = AdaptiveLIFNodes(shape=(5,), params=LIFParams(), adaptive=AdaptiveParams(one_spike=True),
-                                 generator=torch.Generator().manual_seed(0))
+        plain = AdaptiveLIFNodes(
+            shape=(5,),
+            params=LIFParams(),
+            adaptive=AdaptiveParams(one_spike=True),
+            generator=torch.Generator().manual_seed(0),
+        )
         plain.configure(dt=1.0, batch_size=400)
         assert torch.equal(plain.step(drive), reference)
 
@@ -154,8 +167,7 @@ def test_shape_mismatches_fail_at_construction():
     image = InputNodes(shape=(1, 10, 10))
     wrong_target = lif(shape=(4, 3, 3))  # kernel 4, stride 2 gives 4x4 locations
     with pytest.raises(ConfigError, match=r"target of shape \(4, 4, 4\)"):
-        LocalConnection2d(source=image, target=wrong_target, weight=torch.rand(9, 16, 4),
-                          kernel_size=4, stride=2)
+        LocalConnection2d(source=image, target=wrong_target, weight=torch.rand(9, 16, 4), kernel_size=4, stride=2)
     with pytest.raises(ConfigError, match="'shape' parameter of LIFNodes"):
         LIFNodes(shape=(0, 3), params=LIFParams())
 

@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import fashion_mnist_available, needs_fashion_mnist
+
 from replaybench.cli import main
 from replaybench.errors import ConfigError, DataCorruptError, DataMissingError
 from replaybench.runner import make_stream
@@ -37,8 +37,15 @@ def check_partition(stream: TensorStream) -> None:
         assert sorted(seen) == list(range(stream.n_classes))
 
 
-OFFLINE_STREAMS = ["split-digits", "split-digits-task", "permuted-digits", "split-mnist5k", "split-mnist1d",
-                   "unsup-split-digits", "unsup-split-mnist5k"]
+OFFLINE_STREAMS = [
+    "split-digits",
+    "split-digits-task",
+    "permuted-digits",
+    "split-mnist5k",
+    "split-mnist1d",
+    "unsup-split-digits",
+    "unsup-split-mnist5k",
+]
 
 
 @pytest.mark.parametrize("name", OFFLINE_STREAMS)
@@ -118,8 +125,10 @@ def test_rotated_stream_rotates_each_experience():
     even = vision.make_rotated(name="r", dataset="digits", n_experiences=4, max_angle=180)
     assert even.params["angles"] == [0.0, 45.0, 90.0, 135.0]
     assert even.fingerprint == vision.make_rotated(name="r", dataset="digits", n_experiences=4).fingerprint
-    assert even.fingerprint != vision.make_rotated(name="r", dataset="digits", n_experiences=4,
-                                                   angles=[0, 45, 90, 136]).fingerprint
+    assert (
+        even.fingerprint
+        != vision.make_rotated(name="r", dataset="digits", n_experiences=4, angles=[0, 45, 90, 136]).fingerprint
+    )
 
 
 def test_rotation_is_counter_clockwise():
@@ -158,8 +167,10 @@ def test_permuted_stream_permutes_pixels_consistently():
     base, moved = stream.experiences[0].train_x.flatten(1), stream.experiences[2].train_x.flatten(1)
     # A fixed permutation: sorting each image's pixels gives the same multiset.
     assert torch.equal(base.sort(1).values, moved.sort(1).values) and not torch.equal(base, moved)
-    assert stream.fingerprint != vision.make_permuted(name="p", dataset="digits", n_experiences=3,
-                                                      permutation_seed=2).fingerprint
+    assert (
+        stream.fingerprint
+        != vision.make_permuted(name="p", dataset="digits", n_experiences=3, permutation_seed=2).fingerprint
+    )
 
 
 # --- datasets -------------------------------------------------------------------------------------
@@ -208,8 +219,11 @@ def test_mnist_reads_torchvision_layout_and_splits(tmp_path):
 
 
 def test_download_only_datasets_say_how_to_get_them(tmp_path):
-    for load, name in ((datasets.load_mnist, "MNIST"), (lambda d: datasets.load_cifar("cifar10", d), "CIFAR10"),
-                       (lambda d: datasets.load_cifar("cifar100", d), "CIFAR100")):
+    for load, name in (
+        (datasets.load_mnist, "MNIST"),
+        (lambda d: datasets.load_cifar("cifar10", d), "CIFAR10"),
+        (lambda d: datasets.load_cifar("cifar100", d), "CIFAR100"),
+    ):
         with pytest.raises(DataMissingError, match=f"{name} not found in .*pass --download"):
             load(tmp_path / "empty")
     assert not (tmp_path / "empty").exists()  # nothing was downloaded or created
@@ -231,8 +245,10 @@ def _fake_cifar(root, name: str, per_batch: int = 20) -> None:
     rng = np.random.default_rng(1)
     for i, file in enumerate([*train_files, test_file]):
         n = per_batch * (n_classes // 10 if name == "cifar100" else 1)
-        batch = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                 key: [int(c) for c in (np.arange(n) + i) % n_classes]}
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+            key: [int(c) for c in (np.arange(n) + i) % n_classes],
+        }
         with (root / folder / file).open("wb") as f:
             pickle.dump(batch, f)
 
@@ -275,19 +291,37 @@ def test_dataset_digest_covers_every_tensor():
 # --- bad input through the CLI: one line, exit code 2 ---------------------------------------------
 
 
-@pytest.mark.parametrize("table, expected", [
-    ('dataset = "digitz"', "Unknown dataset 'digitz'. Known: cifar10, cifar100, digits"),
-    ('scenario = "domain-incremental"', "The 'scenario' parameter of stream split-digits must be one of 'class-il'"),
-    ("n_experiences = 20", "Cannot split the 10 classes of digits into 20 equal experiences."),
-    ("n_experiences = 3", "Cannot split the 10 classes of digits into 3 equal experiences."),
-    ("online_batch_size = 0", "'online_batch_size' parameter of stream split-digits"),
-    ("shuffle = true", "unexpected keyword argument 'shuffle'"),
-])
+@pytest.mark.parametrize(
+    "table, expected",
+    [
+        ('dataset = "digitz"', "Unknown dataset 'digitz'. Known: cifar10, cifar100, digits"),
+        (
+            'scenario = "domain-incremental"',
+            "The 'scenario' parameter of stream split-digits must be one of 'class-il'",
+        ),
+        ("n_experiences = 20", "Cannot split the 10 classes of digits into 20 equal experiences."),
+        ("n_experiences = 3", "Cannot split the 10 classes of digits into 3 equal experiences."),
+        ("online_batch_size = 0", "'online_batch_size' parameter of stream split-digits"),
+        ("shuffle = true", "unexpected keyword argument 'shuffle'"),
+    ],
+)
 def test_bad_stream_options_are_one_line_errors(table, expected, tmp_path, capsys):
     config = tmp_path / "bad.toml"
     config.write_text(f"[stream]\n{table}\n")
-    code = main(["run", "--stream", "split-digits", "--agent", "naive", "--config", str(config),
-                 "--out", str(tmp_path / "out"), "--no-plots"])
+    code = main(
+        [
+            "run",
+            "--stream",
+            "split-digits",
+            "--agent",
+            "naive",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-plots",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
     assert expected in err[0]
@@ -299,8 +333,11 @@ def _pinned(stream_names):
 
     pins = []
     for board in board_names():
-        pins += [(s.name, dict(s.options), s.fingerprint) for s in load_board(board).streams
-                 if s.fingerprint and s.name in stream_names]
+        pins += [
+            (s.name, dict(s.options), s.fingerprint)
+            for s in load_board(board).streams
+            if s.fingerprint and s.name in stream_names
+        ]
     return pins
 
 

@@ -63,8 +63,12 @@ def test_seed_and_parameters_set_the_fingerprint():
     a, b = build(seed=1), build(seed=1)
     assert a.fingerprint == b.fingerprint
     assert all(torch.equal(x.test_x, y.test_x) for x, y in zip(a.experiences, b.experiences))
-    others = [build(seed=2), build(seed=1, corruption=0.5), build(seed=1, cycle_length=6),
-              build(seed=1, n_experiences=4)]
+    others = [
+        build(seed=2),
+        build(seed=1, corruption=0.5),
+        build(seed=1, cycle_length=6),
+        build(seed=1, n_experiences=4),
+    ]
     assert len({a.fingerprint, *(o.fingerprint for o in others)}) == 5
 
 
@@ -79,7 +83,7 @@ def test_runner_fills_R_with_recall_accuracy():
     stream = make_episode_cycles(n_experiences=4, n_features=64)
     result = run(RunSpec(stream="episode-cycles", agent=f"{Path(__file__)}:LookupMemory"), stream=stream)
     # Stored episodes are recalled perfectly; episodes not yet stored are not recalled.
-    assert result.R == [[1.0 if j <= i else 0.0 for j in range(4)] for i in range(4)]
+    assert [[1.0 if j <= i else 0.0 for j in range(4)] for i in range(4)] == result.R
     assert result.baseline == [0.0] * 4
 
 

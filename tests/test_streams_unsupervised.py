@@ -78,8 +78,10 @@ def test_agent_sees_no_labels_and_the_data_is_shared(stream):
     assert len({e.train_x.untyped_storage().data_ptr() for e in stream.experiences}) == 1
     assert stream.scenario == "unsupervised" and stream.fingerprint != split.fingerprint
     assert make_unsupervised_split(name="unsup-split-digits", dataset="digits").fingerprint == stream.fingerprint
-    assert make_unsupervised_split(name="unsup-split-digits", dataset="digits",
-                                   class_order_seed=1).fingerprint != stream.fingerprint
+    assert (
+        make_unsupervised_split(name="unsup-split-digits", dataset="digits", class_order_seed=1).fingerprint
+        != stream.fingerprint
+    )
 
 
 def test_identity_and_random_projection_separate_every_experience(stream):
@@ -132,7 +134,7 @@ def test_bad_embeddings_are_refused(stream):
 def test_runner_fills_R_with_probe_accuracy(stream):
     result = run(RunSpec(stream="unsup-split-digits", agent=f"{Path(__file__)}:IdentityEmbedder"), stream=stream)
     expected = [evaluate(FixedEmbedding(lambda x: x.flatten(1)), e, stream) for e in stream.experiences]
-    assert result.R == [expected] * 5  # a fixed embedding: every row is the same and nothing is forgotten
+    assert [expected] * 5 == result.R  # a fixed embedding: every row is the same and nothing is forgotten
     assert result.baseline == expected
     assert result.metrics["forgetting_max"] == pytest.approx(0.0)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from replaybench.agents.naive import NaiveAgent
-from replaybench.leaderboards.sinks import SweepRowsSink
-from replaybench.leaderboards.store import Store
 from replaybench import executors
+from replaybench.agents.naive import NaiveAgent
 from replaybench.cli import main
 from replaybench.errors import ConfigError
+from replaybench.leaderboards.sinks import SweepRowsSink
+from replaybench.leaderboards.store import Store
 from replaybench.sweep import SweepConfig, expand_grid, run_sweep
 
 TINY = {"epochs": 1, "hidden": [16]}
@@ -59,15 +59,26 @@ def agent(cls: type) -> str:
 
 
 def config(tmp_path, **values) -> SweepConfig:
-    base = {"streams": ["split-digits"], "agents": ["naive"], "seeds": [0], "agent_options": TINY,
-            "executor": "inline", "out": str(tmp_path / "sweep")}
+    base = {
+        "streams": ["split-digits"],
+        "agents": ["naive"],
+        "seeds": [0],
+        "agent_options": TINY,
+        "executor": "inline",
+        "out": str(tmp_path / "sweep"),
+    }
     return SweepConfig.from_dict({**base, **values})
 
 
 # --- the grid ---------------------------------------------------------------------
 def test_grid_is_the_product_and_ids_hash_the_options(tmp_path):
-    cfg = config(tmp_path, agents=["naive", "er"], seeds=[0, 1], grid={"lr": [0.01, 0.1]},
-                 agent_options_by_agent={"er": {"memory_size": 20}})
+    cfg = config(
+        tmp_path,
+        agents=["naive", "er"],
+        seeds=[0, 1],
+        grid={"lr": [0.01, 0.1]},
+        agent_options_by_agent={"er": {"memory_size": 20}},
+    )
     plans = expand_grid(cfg)
     assert len(plans) == 2 * 2 * 2
     assert len({p.run_id for p in plans}) == 8
@@ -106,8 +117,11 @@ def test_a_raising_agent_and_a_nan_run_are_recorded_as_failed_and_the_sweep_goes
     cfg = config(tmp_path, agents=[agent(RaisingAgent), "naive"], grid={"lr": [0.1, 1e30]})
     report = run_sweep(cfg, show_progress=False)
     out = Path(cfg.out)
-    by_kind = {(spec["agent"], spec["agent_options"]["lr"]): json.loads(p.read_text())
-               for p in out.glob("*.failed.json") for spec in [json.loads(p.read_text())["spec"]]}
+    by_kind = {
+        (spec["agent"], spec["agent_options"]["lr"]): json.loads(p.read_text())
+        for p in out.glob("*.failed.json")
+        for spec in [json.loads(p.read_text())["spec"]]
+    }
     raised = by_kind[(agent(RaisingAgent), 0.1)]
     assert raised["kind"] == "raised" and "boom on purpose" in raised["error"]
     assert "Traceback" in raised["traceback"] and "ValueError: boom on purpose" in raised["traceback"]
@@ -132,8 +146,11 @@ def test_resume_reruns_failed_runs_unless_told_not_to(tmp_path):
     manifest = (Path(cfg.out) / "sweep.json").read_bytes()
     for resume in (False, True):
         with pytest.raises(ConfigError, match="holds another sweep's grid"):
-            run_sweep(config(tmp_path, agents=["naive"], agent_options={**TINY, "lr": 0.2}), resume=resume,
-                      show_progress=False)
+            run_sweep(
+                config(tmp_path, agents=["naive"], agent_options={**TINY, "lr": 0.2}),
+                resume=resume,
+                show_progress=False,
+            )
     assert (Path(cfg.out) / "sweep.json").read_bytes() == manifest
 
 
@@ -149,11 +166,20 @@ def test_a_run_past_its_timeout_is_stopped_and_recorded(tmp_path):
 def test_local_pool_matches_inline_and_kills_a_run_that_ignores_its_timeout(tmp_path, monkeypatch):
     monkeypatch.setattr(executors, "GRACE_S", 1.0)
     agents = ["naive", "er", agent(RaisingAgent), agent(StubbornAgent)]
-    cfg = config(tmp_path, agents=agents, executor="local", workers=2, timeout_s=3.0,
-                 agent_options_by_agent={"er": {"memory_size": 20}})
+    cfg = config(
+        tmp_path,
+        agents=agents,
+        executor="local",
+        workers=2,
+        timeout_s=3.0,
+        agent_options_by_agent={"er": {"memory_size": 20}},
+    )
     pool = run_sweep(cfg, show_progress=False, plots=False)
-    inline = run_sweep(config(tmp_path / "inline", agents=["naive", "er"], agent_options_by_agent={"er": {"memory_size": 20}}),
-                       show_progress=False, plots=False)
+    inline = run_sweep(
+        config(tmp_path / "inline", agents=["naive", "er"], agent_options_by_agent={"er": {"memory_size": 20}}),
+        show_progress=False,
+        plots=False,
+    )
     assert set(inline.results) <= set(pool.results)
     for run_id, result in inline.results.items():
         assert pool.results[run_id].R == result.R
@@ -181,10 +207,33 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
     out = tmp_path / "killed"
     seeds = [0, 1, 2, 3]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replaybench", "sweep", "--streams", "split-digits", "--agents", agent(SlowNaiveAgent),
-         "--seeds", *map(str, seeds), "-o", "epochs=1", "-o", "hidden=[16]", "--executor", "local",
-         "--workers", "2", "--out", str(out), "--no-plots"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "replaybench",
+            "sweep",
+            "--streams",
+            "split-digits",
+            "--agents",
+            agent(SlowNaiveAgent),
+            "--seeds",
+            *map(str, seeds),
+            "-o",
+            "epochs=1",
+            "-o",
+            "hidden=[16]",
+            "--executor",
+            "local",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--no-plots",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while len(list(out.glob("*__seed*.json"))) < 2:
         assert proc.poll() is None, proc.stderr.read()
@@ -203,8 +252,16 @@ def test_sigkill_mid_sweep_then_resume_loses_nothing_and_reruns_nothing(tmp_path
     assert 2 <= len(before) < len(seeds), "kill the sweep midway"
     assert not list(out.glob(".*.tmp")), "an interrupted write left a temporary file"
 
-    cfg = SweepConfig.from_dict({"streams": ["split-digits"], "agents": [agent(SlowNaiveAgent)], "seeds": seeds,
-                                 "agent_options": TINY, "executor": "inline", "out": str(out)})
+    cfg = SweepConfig.from_dict(
+        {
+            "streams": ["split-digits"],
+            "agents": [agent(SlowNaiveAgent)],
+            "seeds": seeds,
+            "agent_options": TINY,
+            "executor": "inline",
+            "out": str(out),
+        }
+    )
     with Store() as store:  # the default store: a row for every run finished before the kill but the last, at most
         rows_before = {r.run_id for r in store.sweep_runs(str(out.resolve()))}
         assert rows_before <= {name[:-5] for name in before} and len(rows_before) >= len(before) - 1
@@ -243,26 +300,48 @@ def test_a_sweep_without_a_board_records_every_outcome_in_the_store(tmp_path):
 
 
 def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
-    args = ["sweep", "--streams", "split-digits", "--agents", "naive", "--seeds", "0", "1", "-o", "epochs=1",
-            "-o", "hidden=[16]", "--executor", "inline", "--out", str(tmp_path / "o"), "--no-plots"]
+    args = [
+        "sweep",
+        "--streams",
+        "split-digits",
+        "--agents",
+        "naive",
+        "--seeds",
+        "0",
+        "1",
+        "-o",
+        "epochs=1",
+        "-o",
+        "hidden=[16]",
+        "--executor",
+        "inline",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-plots",
+    ]
     board = ["--board", "quick", "--store", str(tmp_path / "lb.sqlite")]
     assert main([*args, *board]) == 0
     stdout = capsys.readouterr().out
-    assert "Mean ± 90% t-interval over seeds" in stdout and "2 finished, 0 failed of 2 runs (2 run now, 0 skipped)" in stdout
+    assert (
+        "Mean ± 90% t-interval over seeds" in stdout
+        and "2 finished, 0 failed of 2 runs (2 run now, 0 skipped)" in stdout
+    )
     with Store(tmp_path / "lb.sqlite") as store:
         (sub,) = store.submissions("quick", status=None)
         assert sub.status == "complete" and sub.agent == "naive"
         runs = store.runs(sub.id)
         seed1 = json.loads(next((tmp_path / "o").glob("*seed1*.json")).read_text())
-        assert sorted(r.seed for r in runs) == [0, 1] and next(r for r in runs if r.seed == 1).R == seed1["R"]
+        assert sorted(r.seed for r in runs) == [0, 1] and seed1["R"] == next(r for r in runs if r.seed == 1).R
     # a seed the board does not have is refused before any work
     assert main([*args[:-3], "--seeds", "7", "--out", str(tmp_path / "q"), *board]) == 2
     assert "Seeds [7] are not on board 'quick'" in capsys.readouterr().err and not (tmp_path / "q").exists()
     # runs finished without their store row (a kill between the two writes) get it on resume, once
     assert main([*args, "--out", str(tmp_path / "p")]) == 0
     for _ in range(2):
-        assert main([*args, "--out", str(tmp_path / "p"), *board, "--store", str(tmp_path / "lb2.sqlite"),
-                     "--resume"]) == 0
+        assert (
+            main([*args, "--out", str(tmp_path / "p"), *board, "--store", str(tmp_path / "lb2.sqlite"), "--resume"])
+            == 0
+        )
         assert "0 run now, 2 skipped" in capsys.readouterr().out
         with Store(tmp_path / "lb2.sqlite") as store:
             (sub,) = store.submissions("quick", status=None)

@@ -22,9 +22,18 @@ def ray_cluster():
 
 
 def grid(out: Path, executor: str, agents=("naive", "er"), seeds=(0, 1), **values) -> SweepConfig:
-    return SweepConfig.from_dict({"streams": ["split-digits"], "agents": list(agents), "seeds": list(seeds),
-                                  "agent_options": TINY, "agent_options_by_agent": {"er": {"memory_size": 20}},
-                                  "executor": executor, "out": str(out), **values})
+    return SweepConfig.from_dict(
+        {
+            "streams": ["split-digits"],
+            "agents": list(agents),
+            "seeds": list(seeds),
+            "agent_options": TINY,
+            "agent_options_by_agent": {"er": {"memory_size": 20}},
+            "executor": executor,
+            "out": str(out),
+            **values,
+        }
+    )
 
 
 @pytest.fixture(scope="module")

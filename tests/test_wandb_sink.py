@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from replaybench.leaderboards import wandb_sink
 from replaybench.errors import ConfigError
+from replaybench.leaderboards import wandb_sink
 from replaybench.results import RunResult
 
 R = [[0.9, 0.1, 0.0], [0.5, 0.8, 0.1], [0.4, 0.6, 0.7]]
@@ -34,12 +34,24 @@ def wandb_dir(tmp_path, monkeypatch):
 
 def result() -> RunResult:
     return RunResult(
-        spec={"stream": "split-digits", "agent": "er", "seed": 3}, R=R, baseline=[0.1, 0.1, 0.1],
+        spec={"stream": "split-digits", "agent": "er", "seed": 3},
+        R=R,
+        baseline=[0.1, 0.1, 0.1],
         metrics={"acc": 0.5667, "bwt": -0.25, "average_accuracy_curve": [0.9, 0.65, 0.5667]},
-        costs={"wall_seconds": 2.0, "peak_rss_mb": 100.0,
-               "per_experience": [{"learn_seconds": 0.5, "eval_seconds": 0.1}] * 3},
-        provenance={"stream_fingerprint": "ab" * 32, "stream_version": "1", "git_commit": "abc", "seed": 3,
-                    "config": {"lr": 0.1, "memory_size": 200}, "torch_version": "2.x"})
+        costs={
+            "wall_seconds": 2.0,
+            "peak_rss_mb": 100.0,
+            "per_experience": [{"learn_seconds": 0.5, "eval_seconds": 0.1}] * 3,
+        },
+        provenance={
+            "stream_fingerprint": "ab" * 32,
+            "stream_version": "1",
+            "git_commit": "abc",
+            "seed": 3,
+            "config": {"lr": 0.1, "memory_size": 200},
+            "torch_version": "2.x",
+        },
+    )
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -76,8 +88,9 @@ def test_offline_run_writes_wandb_file_r_table_and_results_json(wandb_dir):
     saved = json.loads((run_dir / "files" / "results.json").read_text())
     assert saved["R"] == R and saved["provenance"]["stream_fingerprint"] == "ab" * 32
     # The run is waiting for `wandb sync`, which needs no key to list it.
-    listing = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(run_dir)],
-                             capture_output=True, text=True, timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
     assert run_dir.name in listing.stdout + listing.stderr
 
 

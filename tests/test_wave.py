@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from replaybench.agents.sequence import ElmanAgent, LSTMAgent, WaveLBCAgent, WaveSBCAgent
-from replaybench.memories.wave import WaveLattice
 from replaybench.errors import ConfigError
+from replaybench.memories.wave import WaveLattice
 from replaybench.streams.sequence_tasks import make_flipflop_periods, make_vb_repeat_copy, score_sequence
-
 
 
 def test_copy_boundary_stores_any_sequence_for_exactly_s_steps() -> None:
@@ -156,8 +155,13 @@ def test_wave_lbc_agent_learns_repeat_copy() -> None:
 def test_agents_are_deterministic_and_learn_flipflops(cls: type) -> None:
     stream = make_flipflop_periods(periods=(6,), length=12, n_train=256, n_test=64)
     exp = stream.experiences[0]
-    options = {"hidden": 16} if cls in (ElmanAgent, LSTMAgent) else {"slots": 6, "features": 4, "heads": 2} \
-        if cls is WaveSBCAgent else {"slots": 6, "features": 4}
+    options = (
+        {"hidden": 16}
+        if cls in (ElmanAgent, LSTMAgent)
+        else {"slots": 6, "features": 4, "heads": 2}
+        if cls is WaveSBCAgent
+        else {"slots": 6, "features": 4}
+    )
     config = cls.Config(updates=40, lr=0.01, bias=True, **options)
     outputs = []
     for _ in range(2):
@@ -179,9 +183,12 @@ def test_agent_config_refuses_unknown_and_bad_options() -> None:
 def test_runner_trains_and_scores_a_wave_agent_on_a_sequence_stream() -> None:
     from replaybench.runner import RunSpec, run
 
-    spec = RunSpec(stream="replaybench.streams.sequence_tasks:make_vb_repeat_copy", agent="replaybench.agents.sequence:WaveLBCAgent",
-                   stream_options={"d": 4, "s": 4, "horizons": [4, 8], "n_train": 256, "n_test": 64},
-                   agent_options={"slots": 4, "features": 4, "lr": 0.03, "batch_size": 32, "updates": 100})
+    spec = RunSpec(
+        stream="replaybench.streams.sequence_tasks:make_vb_repeat_copy",
+        agent="replaybench.agents.sequence:WaveLBCAgent",
+        stream_options={"d": 4, "s": 4, "horizons": [4, 8], "n_train": 256, "n_test": 64},
+        agent_options={"slots": 4, "features": 4, "lr": 0.03, "batch_size": 32, "updates": 100},
+    )
     result = run(spec)
     R = torch.tensor(result.R)
     assert R.shape == (2, 2) and (R[-1] > 0.9).all()

@@ -75,12 +75,15 @@ def test_the_wave_core_learns_the_partially_observable_task_a_memoryless_dqn_can
     assert np.mean(wave) > 0.75 and np.mean(wave) - np.mean(memoryless) > 0.4, (wave, memoryless)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"burn_in": 12}, "'burn_in' parameter of WaveDQN"),
-    ({"boundary": "cubic"}, "'boundary' parameter"),
-    ({"slots": 0}, "'slots' parameter"),
-    ({"buffer": "reservoir"}, "'buffer' parameter"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"burn_in": 12}, "'burn_in' parameter of WaveDQN"),
+        ({"boundary": "cubic"}, "'boundary' parameter"),
+        ({"slots": 0}, "'slots' parameter"),
+        ({"buffer": "reservoir"}, "'buffer' parameter"),
+    ],
+)
 def test_bad_options_are_refused_at_construction(options, message):
     with pytest.raises(ConfigError, match=message):
         WaveDQNConfig(**options)
@@ -90,8 +93,12 @@ def test_registered_and_run_by_the_runner():
     from replaybench.runner import RunSpec, run
 
     stream = make_cartpole_conflict(n_tasks=2, steps_per_task=300, hide_velocity=True)
-    spec = RunSpec(stream="cartpole-conflict-pomdp", agent="dqn-wave", seed=0,
-                   agent_options={"learning_starts": 100, "buffer": "fifo"})
+    spec = RunSpec(
+        stream="cartpole-conflict-pomdp",
+        agent="dqn-wave",
+        seed=0,
+        agent_options={"learning_starts": 100, "buffer": "fifo"},
+    )
     result = run(spec, stream=stream)
     again = run(spec, stream=stream)
     assert len(result.R) == 2 and result.R == again.R

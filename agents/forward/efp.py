@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from replaybench.agents.forward.layers import ACTIVATIONS, LocalConfig, LocalLearner, build_forward_net, masked_cross_entropy
+from replaybench.agents.forward.layers import (
+    ACTIVATIONS,
+    LocalConfig,
+    LocalLearner,
+    build_forward_net,
+    masked_cross_entropy,
+)
 from replaybench.params import Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
 
@@ -67,8 +73,14 @@ class EFPAgent(LocalLearner):
 
     def __init__(self, *, stream: Stream, config: EFPConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(stream=stream, config=config, seed=seed, device=device)
-        self.network = build_forward_net(config.architecture, stream.input_shape, config.hidden, stream.n_classes,
-                                         norm=config.norm, activation=config.activation).to(self.device)
+        self.network = build_forward_net(
+            config.architecture,
+            stream.input_shape,
+            config.hidden,
+            stream.n_classes,
+            norm=config.norm,
+            activation=config.activation,
+        ).to(self.device)
         drive_shape = self.network.pre_shapes[0]
         if self.network.conv:  # the same drive at every position, as a conv layer could produce
             drive_shape = (drive_shape[0], 1, 1)
@@ -81,8 +93,9 @@ class EFPAgent(LocalLearner):
         self._residual_sum, self._residual_n = 0.0, 0
 
     # --- the dynamics ---------------------------------------------------------------
-    def sweep(self, x: torch.Tensor, r: torch.Tensor, detach_inputs: bool = False,
-              masks: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def sweep(
+        self, x: torch.Tensor, r: torch.Tensor, detach_inputs: bool = False, masks: list[torch.Tensor] | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One pass around the loop: the hidden states and the logits for loop signal ``r``.
 
         With ``detach_inputs`` every layer's input is detached, so a loss on
@@ -101,8 +114,9 @@ class EFPAgent(LocalLearner):
         logits = self.network.head((h.detach() if detach_inputs else h).flatten(1))
         return states, logits
 
-    def free_phase(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
-                   masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+    def free_phase(
+        self, x: torch.Tensor, head_mask: torch.Tensor | None = None, masks: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, float]:
         """Settle with the loop carrying the outputs.
 
         Returns:
@@ -119,8 +133,15 @@ class EFPAgent(LocalLearner):
         return r, float(residual)
 
     @torch.no_grad()
-    def error_phase(self, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, logits: torch.Tensor,
-                    head_mask: torch.Tensor | None = None, masks: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def error_phase(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        r: torch.Tensor,
+        logits: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        masks: list[torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
         """Settle from the free state with the loop carrying (1 − β) ŷ + β c; return the hidden states."""
         beta, rate = self.config.beta, self.config.rate
         target = self.class_codes[y]
@@ -134,11 +155,15 @@ class EFPAgent(LocalLearner):
         keep = 1.0 - self.config.dropout
         if keep == 1.0:
             return None
-        return [torch.empty(n, *shape).bernoulli_(keep, generator=self.generator).div_(keep).to(self.device)
-                for shape in self.network.out_shapes]
+        return [
+            torch.empty(n, *shape).bernoulli_(keep, generator=self.generator).div_(keep).to(self.device)
+            for shape in self.network.out_shapes
+        ]
 
     # --- one minibatch ----------------------------------------------------------------
-    def local_losses(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def local_losses(
+        self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """Each hidden layer's loss towards its error-phase state, then the head's cross-entropy."""
         masks = self.dropout_masks(len(x))
         r, residual = self.free_phase(x, head_mask, masks)

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from replaybench import progress
 from replaybench.agents._nets import make_optimizer
 from replaybench.agents._supervised import TrainingConfig
-from replaybench import progress
 from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import InstanceOf, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -157,8 +157,13 @@ class ForwardNet(nn.Module):
 
 
 def build_forward_net(
-    architecture: str, input_shape: Sequence[int], hidden: Sequence[int], n_classes: int,
-    *, norm: str = "none", activation: str = "relu",
+    architecture: str,
+    input_shape: Sequence[int],
+    hidden: Sequence[int],
+    n_classes: int,
+    *,
+    norm: str = "none",
+    activation: str = "relu",
 ) -> ForwardNet:
     """The MLP or small CNN of :mod:`replaybench.agents._nets` as separately trainable blocks.
 
@@ -184,16 +189,21 @@ def build_forward_net(
 def check_architecture(owner: str, config: TrainingConfig, stream: Stream) -> None:
     """Refuse, at construction, a network that cannot be built for ``stream``."""
     if not config.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in config.hidden):
-        raise ConfigError(f"The 'hidden' parameter of {owner} must be a non-empty tuple of positive ints. "
-                          f"Got {config.hidden!r} instead.")
+        raise ConfigError(
+            f"The 'hidden' parameter of {owner} must be a non-empty tuple of positive ints. "
+            f"Got {config.hidden!r} instead."
+        )
     if config.architecture == "cnn":
         if len(stream.input_shape) != 3:
-            raise ConfigError(f"The 'cnn' architecture needs image input [C, H, W]; stream {stream.name} "
-                              f"gives {stream.input_shape}.")
+            raise ConfigError(
+                f"The 'cnn' architecture needs image input [C, H, W]; stream {stream.name} gives {stream.input_shape}."
+            )
         side = min(stream.input_shape[1:])
         if side >> len(config.hidden) < 1:
-            raise ConfigError(f"{len(config.hidden)} conv blocks pool the {side}-pixel input of stream "
-                              f"{stream.name} below one pixel; use at most {side.bit_length() - 1}.")
+            raise ConfigError(
+                f"{len(config.hidden)} conv blocks pool the {side}-pixel input of stream "
+                f"{stream.name} below one pixel; use at most {side.bit_length() - 1}."
+            )
 
 
 class LocalLearner:
@@ -218,8 +228,9 @@ class LocalLearner:
 
     def make_optimizer(self, modules: Sequence[nn.Module]) -> torch.optim.Optimizer:
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        return make_optimizer(self.config.optimizer, params, self.config.lr, self.config.momentum,
-                              self.config.weight_decay)
+        return make_optimizer(
+            self.config.optimizer, params, self.config.lr, self.config.momentum, self.config.weight_decay
+        )
 
     def step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
         """Accumulate this minibatch's gradients (``.grad``) and return its summed local loss."""
@@ -245,8 +256,10 @@ class LocalLearner:
                 total += loss.detach().cpu()
                 steps += 1
             if not torch.isfinite(total):
-                raise DivergenceError(f"{type(self).__name__} local loss became {total.item()} on experience "
-                                      f"{experience.index}; lower the learning rate.")
+                raise DivergenceError(
+                    f"{type(self).__name__} local loss became {total.item()} on experience "
+                    f"{experience.index}; lower the learning rate."
+                )
         for group, lr in zip(self.optimizer.param_groups, base_lrs):
             group["lr"] = lr
         stats = {"train_loss": total.item() / max(steps, 1), "steps": float(steps)}

@@ -153,8 +153,9 @@ def loss_and_grad(y: torch.Tensor, log_n: torch.Tensor, weights: torch.Tensor) -
     return loss, grad
 
 
-def one_hot_loss_and_grad(y: torch.Tensor, log_n: torch.Tensor, target: torch.Tensor,
-                          class_codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def one_hot_loss_and_grad(
+    y: torch.Tensor, log_n: torch.Tensor, target: torch.Tensor, class_codes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`loss_and_grad` for one-hot weights W_a = e_{target_a} (``max-rand``), in fewer operations.
 
     With Σ_k W_a[k] = 1 the soft-target loss is the cross-entropy of the
@@ -188,8 +189,14 @@ class _SoftTargetLoss(torch.autograd.Function):
         return grad * grad_loss, None, None
 
 
-def input_target_loss(select: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], y: torch.Tensor,
-                      gram: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor, topk: int) -> torch.Tensor:
+def input_target_loss(
+    select: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+    y: torch.Tensor,
+    gram: torch.Tensor,
+    labels: torch.Tensor,
+    counts: torch.Tensor,
+    topk: int,
+) -> torch.Tensor:
     """A differentiable input-target loss from Y [B, K], G [K, K], labels [B] and counts [K]."""
     return _SoftTargetLoss.apply(y, counts, select(gram, counts, topk)[labels])
 

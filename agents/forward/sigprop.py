@@ -44,14 +44,27 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
-from replaybench.agents.forward.layers import (ACTIVATION_BACKWARD, LocalConfig, LocalLearner, build_forward_net,
-                                   masked_cross_entropy)
-from replaybench.agents.forward.losses import (INPUT_TARGET_LOSSES, ONE_HOT_CHOICES, TARGET_SELECTIONS, class_products,
-                                   class_similarity, log_counts, loss_and_grad, one_hot_loss_and_grad, target_gram)
+from replaybench.agents.forward.layers import (
+    ACTIVATION_BACKWARD,
+    LocalConfig,
+    LocalLearner,
+    build_forward_net,
+    masked_cross_entropy,
+)
+from replaybench.agents.forward.losses import (
+    INPUT_TARGET_LOSSES,
+    ONE_HOT_CHOICES,
+    TARGET_SELECTIONS,
+    class_products,
+    class_similarity,
+    log_counts,
+    loss_and_grad,
+    one_hot_loss_and_grad,
+    target_gram,
+)
 from replaybench.memories.reservoir import ReservoirBuffer
 from replaybench.params import InstanceOf, Interval, OneOf, param
 from replaybench.protocols import Experience, Stream
@@ -81,14 +94,24 @@ class SigpropAgent(LocalLearner):
 
     def __init__(self, *, stream: Stream, config: SigpropConfig, seed: int, device: str = "cpu") -> None:
         super().__init__(stream=stream, config=config, seed=seed, device=device)
-        self.network = build_forward_net(config.architecture, stream.input_shape, config.hidden, stream.n_classes,
-                                         norm=config.norm, activation=config.activation).to(self.device)
+        self.network = build_forward_net(
+            config.architecture,
+            stream.input_shape,
+            config.hidden,
+            stream.n_classes,
+            norm=config.norm,
+            activation=config.activation,
+        ).to(self.device)
         first = self.network.blocks[0]
         first_shape = self.network.out_shapes[0]
         norm = nn.LayerNorm(math.prod(first_shape)) if config.norm == "layer" else nn.Identity()
         # S: the learned projection of c onto layer 1's output (reference: Linear, norm, activation).
-        self.signal = nn.Sequential(nn.Linear(stream.n_classes, math.prod(first_shape), bias=False), norm,
-                                    type(first.activation)(), nn.Unflatten(1, first_shape)).to(self.device)
+        self.signal = nn.Sequential(
+            nn.Linear(stream.n_classes, math.prod(first_shape), bias=False),
+            norm,
+            type(first.activation)(),
+            nn.Unflatten(1, first_shape),
+        ).to(self.device)
         self.optimizer = self.make_optimizer([self.network, self.signal])
         self.layer_loss = INPUT_TARGET_LOSSES[config.loss]
         self.class_codes = torch.eye(stream.n_classes, device=self.device)
@@ -97,8 +120,10 @@ class SigpropAgent(LocalLearner):
         self.memories: list[ReservoirBuffer] = []
         if config.local_replay_size:
             # One memory per region: each hidden layer and the head.
-            self.memories = [ReservoirBuffer(capacity=config.local_replay_size, generator=self.generator)
-                             for _ in range(len(self.network.blocks) + 1)]
+            self.memories = [
+                ReservoirBuffer(capacity=config.local_replay_size, generator=self.generator)
+                for _ in range(len(self.network.blocks) + 1)
+            ]
 
     # --- one minibatch ----------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
@@ -226,7 +251,6 @@ class SigpropAgent(LocalLearner):
                 h = block(h)
             self.memories[-1].add(h.flatten(1).cpu(), y)
         return {"memory_bytes": float(sum(m.nbytes for m in self.memories))}
-
 
 
 def _accumulate(parameter: torch.Tensor, grad: torch.Tensor) -> None:

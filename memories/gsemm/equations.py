@@ -86,9 +86,7 @@ def lisem_energy(
     return (v * g).sum(-1) - lagrangian - self_term - cross_term
 
 
-def dsem_hidden_input(
-    v: Tensor, v_d: Tensor, xi: Tensor, phi: Tensor, *, alpha_s: float, alpha_c: float
-) -> Tensor:
+def dsem_hidden_input(v: Tensor, v_d: Tensor, xi: Tensor, phi: Tensor, *, alpha_s: float, alpha_c: float) -> Tensor:
     """DSEM's hidden (memory) input ``h = √α_s Ξᵀ v + α_c Φ Ξᵀ v_d``, [B, K]."""
     return math.sqrt(alpha_s) * (v @ xi) + alpha_c * ((v_d @ xi) @ phi.T)
 

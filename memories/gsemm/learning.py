@@ -102,9 +102,7 @@ def learn_sequence(
     phi = weights.phi.new_zeros(k_old + n_steps, k_old + n_steps)
     phi[:k_old, :k_old] = weights.phi
     pattern_counts = torch.cat([weights.pattern_counts, weights.pattern_counts.new_zeros(n_steps)])
-    transition_counts = torch.cat(
-        [weights.transition_counts, weights.transition_counts.new_zeros(n_steps)]
-    )
+    transition_counts = torch.cat([weights.transition_counts, weights.transition_counts.new_zeros(n_steps)])
     used = k_old
     slots = torch.empty(n_steps, dtype=torch.long)
     previous: int | None = None

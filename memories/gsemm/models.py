@@ -28,11 +28,11 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
+from replaybench.errors import ConfigError, DivergenceError
 from replaybench.memories.gsemm import equations
 from replaybench.memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
 from replaybench.memories.gsemm.integrators import STEPPERS, VectorField
 from replaybench.memories.gsemm.learning import MemoryWeights, cosine_overlaps, learn_sequence, transform_patterns
-from replaybench.errors import ConfigError, DivergenceError
 from replaybench.params import InstanceOf, Interval, check_param
 
 _WEIGHT_BUFFERS = ("xi", "phi", "pattern_counts", "transition_counts")
@@ -256,9 +256,7 @@ class GSEMM(nn.Module):
 
     # ----------------------------------------------------------- recall
     @torch.no_grad()
-    def recall(
-        self, cue: Tensor, steps: int, *, record_every: int = 10, with_energy: bool = False
-    ) -> Recall:
+    def recall(self, cue: Tensor, steps: int, *, record_every: int = 10, with_energy: bool = False) -> Recall:
         """Run the dynamics from a batch of cues and decode the visited memories.
 
         The feature state starts at the (transformed) cue and the delay signal
@@ -300,7 +298,9 @@ class GSEMM(nn.Module):
         overlaps = self.overlaps(states)
         best, visited = overlaps.max(dim=-1)
         visited = torch.where(best >= self.config.overlap_threshold, visited, -1)
-        energy = self.energy(states.flatten(0, 1), delayed.flatten(0, 1)).view(states.shape[:2]) if with_energy else None
+        energy = (
+            self.energy(states.flatten(0, 1), delayed.flatten(0, 1)).view(states.shape[:2]) if with_energy else None
+        )
         times = torch.tensor([r[0] * dt for r in records], dtype=states.dtype)
         return Recall(times=times, states=states, delayed=delayed, overlaps=overlaps, visited=visited, energy=energy)
 
@@ -320,9 +320,10 @@ class GSEMM(nn.Module):
         if allow_vector and x.ndim == 1 and x.shape[0] == self.n_features:
             x = x.unsqueeze(0)
         if x.ndim != 2 or x.shape[1] != self.n_features or x.shape[0] == 0:
+            vector = f" (or [{self.n_features}])" if allow_vector else ""
             raise ConfigError(
                 f"The {what!r} argument of {name} must have shape [B, {self.n_features}] "
-                f"with B >= 1{' (or [%d])' % self.n_features if allow_vector else ''}. Got shape {tuple(x.shape)} instead."
+                f"with B >= 1{vector}. Got shape {tuple(x.shape)} instead."
             )
         x = x.to(device=self.xi.device, dtype=self.xi.dtype)
         if not torch.isfinite(x).all():
