@@ -60,7 +60,56 @@ def _draw(size: int, n: int, rng: np.random.Generator, generator: torch.Generato
     return torch.randint(size, (n,), generator=generator).numpy()
 
 
-class TransitionBuffer:
+class _StepArrays:
+    """Slots of env steps: one NumPy array per field, ``capacity`` rows each (the two buffers' storage)."""
+
+    fields: tuple[str, ...] = ("obs", "actions", "rewards", "next_obs", "terminated")
+    _dtypes = {"actions": np.int64, "rewards": np.float32, "terminated": np.float32, "starts": np.bool_}
+
+    def __init__(self, *, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
+        check_param(type(self).__name__, "capacity", capacity, _POS_INT)
+        check_param(type(self).__name__, "obs_dim", obs_dim, _POS_INT)
+        self.capacity, self.rng = capacity, rng
+        for name in self.fields:
+            shape = (capacity, obs_dim) if name in ("obs", "next_obs") else (capacity,)
+            setattr(self, name, np.zeros(shape, dtype=self._dtypes.get(name, np.float32)))
+        self.clear()
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def append(self, *row: Any) -> None:
+        raise NotImplementedError
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, name) for name in self.fields)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored steps (bookkeeping such as priorities is not payload)."""
+        return len(self) * _slot_bytes(self._arrays())
+
+    def add(self, *fields: Any) -> None:
+        """Offer a batch, one array per field of :attr:`fields` with a leading batch dimension, row by row."""
+        for row in zip(*_rows(fields, self.fields, type(self).__name__)):
+            self.append(*row)
+
+    def _stored(self) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(a[: len(self)].copy()) for name, a in zip(self.fields, self._arrays())}
+
+    def _check_loadable(self, state: dict[str, Any]) -> None:
+        obs = self._arrays()[0]
+        if state["capacity"] != self.capacity or tuple(state["obs"].shape[1:]) != obs.shape[1:]:
+            raise ConfigError(
+                f"Cannot load a {type(self).__name__} of capacity {state['capacity']} and observations "
+                f"{tuple(state['obs'].shape[1:])} into one of {self.capacity} and {obs.shape[1:]}."
+            )
+
+
+class TransitionBuffer(_StepArrays):
     """Fixed-size arrays of (obs, action, reward, next_obs, terminated).
 
     Past capacity, a new transition replaces a uniformly chosen slot with
@@ -81,22 +130,9 @@ class TransitionBuffer:
         (2, 3)
     """
 
-    fields = ("obs", "actions", "rewards", "next_obs", "terminated")
-
     def __init__(self, *, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
-        check_param(type(self).__name__, "capacity", capacity, _POS_INT)
-        check_param(type(self).__name__, "obs_dim", obs_dim, _POS_INT)
-        self.capacity, self.rng = capacity, rng
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.priorities = np.zeros(capacity, dtype=np.float64)
-        self.clear()
-
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, name) for name in self.fields)
+        super().__init__(capacity=capacity, obs_dim=obs_dim, rng=rng)
 
     def clear(self) -> None:
         """Forget everything (the per-task policy, at the start of each task)."""
@@ -105,11 +141,6 @@ class TransitionBuffer:
 
     def __len__(self) -> int:
         return self.size
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the stored transitions (the priorities are bookkeeping, not payload)."""
-        return self.size * _slot_bytes(self._arrays())
 
     def append(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
         """Offer one transition."""
@@ -124,11 +155,6 @@ class TransitionBuffer:
         self.obs[slot], self.next_obs[slot] = obs, next_obs
         self.actions[slot], self.rewards[slot], self.terminated[slot] = action, reward, terminated
         self.priorities[slot] = self.max_priority
-
-    def add(self, *fields: Any) -> None:
-        """Offer a batch: obs [B, obs_dim], actions [B], rewards [B], next_obs [B, obs_dim], terminated [B]."""
-        for row in zip(*_rows(fields, self.fields, type(self).__name__)):
-            self.append(*row)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """``n`` stored transitions drawn uniformly with replacement (from ``rng`` unless ``generator`` is given)."""
@@ -151,9 +177,8 @@ class TransitionBuffer:
         return tuple(torch.from_numpy(a[index]) for a in self._arrays())
 
     def state_dict(self) -> dict[str, Any]:
-        stored = {name: torch.from_numpy(a[: self.size].copy()) for name, a in zip(self.fields, self._arrays())}
         return {
-            **stored,
+            **self._stored(),
             "priorities": torch.from_numpy(self.priorities[: self.size].copy()),
             "seen": self.seen,
             "max_priority": self.max_priority,
@@ -162,18 +187,14 @@ class TransitionBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (into a buffer of the same capacity and width)."""
-        if state["capacity"] != self.capacity or tuple(state["obs"].shape[1:]) != self.obs.shape[1:]:
-            raise ConfigError(
-                f"Cannot load a {type(self).__name__} of capacity {state['capacity']} and observations "
-                f"{tuple(state['obs'].shape[1:])} into one of {self.capacity} and {self.obs.shape[1:]}."
-            )
+        self._check_loadable(state)
         self.size = len(state["obs"])
         for name in (*self.fields, "priorities"):
             getattr(self, name)[: self.size] = state[name].numpy()
         self.seen, self.max_priority = int(state["seen"]), float(state["max_priority"])
 
 
-class StepBuffer:
+class StepBuffer(_StepArrays):
     """A FIFO ring of consecutive env steps, with a flag on each episode's first step.
 
     Args:
@@ -184,21 +205,6 @@ class StepBuffer:
 
     fields = ("obs", "actions", "rewards", "next_obs", "terminated", "starts")
 
-    def __init__(self, *, capacity: int, obs_dim: int, rng: np.random.Generator) -> None:
-        check_param(type(self).__name__, "capacity", capacity, _POS_INT)
-        check_param(type(self).__name__, "obs_dim", obs_dim, _POS_INT)
-        self.capacity, self.rng = capacity, rng
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.float32)
-        self.starts = np.zeros(capacity, dtype=bool)
-        self.clear()
-
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, name) for name in self.fields)
-
     def clear(self) -> None:
         """Forget everything (the per-task policy)."""
         self.written = 0
@@ -206,10 +212,6 @@ class StepBuffer:
 
     def __len__(self) -> int:
         return min(self.written, self.capacity)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self) * _slot_bytes(self._arrays())
 
     def append(
         self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool, start: bool
@@ -220,11 +222,6 @@ class StepBuffer:
         self.actions[slot], self.rewards[slot] = action, reward
         self.terminated[slot], self.starts[slot] = terminated, start
         self.written += 1
-
-    def add(self, *fields: Any) -> None:
-        """Write a batch of consecutive steps: obs, actions, rewards, next_obs, terminated, starts (each [B, ...])."""
-        for row in zip(*_rows(fields, self.fields, type(self).__name__)):
-            self.append(*row)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """``n`` stored steps drawn uniformly with replacement, in :attr:`fields` order."""
@@ -240,16 +237,11 @@ class StepBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """The stored slots as they lie in the ring, and the count of steps written."""
-        stored = {name: torch.from_numpy(a[: len(self)].copy()) for name, a in zip(self.fields, self._arrays())}
-        return {**stored, "written": self.written, "capacity": self.capacity}
+        return {**self._stored(), "written": self.written, "capacity": self.capacity}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (into a ring of the same capacity and width)."""
-        if state["capacity"] != self.capacity or tuple(state["obs"].shape[1:]) != self.obs.shape[1:]:
-            raise ConfigError(
-                f"Cannot load a {type(self).__name__} of capacity {state['capacity']} and observations "
-                f"{tuple(state['obs'].shape[1:])} into one of {self.capacity} and {self.obs.shape[1:]}."
-            )
+        self._check_loadable(state)
         self.written = int(state["written"])
         for name in self.fields:
             getattr(self, name)[: len(self)] = state[name].numpy()

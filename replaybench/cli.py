@@ -69,6 +69,11 @@ def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "i
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
 
+def add_option_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """``-o KEY=VALUE``, repeatable; the value is read as TOML (``replaybench.params.parse_option``)."""
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def check_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         raise ConfigError(f"The '--threads' option must be an int in the range [1, inf). Got {threads} instead.")
@@ -439,14 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", required=True, nargs="+", help="one or more agent names")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the config's, else 0)")
     p.add_argument("--config", help="TOML file with [agent], [agents.NAME], [stream] tables")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="agent option, e.g. -o lr=0.05 -o hidden=[256,256]",
-    )
+    add_option_arg(p, "agent option, e.g. -o lr=0.05 -o hidden=[256,256]")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
     p.add_argument(
         "--intransigence", action="store_true", help="also run a joint reference per seed and report intransigence"
@@ -479,14 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streams", nargs="+", help="stream names")
     p.add_argument("--agents", nargs="+", help="agent names")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0)")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="option for every agent, e.g. -o epochs=1",
-    )
+    add_option_arg(p, "option for every agent, e.g. -o epochs=1")
     p.add_argument("--out", help="results folder (default: ./replaybench-sweep)")
     p.add_argument("--resume", action="store_true", help="skip finished runs, rerun the rest")
     p.add_argument("--skip-failed", action="store_true", help="with --resume, do not rerun failed runs")
