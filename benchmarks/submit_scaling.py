@@ -38,35 +38,27 @@ from pathlib import Path
 from replaybench.leaderboards.store import Store
 
 
-def submit(executor: str, workers: int, agent: str, board: str, root: Path) -> tuple[float, dict]:
-    """Wall seconds of one ``replaybench submit`` and its R matrices by (stream, seed)."""
-    store, out = root / f"{executor}.sqlite", root / f"{executor}-out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "replaybench",
-        "submit",
-        agent,
-        "--board",
-        board,
-        "--store",
-        str(store),
-        "--out",
-        str(out),
-        "--no-plots",
-        "--executor",
-        executor,
-        "--threads",
-        "1",
-    ]
-    if executor != "inline":
+def submit(mode: str, workers: int, agent: str, board: str, root: Path) -> tuple[float, dict]:
+    """Wall seconds of one ``replaybench submit`` and its R matrices by (stream, seed).
+
+    ``mode``: "inline" (one torch thread), "local" (``workers`` workers, one thread each) or
+    "inline-threads" (inline with torch's default threads).
+    """
+    executor = "local" if mode == "local" else "inline"
+    store, out = root / f"{mode}.sqlite", root / f"{mode}-out"
+    cmd = [sys.executable, "-m", "replaybench", "submit", agent, "--board", board, "--store", str(store)]
+    cmd += ["--out", str(out), "--no-plots", "--executor", executor]
+    env = dict(os.environ)
+    if mode != "inline-threads":
+        cmd += ["--threads", "1"]
+        env["OMP_NUM_THREADS"] = "1"
+    if executor == "local":
         cmd += ["--workers", str(workers)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"{executor}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"{mode}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
     with Store(store) as s:
         (sub,) = s.submissions(Path(board).stem if board.endswith(".toml") else board, status=None)
         runs = {(r.stream, r.seed): r.R for r in s.runs(sub.id)}
