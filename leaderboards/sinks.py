@@ -48,11 +48,6 @@ class SweepRowsSink:
         if outcome.resumed and self._recorded.get(outcome.plan.run_id) == status:
             return  # already there; a resumed run adds only a row a kill lost
         result = outcome.result
-        seconds = (
-            outcome.seconds
-            if outcome.seconds is not None
-            else (result.costs.get("wall_seconds") if result is not None else (outcome.failure or {}).get("seconds"))
-        )
         self.store.record_sweep_run(
             sweep=self.sweep,
             run_id=outcome.plan.run_id,
@@ -60,8 +55,8 @@ class SweepRowsSink:
             results_path=outcome.artifacts.get("results", ""),
             result=result,
             failure=None if result is not None else outcome.failure,
-            seconds=seconds,
-            host=outcome.host or (outcome.failure or {}).get("host"),
+            seconds=outcome.seconds,
+            host=outcome.host,
         )
         self._recorded[outcome.plan.run_id] = status
 

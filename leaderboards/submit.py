@@ -53,7 +53,7 @@ def read_submit_config(path: str | Path, agent: str) -> dict[str, Any]:
 
 def submission_options(board: Board, agent: str, config_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The agent's full validated config: the board's options (those its Config declares), then ``config_options``."""
-    agent_cls, config = agent_class_and_config(agent, {})
+    _, config = agent_class_and_config(agent, {})
     declared = {f.name for f in dataclasses.fields(config)}
     options = {**board.options_for(agent, declared), **dict(config_options or {})}
     return full_config(agent, options)

@@ -51,9 +51,9 @@ from replaybench.runner import (
     agent_kinds,
     build_agent,
     make_stream,
+    missing_query_methods,
     run,
     seed_everything,
-    vars_of,
 )
 from replaybench.stream_checks import TINY, TinySize, check_stream, tiny_stream
 
@@ -319,8 +319,7 @@ def check_agent(
 
     def kinds() -> str:
         declared = _reason(lambda: agent_kinds(spec, found["cls"]))
-        methods = vars_of(found["cls"])
-        missing = [f"{k}: {QUERY_METHOD[k]}()" for k in sorted(declared) if not callable(methods.get(QUERY_METHOD[k]))]
+        missing = missing_query_methods(found["cls"], declared)
         expect(not missing, f"declares kinds without their query methods ({', '.join(missing)})")
         found["kinds"] = declared
         return ", ".join(f"{k} -> {QUERY_METHOD[k]}()" for k in sorted(declared))

@@ -292,7 +292,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     plans = plan_submission(
         board, args.agent, config_options=options, data_dir=args.data_dir, download=args.download, device=args.device
     )
-    wandb = wandb_sinks(args)  # checks the mode now
+    wandb = wandb_sinks(args)  # the mode is checked now; the submission id joins the config below
     check_writable_folder(args.out)
     executor = make_executor_from(args, Path(args.out))
     streams = start_and_validate(plans, executor, local_devices=args.executor in ("inline", "local"))
@@ -306,7 +306,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ids = open_submissions(store, board, plans, display_name=display_name)
         (sub_id,) = ids.values()
         folder = submission_dir(args.out, board, sub_id, display_name)
-        wandb = wandb_sinks(args, {"board": board.name, "board_version": board.version, "submission": sub_id})
+        for sink in wandb:
+            sink.extra_config.update({"board": board.name, "board_version": board.version, "submission": sub_id})
         try:
             report = run_pipeline(
                 plans,

@@ -584,7 +584,6 @@ def make_executor(
     folder: str | Path | None = None,
     cluster: str | None = None,
     partition: str | None = None,
-    streams: Mapping[str, Any] | None = None,
     threads: int | None = None,
 ) -> Executor:
     """Build the executor called ``name`` (one of :data:`EXECUTORS`).
@@ -597,7 +596,7 @@ def make_executor(
     if timeout_s is not None and not timeout_s > 0:
         raise ConfigError(f"The 'timeout' parameter must be a float in the range (0, inf). Got {timeout_s!r} instead.")
     if name == "inline":
-        return InlineExecutor(timeout_s=timeout_s, streams=streams)
+        return InlineExecutor(timeout_s=timeout_s)
     if name == "local":
         return LocalExecutor(workers=workers, timeout_s=timeout_s, threads=threads or 1)
     if name == "ray":

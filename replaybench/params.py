@@ -29,7 +29,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, one_line
 
 _TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}
 
@@ -245,10 +245,7 @@ def build_config(config_cls: type, values: Mapping[str, Any] | None = None, *, o
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"Building the Config of {owner} raised {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
-        ) from None
+        raise ConfigError(f"Building the Config of {owner} raised {one_line(exc)}.") from None
     for f in dataclasses.fields(config):
         if f.name not in values:
             _check_annotated(owner, f.name, getattr(config, f.name), hints.get(f.name, Any))

@@ -145,13 +145,11 @@ def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict
     the command before the first run. With ``local_devices`` (inline and
     local executors) a device this machine lacks is refused too.
     """
-    for p in plans:
-        if local_devices:
+    if local_devices:
+        for p in plans:
             check_device(p.spec.device, available=True)
-        if p.spec.agent_options:
-            json.dumps(dict(p.spec.agent_options), default=str)  # options must be data
     configs: set[str] = set()
-    for p in plans:
+    for p in plans:  # options first: cheap, and a typo should not wait for the streams to load
         key = _options_key(p.spec)
         if key not in configs:
             configs.add(key)
@@ -238,9 +236,10 @@ def run_pipeline(
             opened.append(sink)
         for p in plans:
             if p.run_id in finished or p.run_id in failed:
-                result, failure = finished.get(p.run_id), failed.get(p.run_id)
+                result, failure = finished.get(p.run_id), dict(failed.get(p.run_id) or {})
+                seconds = result.costs.get("wall_seconds") if result is not None else failure.get("seconds")
                 outcome = RunOutcome(
-                    p, result, None if result is not None else dict(failure or {}), None, None, resumed=True
+                    p, result, None if result is not None else failure, seconds, failure.get("host"), resumed=True
                 )
                 _hand_over(outcome, opened, report)
                 report.skipped.append(p.run_id)

@@ -14,7 +14,7 @@ import random
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -135,9 +135,7 @@ def agent_class_and_config(name: str, options: Mapping[str, Any]) -> tuple[type,
     agent_cls, spec = AGENTS.load(name)
     if not isinstance(agent_cls, type):
         raise ConfigError(f"Agent {name!r} ({spec.entry_point}) is not a class.")
-    config_cls = vars(agent_cls).get("Config") or next(
-        (vars(k)["Config"] for k in agent_cls.__mro__ if "Config" in vars(k)), None
-    )
+    config_cls = getattr(agent_cls, "Config", None)  # the contract's required attribute, not an optional hook
     if config_cls is None:
         raise ConfigError(f"Agent {name!r} ({spec.entry_point}) has no nested Config class.")
     return agent_cls, build_config(config_cls, {**spec.kwargs, **options}, owner=f"agent {name!r}")
@@ -189,9 +187,9 @@ def build_agent(
             f"Agent {name!r} supports {sorted(kinds) or 'no'} experiences; stream {stream.name!r} "
             f"needs {sorted(needed)}."
         )
-    for kind in needed:
-        if not callable(vars_of(agent_cls).get(QUERY_METHOD[kind])):
-            raise ConfigError(f"Agent {name!r} declares {kind!r} but has no {QUERY_METHOD[kind]}() method.")
+    missing = missing_query_methods(agent_cls, needed)
+    if missing:
+        raise ConfigError(f"Agent {name!r} declares kinds without their query methods: {', '.join(missing)}.")
     try:
         agent = agent_cls(stream=stream, config=config, seed=seed, device=device)
     except ReplaybenchError:
@@ -201,17 +199,16 @@ def build_agent(
     return agent, config
 
 
-def vars_of(cls: type) -> dict[str, Any]:
-    """Every attribute ``cls`` defines or inherits (its MRO's namespaces, nearest first)."""
-    merged: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        merged.update(vars(klass))
-    return merged
+def missing_query_methods(agent_cls: type, kinds: Iterable[str]) -> list[str]:
+    """``"kind: method()"`` for each of ``kinds`` whose query method (:data:`QUERY_METHOD`) the class lacks."""
+    return [
+        f"{k}: {QUERY_METHOD[k]}()" for k in sorted(kinds) if not callable(getattr(agent_cls, QUERY_METHOD[k], None))
+    ]
 
 
 def agent_kinds(name: str, agent_cls: type) -> set[str]:
     """The experience kinds an agent class declares, checked against the known kinds."""
-    kinds = vars_of(agent_cls).get("kinds")
+    kinds = getattr(agent_cls, "kinds", None)
     if not isinstance(kinds, (set, frozenset, tuple, list)) or not kinds:
         raise ConfigError(
             f"Agent {name!r} must declare the experience kinds it supports, "

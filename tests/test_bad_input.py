@@ -186,6 +186,12 @@ def test_an_agent_whose_init_raises_is_named_and_traceback_shows_the_trace(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def sweep_args(tmp_path: Path, agent_name: str, *seeds: str) -> list[str]:
+    return ["sweep", "--streams", "split-digits", "--agents", agent_name, "--seeds", *seeds, *TINY,
+            "--executor", "inline", "--out", str(tmp_path / "sweep"), "--no-plots",
+            "--store", str(tmp_path / "s.sqlite")]  # fmt: skip
+
+
 # --- runs that fail: exit 1, recorded, the rest kept -----------------------------------------------
 def test_an_agent_calling_sys_exit_is_a_failed_run_not_a_success(tmp_path, capsys):
     out = tmp_path / "out"
@@ -197,46 +203,12 @@ def test_an_agent_calling_sys_exit_is_a_failed_run_not_a_success(tmp_path, capsy
 
 
 def test_a_sweep_whose_runs_all_failed_exits_1(tmp_path, capsys):
-    argv = [
-        "sweep",
-        "--streams",
-        "split-digits",
-        "--agents",
-        agent(ExitingAgent),
-        "--seeds",
-        "0",
-        "1",
-        *TINY,
-        "--executor",
-        "inline",
-        "--out",
-        str(tmp_path / "sweep"),
-        "--no-plots",
-        "--store",
-        str(tmp_path / "s.sqlite"),
-    ]
-    assert main(argv) == 1
+    assert main(sweep_args(tmp_path, agent(ExitingAgent), "0", "1")) == 1
     assert len(list((tmp_path / "sweep").glob("*.failed.json"))) == 2
 
 
 def test_another_grid_in_a_sweep_folder_is_refused_and_its_manifest_kept(tmp_path, capsys):
-    base = [
-        "sweep",
-        "--streams",
-        "split-digits",
-        "--agents",
-        "naive",
-        "--seeds",
-        "0",
-        *TINY,
-        "--executor",
-        "inline",
-        "--out",
-        str(tmp_path / "sweep"),
-        "--no-plots",
-        "--store",
-        str(tmp_path / "s.sqlite"),
-    ]
+    base = sweep_args(tmp_path, "naive", "0")
     assert main(base) == 0
     manifest = (tmp_path / "sweep" / "sweep.json").read_bytes()
     capsys.readouterr()
