@@ -8,6 +8,10 @@ transform in the hot loop. Permuted and rotated streams transform the whole
 dataset once per experience (their experiences differ in content), sharing
 the labels.
 
+Every builder takes ``validation_fraction`` (:func:`replaybench.streams.base.supports_validation`):
+when set, that share of each experience's training items becomes its test set,
+for choosing hyperparameters without reading the test split.
+
 Every builder takes ``online_batch_size``: when set, the stream is *online*
 (one pass over each experience in minibatches of that size). The stream
 records it in every experience's ``info["online_batch_size"]`` and in its
@@ -27,7 +31,7 @@ from replaybench.errors import ConfigError
 from replaybench.params import Interval, OneOf, Optional, check_param
 from replaybench.protocols import Experience
 from replaybench.streams import datasets
-from replaybench.streams.base import TensorStream
+from replaybench.streams.base import TensorStream, supports_validation
 from replaybench.streams.datasets import TensorDataset
 
 LOADERS: dict[str, Callable[..., TensorDataset]] = {
@@ -67,6 +71,7 @@ def _online_info(owner: str, online_batch_size: int | None) -> dict[str, int]:
     return {} if online_batch_size is None else {ONLINE_KEY: online_batch_size}
 
 
+@supports_validation
 def make_split(
     *,
     name: str,
@@ -156,6 +161,7 @@ def make_split(
     )
 
 
+@supports_validation
 def make_permuted(
     *,
     name: str,
@@ -259,6 +265,7 @@ def rotate_images(x: torch.Tensor, degrees: float) -> torch.Tensor:
 _ROTATE_CHUNK = 4096
 
 
+@supports_validation
 def make_rotated(
     *,
     name: str,

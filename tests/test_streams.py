@@ -355,3 +355,23 @@ def test_pinned_fingerprints_are_stable():
 def test_pinned_permuted_fmnist_fingerprint_is_stable():
     for name, options, fingerprint in _pinned(["permuted-fmnist"]):
         assert make_stream(name, **options).fingerprint == fingerprint
+
+
+def test_validation_split_holds_out_training_items_per_label_and_never_reads_the_test_split():
+    plain = make_stream("split-digits")
+    held = make_stream("split-digits", validation_fraction=0.2)
+    again = make_stream("split-digits", validation_fraction=0.2)
+    assert held.fingerprint != plain.fingerprint and held.fingerprint == again.fingerprint
+    for p, h in zip(plain.experiences, held.experiences, strict=True):
+        assert len(h.train_x) + len(h.test_x) == len(p.train_x)
+        train_rows = {tuple(x.flatten().tolist()) for x in p.train_x}
+        assert all(tuple(x.flatten().tolist()) in train_rows for x in h.test_x)  # carved from training data
+        assert all(tuple(x.flatten().tolist()) in train_rows for x in h.train_x)
+        for label in p.classes:  # stratified: each label keeps ~20% out
+            n = int((p.train_y == label).sum())
+            assert abs(int((h.test_y == label).sum()) - round(0.2 * n)) <= 1
+
+
+def test_validation_fraction_outside_the_open_unit_interval_is_refused():
+    with pytest.raises(ConfigError, match="validation_fraction"):
+        make_stream("split-digits", validation_fraction=1.0)
