@@ -3,9 +3,11 @@
 - :class:`SNNFeatures` (unsupervised): the network learns by STDP on each
   experience's images; its embedding is the output layer's spike counts.
 - :class:`SNNClassifier` (supervised): the same STDP features, read out by
-  label assignment (Diehl & Cook 2015). The per-class spike rates are
-  accumulated over every experience seen, so what the classifier forgets is
-  what the STDP features forget.
+  label assignment (Diehl & Cook 2015) from per-class spike rates recorded
+  while training, without stored data. ``assignment`` says which records count;
+  with "relabel" every label comes from spikes of the neuron's current weights,
+  so what the classifier forgets is what the features forget (docs/spiking.md,
+  "The readout in class-IL").
 
 Labels are never used for learning the weights; the classifier uses them only
 to assign neurons to classes.
@@ -20,7 +22,7 @@ import torch
 
 from replaybench import progress
 from replaybench.errors import ConfigError
-from replaybench.params import Config, Interval, OneOf, Optional, param
+from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, param
 from replaybench.protocols import Experience, Stream
 from replaybench.spiking.models import (
     DiehlCookConfig,
@@ -57,8 +59,35 @@ class SNNConfig(Config):
     """Passes over each experience."""
     readout: str = param("proportion", OneOf("proportion", "all-activity", "ngram"))
     """Vote of the classifier ("ngram" needs lc-snn or conv-snn)."""
+    assignment: str = param("accumulate", OneOf("accumulate", "last-epoch", "relabel"))
+    """Which training spikes assign the labels (docs/spiking.md, "The readout in class-IL"):
+    "accumulate" every presentation of every experience; "last-epoch" only each experience's
+    last epoch (BindsNET's ``eth_mnist`` protocol: the features as learned); "relabel" as
+    "last-epoch", and a neuron that spiked while learning an experience loses its earlier
+    record (its weights moved; a silent neuron's weights did not)."""
     eval_batch_size: int = param(128, Interval(int, 1, None))
     """Samples presented together when embedding or predicting."""
+    kernel_size: int | None = param(None, Optional(Interval(int, 1, None)))
+    """Receptive-field side (lc-snn, conv-snn); ``None``: LC-SNN's 12 on a 20x20 crop, or on
+    smaller images the kernel that keeps its 3x3 grid of locations (8x8 digits: 4, stride 2)."""
+    stride: int | None = param(None, Optional(Interval(int, 1, None)))
+    """Step between receptive fields (lc-snn, conv-snn); ``None``: 4 on a 20x20 crop, side/5 below."""
+    one_spike: bool = param(True, InstanceOf(bool))
+    """At most one output spike per sample and step (BindsNET's ``DiehlAndCookNodes`` default,
+    used by both its ``DiehlAndCook2015`` and its ``LocallyConnectedNetwork``)."""
+
+
+def _local_geometry(side: int, config: SNNConfig) -> tuple[int, int, int]:
+    """Crop, kernel and stride of lc-snn / conv-snn on images of (smallest) side ``side``.
+
+    Saunders et al. (2019) crop MNIST to 20x20 and use kernel 12, stride 4: a 3x3 grid of
+    overlapping fields. Smaller images keep that grid (stride ~ crop/5, kernel = crop - 2
+    strides) rather than one field covering the whole image, which is not locally connected.
+    """
+    crop = min(20, side)
+    stride = config.stride if config.stride is not None else max(1, round(crop / 5))
+    kernel = config.kernel_size if config.kernel_size is not None else max(1, crop - 2 * stride)
+    return crop, min(kernel, crop), stride
 
 
 def _intensities(x: torch.Tensor) -> torch.Tensor:
@@ -87,28 +116,37 @@ class _SpikingAgent:
             )
         if config.readout == "ngram" and config.architecture == "diehl-cook":
             raise ConfigError("The 'ngram' readout needs the lc-snn or conv-snn architecture.")
+        if config.readout == "ngram" and config.assignment == "relabel":
+            raise ConfigError(
+                "The 'relabel' assignment needs a per-neuron readout ('proportion' or 'all-activity'); "
+                "an n-gram spans several neurons."
+            )
         self.config, self.device = config, torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         presentation = PresentationConfig(time_steps=config.time_steps, max_rate_hz=config.max_rate_hz)
         inh = config.inh_strength
         if config.architecture == "diehl-cook":
             net = DiehlCookConfig(
-                n_neurons=config.n_neurons, inh_strength=120.0 if inh is None else inh, reduction=config.reduction
+                n_neurons=config.n_neurons,
+                inh_strength=120.0 if inh is None else inh,
+                reduction=config.reduction,
+                one_spike=config.one_spike,
             )
             self.model: SpikingModel = build_diehl_cook(shape, net, seed=seed, presentation=presentation, device=device)
         else:
             shared = config.architecture == "conv-snn"
-            side = min(shape[1:])
-            # LC-SNN geometry (20x20 crop, kernel 12, stride 4) shrunk to fit small images. A shared
-            # filter sums its update over its locations, hence the 10x lower rate of conv-snn.
+            crop, kernel, stride = _local_geometry(min(shape[1:]), config)
+            # A shared filter sums its update over its locations, hence the 10x lower rate of conv-snn.
             net = LocalSNNConfig(
                 n_filters=config.n_filters,
                 inh_strength=250.0 if inh is None else inh,
                 reduction=config.reduction,
                 shared_weights=shared,
-                crop=min(20, side),
-                kernel_size=min(12, side),
+                crop=crop,
+                kernel_size=kernel,
+                stride=stride,
                 nu_post=1e-3 if shared else 1e-2,
+                one_spike=config.one_spike,
             )
             self.model = build_local_snn(shape, net, seed=seed, presentation=presentation, device=device)
         self.samples_seen = 0
@@ -116,7 +154,7 @@ class _SpikingAgent:
     def _train(self, experience: Experience, on_batch) -> dict[str, float]:
         x_all, n = experience.train_x, len(experience.train_x)
         bs, spikes = self.config.batch_size, 0.0
-        for _ in range(self.config.epochs):
+        for epoch in range(self.config.epochs):
             order = torch.randperm(n, generator=self.generator)
             batches = range(0, n, bs)
             for first in progress.track(batches, f"experience {experience.index}: STDP", total=len(batches)):
@@ -125,7 +163,7 @@ class _SpikingAgent:
                     self.model.set_rate_scale(0.99 ** (self.samples_seen // 250))
                 x = _intensities(x_all[idx].to(self.device))
                 out = self.model.present(x, learning=True, record=self._records)
-                on_batch(idx, out)
+                on_batch(epoch, idx, out)
                 spikes += out.counts.sum().item()
                 self.samples_seen += len(idx)
         return {
@@ -148,7 +186,7 @@ class SNNFeatures(_SpikingAgent):
     kinds: ClassVar[frozenset[str]] = frozenset({"unsupervised"})
 
     def learn(self, experience: Experience) -> dict[str, float]:
-        return self._train(experience, lambda idx, out: None)
+        return self._train(experience, lambda epoch, idx, out: None)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,14 +207,28 @@ class SNNClassifier(_SpikingAgent):
         self._records = self.ngrams is not None
 
     def learn(self, experience: Experience) -> dict[str, float]:
-        labels = experience.train_y
+        labels, rule, last = experience.train_y, self.config.assignment, self.config.epochs - 1
+        record = self.rates if rule == "accumulate" else ClassRates(self.model.n_outputs, self.n_classes)
+        spiked = torch.zeros(self.model.n_outputs, dtype=torch.bool)
 
-        def accumulate(idx: torch.Tensor, out) -> None:
-            self.rates.add(out.counts, labels[idx])
+        def accumulate(epoch: int, idx: torch.Tensor, out) -> None:
+            spiked.logical_or_(out.counts.cpu().sum(0) > 0)
+            if rule != "accumulate" and epoch < last:
+                return
+            record.add(out.counts, labels[idx])
             if self.ngrams is not None:
                 self.ngrams.add(out.spikes, labels[idx])
 
-        return self._train(experience, accumulate)
+        stats = self._train(experience, accumulate)
+        if rule == "relabel":
+            # A neuron's weights change only after it spikes (potentiation at its spikes,
+            # depression while its trace is non-zero), so the record of a neuron that spiked
+            # here describes weights it no longer has; a silent neuron's record still holds.
+            self.rates.forget(spiked)
+        if record is not self.rates:
+            self.rates.merge(record)
+        stats["neurons_spiked"] = float(spiked.sum())
+        return stats
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:

@@ -122,6 +122,10 @@ class LocalSNNConfig(Config):
     """Adaptive threshold increment."""
     tau_theta: float = param(1e7, _POS)
     """Adaptive threshold time constant (ms)."""
+    one_spike: bool = param(True, InstanceOf(bool))
+    """At most one spike per sample and step in the whole output layer, as in BindsNET's
+    ``LocallyConnectedNetwork`` (its ``DiehlAndCookNodes`` default "to avoid multiple spikes
+    per timestep"). It also gives the 2-gram readout a strict firing order."""
 
 
 @dataclass
@@ -272,7 +276,7 @@ def build_local_snn(
     out = (side - k) // stride + 1
     net = Network(dt=presentation.dt)
     x = net.add_layer("X", InputNodes(shape=(channels, side, side)))
-    adaptive = AdaptiveParams(theta_plus=config.theta_plus, tau_theta=config.tau_theta)
+    adaptive = AdaptiveParams(theta_plus=config.theta_plus, tau_theta=config.tau_theta, one_spike=config.one_spike)
     y = net.add_layer(
         "Y", AdaptiveLIFNodes(shape=(filters, out, out), params=EXCITATORY, adaptive=adaptive, generator=generator)
     )

@@ -34,6 +34,15 @@ class ClassRates:
         self.sums.index_add_(1, labels, counts.t())
         self.samples += torch.bincount(labels, minlength=self.samples.numel()).float()
 
+    def merge(self, other: ClassRates) -> None:
+        """Add the sums and sample counts of ``other`` (same shape)."""
+        self.sums += other.sums
+        self.samples += other.samples
+
+    def forget(self, neurons: torch.Tensor) -> None:
+        """Drop the record of the ``neurons`` (a bool mask ``[n_neurons]``): their rates become 0."""
+        self.sums[neurons.cpu()] = 0.0
+
     def rates(self) -> torch.Tensor:
         """Mean count of each neuron for each class seen so far ``[n_neurons, C]`` (0 if unseen)."""
         return self.sums / self.samples.clamp_min(1.0)

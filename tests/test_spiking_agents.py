@@ -66,3 +66,48 @@ def test_bad_configs_fail_at_construction(stream):
         SNNConfig.from_dict({"n_neuron": 10})
     with pytest.raises(ConfigError, match="'reduction' parameter of SNNConfig"):
         SNNConfig(reduction="median")
+
+
+def test_relabel_drops_the_record_of_neurons_that_learned_since(stream):
+    config = SNNConfig(n_neurons=30, time_steps=64, batch_size=8, epochs=2, assignment="relabel")
+    agent = SNNClassifier(stream=stream, config=config, seed=0)
+    first, second = stream.experiences[0], stream.experiences[1]
+    agent.learn(first)
+    before = agent.rates.rates().clone()
+    assert before[:, 2:].eq(0).all() and before[:, :2].sum() > 0
+    stats = agent.learn(second)
+    after = agent.rates.rates()
+    spiked = after[:, 2:4].sum(1) > 0  # neurons that answered digits 2 and 3 in the last epoch
+    assert stats["neurons_spiked"] >= spiked.sum().item() > 0
+    # A neuron that spiked while learning digits 2 and 3 keeps no evidence for 0 and 1 ...
+    assert after[spiked, :2].eq(0).all()
+    # ... and one that never spiked keeps its record: its weights did not change.
+    silent = (after[:, 2:4].sum(1) == 0) & (after[:, :2].sum(1) > 0)
+    torch.testing.assert_close(after[silent], before[silent])
+
+
+def test_last_epoch_assignment_records_only_the_last_epoch(stream):
+    exp = stream.experiences[0]
+    counts = {}
+    for rule in ("accumulate", "last-epoch"):
+        config = SNNConfig(n_neurons=20, time_steps=32, batch_size=8, epochs=2, assignment=rule)
+        agent = SNNClassifier(stream=stream, config=config, seed=0)
+        agent.learn(exp)
+        counts[rule] = agent.rates.samples.sum().item()
+    assert counts == {"accumulate": 2 * len(exp.train_x), "last-epoch": len(exp.train_x)}
+
+
+def test_lc_snn_keeps_its_3x3_grid_and_one_spike_on_small_images():
+    from replaybench.runner import make_stream
+
+    digits = make_stream("split-digits")
+    agent = SNNClassifier(stream=digits, config=SNNConfig(architecture="lc-snn", n_filters=4), seed=0)
+    layer = agent.model.network.layers["Y"]
+    assert layer.shape == (4, 3, 3)  # kernel 4, stride 2 on 8x8, as kernel 12, stride 4 on 20x20
+    assert layer.adaptive.one_spike  # BindsNET's LocallyConnectedNetwork (DiehlAndCookNodes)
+    flat = SNNClassifier(stream=digits, config=SNNConfig(architecture="lc-snn", n_filters=4, kernel_size=8), seed=0)
+    assert flat.model.network.layers["Y"].shape == (4, 1, 1)
+    with pytest.raises(ConfigError, match="'relabel' assignment needs a per-neuron readout"):
+        SNNClassifier(
+            stream=digits, config=SNNConfig(architecture="lc-snn", readout="ngram", assignment="relabel"), seed=0
+        )
