@@ -13,9 +13,13 @@ stream options, device, reference runs). So a result is never replaced by
 one of a different spec: a different spec is a different file, and the same
 spec gives the same R.
 
-JSON has no NaN or infinity: a non-finite number (an undefined metric, say)
-is written as ``null`` and its place recorded under ``non_finite``
-(``{"metrics.fwt": "nan"}``); :func:`read_result` puts it back.
+An undefined metric (forgetting, BWT or FWT after one experience, FWT on a
+class-IL stream; see :mod:`replaybench.metrics`) is ``None`` in a result and
+``null`` in its file, and reads back as ``None``. JSON has no NaN or
+infinity: a non-finite number (a per-task value in ``extras``, say) is also
+written as ``null``, but its place is recorded under ``non_finite``
+(``{"extras.forward_transfer_per_task.0": "nan"}``) and :func:`read_result`
+puts it back, so the two stay distinct.
 """
 
 from __future__ import annotations

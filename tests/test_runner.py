@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from replaybench.errors import AgentError, ConfigError, DivergenceError, UnknownNameError
-from replaybench.results import read_result, write_result
+from replaybench.metrics import NonFiniteScoreError
+from replaybench.results import RunResult, read_result, result_from_json, result_json, write_result
 from replaybench.runner import RunSpec, make_agent, make_stream, run
 
 FAST = {"epochs": 1, "hidden": [32], "batch_size": 64}
@@ -107,6 +109,75 @@ class RaisingAgent:
 
     def predict(self, x, task_id=None):
         return torch.zeros(len(x), self.n)
+
+
+UNDEFINED_FOR_ONE_EXPERIENCE = ("forgetting_max", "forgetting_first_last", "bwt", "fwt")
+
+
+def test_one_experience_writes_null_forgetting_and_transfer(tmp_path):
+    one = {"n_experiences": 1}
+    spec = RunSpec(stream="split-digits", agent="naive", agent_options=FAST, stream_options=one)
+    result = run(spec, stream=make_stream("split-digits", **one))
+    assert all(result.metrics[k] is None for k in UNDEFINED_FOR_ONE_EXPERIENCE)
+    assert result.metrics["acc"] == pytest.approx(result.R[0][0])
+    text = write_result(result, tmp_path).read_text()
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert all(data["metrics"][k] is None for k in UNDEFINED_FOR_ONE_EXPERIENCE)
+    assert '"bwt": null' in text and "non_finite" not in data  # undefined, not a NaN put back on reading
+    back = read_result(next(tmp_path.glob("*.json")))
+    assert all(back.metrics[k] is None for k in UNDEFINED_FOR_ONE_EXPERIENCE)
+    assert back.metrics == result.metrics
+
+
+def test_fwt_follows_the_streams_scenario(digits):
+    class_il = run(RunSpec(stream="split-digits", agent="naive", agent_options=FAST), stream=digits)
+    assert digits.scenario == "class-il" and class_il.metrics["fwt"] is None
+    assert isinstance(class_il.metrics["bwt"], float)
+    two = {"n_experiences": 2}
+    permuted = make_stream("permuted-digits", **two)
+    spec = RunSpec(stream="permuted-digits", agent="naive", agent_options=FAST, stream_options=two)
+    domain_il = run(spec, stream=permuted)
+    assert permuted.scenario == "domain-il"
+    r, b = domain_il.R, domain_il.baseline
+    assert domain_il.metrics["fwt"] == pytest.approx(r[0][1] - b[1])
+
+
+def test_a_nan_score_is_refused_naming_the_cell(digits, monkeypatch):
+    import replaybench.runner as runner
+
+    real = runner.evaluate_scores
+    calls = {"n": 0}
+
+    def nan_on_experience_0_after_experience_1(agent, experience, stream):
+        calls["n"] += 1
+        scores = real(agent, experience, stream)
+        # Call order: the baseline's 5 cells, then 5 per row of R; R[1][0] is call 11.
+        return {**scores, "score": float("nan")} if calls["n"] == 11 else scores
+
+    monkeypatch.setattr(runner, "evaluate_scores", nan_on_experience_0_after_experience_1)
+    with pytest.raises(NonFiniteScoreError, match=r"^R\[1\]\[0\] = nan \(agent 'naive' evaluated after experience 1\)"):
+        run(RunSpec(stream="split-digits", agent="naive", agent_options=FAST), stream=digits)
+    assert calls["n"] == 15  # refused as soon as row 1 was scored, before experience 2 was learned
+
+
+def test_results_json_keeps_undefined_apart_from_non_finite():
+    result = RunResult(
+        spec={"stream": "s", "agent": "a", "seed": 0},
+        R=[[0.5]],
+        baseline=[0.1],
+        metrics={"acc": 0.5, "bwt": None, "fwt": None, "forward_transfer_cw": None},
+        costs={},
+        provenance={},
+        extras={"forward_transfer_per_task": [float("nan"), 0.2]},
+    )
+    text = result_json(result)
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert data["metrics"] == {"acc": 0.5, "bwt": None, "fwt": None, "forward_transfer_cw": None}
+    assert data["non_finite"] == {"extras.forward_transfer_per_task.0": "nan"}
+    back = result_from_json(text)
+    assert back.metrics == result.metrics
+    per_task = back.extras["forward_transfer_per_task"]
+    assert math.isnan(per_task[0]) and per_task[1] == 0.2  # a NaN is put back; an undefined metric stays None
 
 
 def test_an_agent_that_raises_is_reported_with_its_experience(digits):
