@@ -20,10 +20,10 @@ Layout::
     fingerprint = "3f2a..."            # `replaybench leaderboard pin quick` fills it
     options = { train_per_class = 50 } # optional stream builder overrides
 
-    [agent_options]                    # the board's training protocol: applied to an
-    epochs = 10                        # agent for the options its Config declares
-    [agent_options_by_agent.er]
-    memory_size = 200
+    [budget]                           # the board's budget, the same for every agent, for the
+    epochs = 10                        # options its Config declares (BUDGET_KEYS); learning
+    batch_size = 32                    # rates and the rest come from the agent's preset
+    memory_bytes = 50_000              # (replaybench.leaderboards.presets)
 
 Example:
     >>> board = load_board("quick")
@@ -56,10 +56,14 @@ BOARD_KEYS = (
     "direction",
     "baselines",
     "streams",
-    "agent_options",
-    "agent_options_by_agent",
+    "budget",
 )
+BUDGET_KEYS = ("epochs", "batch_size", "memory_bytes", "updates")
+"""What a board may fix: the passes over the data (or updates), the batch size and the memory in bytes.
+Everything else an agent can tune is its preset's business, so no agent is held to another's learning rate."""
 STREAM_KEYS = ("fingerprint", "options")
+NOTES_SUFFIX = ".notes.toml"
+"""Beside a board: hand-written notes on its entries (see references.py)."""
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Board names are used in file names and W&B run names, so they are plain."""
 
@@ -92,8 +96,8 @@ class Board:
     """"higher" or "lower": which way the primary metric is better."""
     description: str = ""
     baselines: tuple[str, ...] = ()
-    agent_options: Mapping[str, Any] = field(default_factory=dict)
-    agent_options_by_agent: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    """The training budget every agent gets (keys of :data:`BUDGET_KEYS`)."""
     path: Path | None = None
 
     @property
@@ -111,16 +115,13 @@ class Board:
             return self.direction == "higher"
         return HIGHER_IS_BETTER[metric]
 
-    def options_for(self, agent: str, declared: set[str] | None = None) -> dict[str, Any]:
-        """The board's agent options for ``agent``, limited to ``declared`` option names.
+    def budget_for(self, declared: set[str]) -> dict[str, Any]:
+        """The budget options among ``declared`` (an agent's Config fields).
 
         Options an agent's Config does not declare are left out, so a third-party
-        agent can enter a board whose protocol sets e.g. ``epochs``.
+        agent can enter a board whose budget sets e.g. ``epochs``.
         """
-        opts = {**self.agent_options, **self.agent_options_by_agent.get(agent, {})}
-        if declared is None:
-            return opts
-        return {k: v for k, v in opts.items() if k in declared}
+        return {k: v for k, v in self.budget.items() if k in declared}
 
     def check_fingerprint(self, stream: str, fingerprint: str) -> None:
         """Refuse a stream whose fingerprint is not the pinned one."""
@@ -154,8 +155,8 @@ def board_path(name_or_path: str) -> Path:
 
 
 def board_names() -> list[str]:
-    """The built-in boards."""
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+    """The built-in boards (``<board>.notes.toml`` beside a board holds its notes, not a board)."""
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml") if not p.name.endswith(NOTES_SUFFIX))
 
 
 def load_board(name_or_path: str) -> Board:
@@ -253,14 +254,16 @@ def parse_board(data: Mapping[str, Any], *, path: Path | None = None) -> Board:
     expect(
         "baselines", isinstance(baselines, list) and all(isinstance(b, str) for b in baselines), "a list of agent names"
     )
-    agent_options = data.get("agent_options", {})
-    by_agent = data.get("agent_options_by_agent", {})
-    expect("agent_options", isinstance(agent_options, dict), "a table")
-    expect(
-        "agent_options_by_agent",
-        isinstance(by_agent, dict) and all(isinstance(v, dict) for v in by_agent.values()),
-        "a table of [agent_options_by_agent.AGENT] tables",
-    )
+    budget = data.get("budget", {})
+    expect("budget", isinstance(budget, dict), "a table")
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise ConfigError(
+                f"Unknown key {key!r} in [budget] of {where}: a board fixes only {', '.join(BUDGET_KEYS)}; "
+                "learning rates and other options belong in the agents' presets."
+            )
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"The budget's {key!r} in {where} must be an int >= 1. Got {value!r} instead.")
     description = data.get("description", "")
     expect("description", isinstance(description, str), "a string")
     return Board(
@@ -273,8 +276,7 @@ def parse_board(data: Mapping[str, Any], *, path: Path | None = None) -> Board:
         direction=direction,
         description=description,
         baselines=tuple(baselines),
-        agent_options=MappingProxyType(dict(agent_options)),
-        agent_options_by_agent=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in by_agent.items()}),
+        budget=MappingProxyType(dict(budget)),
         path=path,
     )
 

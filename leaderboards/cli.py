@@ -26,9 +26,11 @@ def _store(args: argparse.Namespace):
 def _table(args: argparse.Namespace):
     from replaybench.leaderboards.boards import load_board
     from replaybench.leaderboards.ranking import board_table
+    from replaybench.leaderboards.references import ensure_references
 
     board = load_board(args.name)
     with _store(args) as store:
+        ensure_references(store, board)
         return board_table(board, store)
 
 
@@ -96,6 +98,15 @@ def cmd_publish(args: argparse.Namespace) -> None:
         print(f"published {where}")
 
 
+def cmd_site(args: argparse.Namespace) -> None:
+    """Write every board as a Markdown page and a sortable HTML page, with an index."""
+    from replaybench.leaderboards.site import write_site
+
+    with _store(args) as store:
+        for path in write_site(Path(args.out), store, names=args.board):
+            print(f"wrote {path}", file=sys.stderr)
+
+
 def cmd_pin(args: argparse.Namespace) -> None:
     from replaybench.leaderboards.boards import board_path, load_board, pin_fingerprints
     from replaybench.registry import STREAMS
@@ -140,8 +151,14 @@ def cmd_boards(args: argparse.Namespace) -> None:
         )
 
 
-def register_commands(subparsers: argparse._SubParsersAction, parents: list | None = None) -> None:
-    """Add ``verify`` and ``leaderboard`` to the ``replaybench`` parser (``parents``: shared options)."""
+def register_commands(
+    subparsers: argparse._SubParsersAction, parents: list | None = None
+) -> argparse._SubParsersAction:
+    """Add ``verify`` and ``leaderboard`` to the ``replaybench`` parser (``parents``: shared options).
+
+    Returns the ``leaderboard`` group, where the assembly adds the commands that run agents
+    (``tune``, ``references``) with its execution options.
+    """
     parents = list(parents or [])
 
     def store_arg(p: argparse.ArgumentParser) -> None:
@@ -193,3 +210,14 @@ def register_commands(subparsers: argparse._SubParsersAction, parents: list | No
 
     p = lsub.add_parser("list", parents=parents, help="the built-in boards")
     p.set_defaults(func=cmd_boards)
+
+    p = lsub.add_parser(
+        "site", parents=parents, help="write docs/leaderboards/: a Markdown and an HTML page per board, and an index"
+    )
+    p.add_argument("--out", default="docs/leaderboards", help="folder (default: docs/leaderboards)")
+    p.add_argument("--board", action="append", help="only this board (repeatable; default: every built-in board)")
+    p.add_argument(
+        "--store", help="leaderboard SQLite file (default: the user's; ':memory:' for the shipped references only)"
+    )
+    p.set_defaults(func=cmd_site)
+    return lsub

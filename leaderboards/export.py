@@ -17,19 +17,51 @@ import csv
 import html
 import io
 import json
+from dataclasses import dataclass
 
-from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Row
+from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Interval, Row
 from replaybench.leaderboards.redact import redact
 
 FORMATS = ("md", "html", "csv", "json")
+NA = "n/a"
 
 
-def _columns(table: BoardTable) -> list[str]:
-    return ["rank", "name", "agent", "submission", *table.board.metrics, "seeds", "verified"]
+@dataclass(frozen=True)
+class MetricColumn:
+    """A metric column of a board view: one stream's values, or the mean over the board's streams."""
+
+    metric: str
+    stream: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}@{self.stream}" if self.stream else self.metric
+
+    def label(self, table: BoardTable) -> str:
+        arrow = "↑" if table.board.higher_is_better(self.metric) else "↓"
+        if self.stream:
+            return f"{self.metric} {self.stream} {arrow}"
+        return f"{self.metric} (mean) {arrow}" if len(table.board.streams) > 1 else f"{self.metric} {arrow}"
+
+    def value(self, row: Row) -> Interval | None:
+        if self.stream:
+            return row.per_stream.get(self.stream, {}).get(self.metric)
+        return row.metrics.get(self.metric)
 
 
-def _arrow(table: BoardTable, metric: str) -> str:
-    return "↑" if table.board.higher_is_better(metric) else "↓"
+def metric_columns(table: BoardTable) -> list[MetricColumn]:
+    """The primary metric on each stream (when there are several), then every metric's mean over streams."""
+    b = table.board
+    per_stream = [MetricColumn(b.primary_metric, s) for s in b.stream_names] if len(b.streams) > 1 else []
+    return [*per_stream, *(MetricColumn(m) for m in b.metrics)]
+
+
+def _text(iv: Interval | None) -> str:
+    return NA if iv is None else iv.text()
+
+
+def _origin(row: Row) -> str:
+    return "reference" if row.submission.origin == "reference" else ""
 
 
 def escape_markdown(text: str) -> str:
@@ -42,59 +74,89 @@ def _csv_text(text: str) -> str:
 
 def _caption(table: BoardTable) -> str:
     b = table.board
+    budget = ", ".join(f"{k} {v}" for k, v in b.budget.items()) or "the streams' own"
     return (
         f"Board {b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better); "
-        f"mean ± half-width of the {CONFIDENCE:.0%} bootstrap interval over seeds {list(b.seeds)}, "
-        f"averaged over streams {', '.join(b.stream_names)}."
+        f"mean ± half-width of the {CONFIDENCE:.0%} Student-t interval over seeds {list(b.seeds)}; "
+        f"(mean) columns average the streams {', '.join(b.stream_names)} where the metric is defined; "
+        f"{NA}: undefined (e.g. FWT on class-IL, forgetting after one experience). "
+        f"Budget: {budget}; other options from each agent's preset, chosen on a validation split."
     )
+
+
+def _notes(table: BoardTable) -> list[tuple[str, str]]:
+    return [(r.submission.display_name, r.submission.note) for r in table.rows if r.submission.note]
 
 
 def to_markdown(table: BoardTable) -> str:
     """A GitHub-flavoured Markdown table for READMEs."""
     b = table.board
-    head = ["Rank", "Name", "Agent", *(f"{m} {_arrow(table, m)}" for m in b.metrics), "Seeds", "Verified"]
+    cols = metric_columns(table)
+    head = ["Rank", "Name", "Agent", "Origin", *(c.label(table) for c in cols), "Seeds", "Verified"]
     lines = [
         f"**{escape_markdown(b.name)}** v{escape_markdown(b.version)}",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---:", ":---", ":---"] + ["---:"] * (len(head) - 3)) + "|",
+        "|" + "|".join(["---:", ":---", ":---", ":---"] + ["---:"] * (len(head) - 4)) + "|",
     ]
     for r in table.rows:
         cells = [
             str(r.rank),
             escape_markdown(r.submission.display_name),
             f"`{escape_markdown(r.submission.agent)}`",
-            *(r.metrics[m].text() for m in b.metrics),
+            _origin(r),
+            *(_text(c.value(r)) for c in cols),
             str(len(r.seeds)),
             "✓" if r.submission.verified else "",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", escape_markdown(_caption(table))]
+    notes = _notes(table)
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {escape_markdown(name)}: {escape_markdown(note)}" for name, note in notes]
     return redact("\n".join(lines) + "\n")
 
 
 def to_csv(table: BoardTable) -> str:
-    """One row per submission: each metric's mean, low and high."""
+    """One row per submission: each metric column's mean, low and high (empty where undefined)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    metric_cols = [f"{m}_{part}" for m in table.board.metrics for part in ("mean", "low", "high")]
+    cols = metric_columns(table)
+    metric_cols = [f"{c.key}_{part}" for c in cols for part in ("mean", "low", "high")]
     writer.writerow(
-        ["rank", "submission", "name", "agent", *metric_cols, "n_seeds", "verified", "config_hash", "source_hash"]
+        [
+            "rank",
+            "submission",
+            "name",
+            "agent",
+            "origin",
+            *metric_cols,
+            "n_seeds",
+            "verified",
+            "config_hash",
+            "source_hash",
+            "note",
+        ]
     )
     for r in table.rows:
         s = r.submission
-        values = [f"{getattr(r.metrics[m], part):.6g}" for m in table.board.metrics for part in ("mean", "low", "high")]
+        values = []
+        for c in cols:
+            iv = c.value(r)
+            values += ["" if iv is None else f"{getattr(iv, part):.6g}" for part in ("mean", "low", "high")]
         writer.writerow(
             [
                 r.rank,
                 s.id,
                 _csv_text(s.display_name),
                 _csv_text(s.agent),
+                s.origin,
                 *values,
                 len(r.seeds),
                 int(s.verified),
                 s.config_hash,
                 s.source_hash,
+                _csv_text(s.note),
             ]
         )
     return redact(buf.getvalue())
@@ -151,31 +213,50 @@ def _html_row(table: BoardTable, r: Row) -> str:
     s = r.submission
     cells = [
         _cell(str(r.rank), r.rank),
-        _cell(html.escape(s.display_name), s.display_name, klass="text"),
+        _cell(html.escape(s.display_name), s.display_name, klass="text", title=s.note),
         _cell(f"<code>{html.escape(s.agent)}</code>", s.agent, klass="text"),
+        _cell(_origin(r), _origin(r), klass="text"),
         _cell(f"#{s.id}", s.id),
     ]
-    for m in table.board.metrics:
-        iv = r.metrics[m]
-        cells.append(
-            _cell(
-                html.escape(iv.text()),
-                f"{iv.mean:.12g}",
-                title=f"{CONFIDENCE:.0%} interval [{iv.low:.4f}, {iv.high:.4f}]",
+    for c in metric_columns(table):
+        iv = c.value(r)
+        if iv is None:
+            cells.append(_cell(NA, "", title="undefined"))
+        else:
+            cells.append(
+                _cell(
+                    html.escape(iv.text()),
+                    f"{iv.mean:.12g}",
+                    title=f"{CONFIDENCE:.0%} interval [{iv.low:.4f}, {iv.high:.4f}]",
+                )
             )
-        )
-    cells += [_cell(str(len(r.seeds)), len(r.seeds)), _cell("✓" if s.verified else "", int(s.verified))]
+    runs = [
+        f'<a href="{html.escape(_wandb_url(path), quote=True)}">{html.escape(key)}</a>'
+        for key, path in sorted(r.links.items())
+    ]
+    cells += [
+        _cell(str(len(r.seeds)), len(r.seeds)),
+        _cell("✓" if s.verified else "", int(s.verified)),
+        _cell(" ".join(runs), len(runs), klass="text"),
+    ]
     return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _wandb_url(path: str) -> str:
+    """A W&B run's page; offline runs (a local folder) have none and link to nothing."""
+    if path.startswith(("http://", "https://")):
+        return path
+    parts = path.strip("/").split("/")
+    return f"https://wandb.ai/{'/'.join(parts[:2])}/runs/{parts[-1]}" if len(parts) == 3 else "#"
 
 
 def to_html(table: BoardTable) -> str:
     """A static, self-contained page with a sortable table."""
     b = table.board
-    heads = []
-    for col in _columns(table):
-        label = f"{col} {_arrow(table, col)}" if col in b.metrics else col
-        klass = ' class="text"' if col in ("name", "agent") else ""
-        heads.append(f"<th{klass}>{html.escape(label)}</th>")
+    labels = ["rank", "name", "agent", "origin", "#", *(c.label(table) for c in metric_columns(table))]
+    labels += ["seeds", "verified", "W&B runs"]
+    text_columns = ("name", "agent", "origin", "W&B runs")
+    heads = [f"<th{' class=text' if label in text_columns else ''}>{html.escape(label)}</th>" for label in labels]
     streams = "".join(
         f"<li><code>{html.escape(s.name)}</code> fingerprint <code>{html.escape(s.fingerprint)}</code></li>"
         for s in b.streams
@@ -201,11 +282,20 @@ def to_html(table: BoardTable) -> str:
 </table>
 <h2>Streams</h2>
 <ul>{streams}</ul>
+{_html_notes(table)}
 <script>{_SCRIPT}</script>
 </body>
 </html>
 """
     return redact(page)
+
+
+def _html_notes(table: BoardTable) -> str:
+    notes = _notes(table)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(name)}: {html.escape(note)}</li>" for name, note in notes)
+    return f"<h2>Notes</h2>\n<ul>{items}</ul>"
 
 
 def render(table: BoardTable, fmt: str) -> str:
@@ -215,18 +305,20 @@ def render(table: BoardTable, fmt: str) -> str:
 
 def print_table(table: BoardTable, *, highlight: int | None = None, file: object = None) -> None:
     """Print the board in the terminal; the ``highlight`` submission is marked with '→'."""
+    import sys
+
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     b = table.board
+    cols = metric_columns(table)
     t = Table(
         title=f"{b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better)",
-        caption=f"mean ± {CONFIDENCE:.0%} bootstrap interval over seeds",
+        caption=f"mean ± {CONFIDENCE:.0%} Student-t interval over seeds; {NA}: undefined",
     )
-    for col in _columns(table):
-        label = f"{col} {_arrow(table, col)}" if col in b.metrics else col
-        t.add_column(label, justify="left" if col in ("name", "agent") else "right")
+    for label in ("rank", "name", "agent", "origin", "#", *(c.label(table) for c in cols), "seeds", "verified"):
+        t.add_column(label, justify="left" if label in ("name", "agent", "origin") else "right")
     for r in table.rows:
         s = r.submission
         mark = "→ " if s.id == highlight else ""
@@ -234,19 +326,20 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
             f"{mark}{r.rank}",
             escape(s.display_name),
             escape(s.agent),
+            _origin(r),
             f"#{s.id}",
-            *(r.metrics[m].text() for m in b.metrics),
+            *(_text(c.value(r)) for c in cols),
             str(len(r.seeds)),
             "✓" if s.verified else "",
             style="bold green" if s.id == highlight else None,
         )
-    import sys
-
     out = file if file is not None else sys.stdout
-    console = Console(file=out, width=None if out.isatty() else 200)  # don't squeeze piped tables
+    console = Console(file=out, width=None if out.isatty() else 240)  # don't squeeze piped tables
     console.print(t)
     if not table.rows:
         console.print(f"No complete submissions to {escape(b.name)} v{escape(b.version)} yet.")
+    for name, note in _notes(table):
+        console.print(f"note: {escape(name)}: {escape(note)}")
     if table.hidden_partial:
         console.print(f"({table.hidden_partial} submission(s) without every stream × seed of the board not shown.)")
     if table.hidden_other_versions:
@@ -254,22 +347,18 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
 
 
 def rows_for_wandb(table: BoardTable) -> tuple[list[str], list[list[object]]]:
-    """Columns and data of the board as a flat table (mean, low, high per metric)."""
-    metric_cols = [f"{m}_{part}" for m in table.board.metrics for part in ("mean", "low", "high")]
-    columns = ["rank", "submission", "name", "agent", *metric_cols, "n_seeds", "verified", "config_hash"]
+    """Columns and data of the board as a flat table (mean, low, high per metric column; None where undefined)."""
+    cols = metric_columns(table)
+    metric_cols = [f"{c.key}_{part}" for c in cols for part in ("mean", "low", "high")]
+    columns = ["rank", "submission", "name", "agent", "origin", *metric_cols, "n_seeds", "verified", "config_hash"]
     data: list[list[object]] = []
     for r in table.rows:
         s = r.submission
+        values: list[object] = []
+        for c in cols:
+            iv = c.value(r)
+            values += [None if iv is None else getattr(iv, part) for part in ("mean", "low", "high")]
         data.append(
-            [
-                r.rank,
-                s.id,
-                s.display_name,
-                s.agent,
-                *(getattr(r.metrics[m], part) for m in table.board.metrics for part in ("mean", "low", "high")),
-                len(r.seeds),
-                bool(s.verified),
-                s.config_hash,
-            ]
+            [r.rank, s.id, s.display_name, s.agent, s.origin, *values, len(r.seeds), bool(s.verified), s.config_hash]
         )
     return columns, redact(data)

@@ -1,21 +1,26 @@
-"""Aggregate a board's submissions into ranked rows with bootstrap intervals.
+"""Aggregate a board's submissions into ranked rows with Student-t intervals.
 
-For each submission and metric, the value of one seed is the metric's mean
-over the board's streams; a row shows the mean over seeds and a 90%
-percentile-bootstrap interval over seeds (Continual World reports its
-metrics the same way; Efron & Tibshirani 1993, ch. 13). Only submissions
-with a run for every stream × seed of the board are ranked. Rows are ranked
-by the primary metric in the board's direction; equal means share a rank
-(competition ranking: 1, 2, 2, 4) and are listed oldest submission first.
+For each submission, stream and metric, the values over seeds give a mean and
+its 90% Student-t interval (:func:`replaybench.metrics.t_interval`, the one
+place the formula lives; a percentile bootstrap over 3–5 seeds covers the
+true mean far less often than it claims). The board-level value of a seed is
+the metric's mean over the streams where it is *defined*: an undefined metric
+(FWT on a class-IL stream, forgetting after one experience) is missing from
+the run, shown as n/a, and never counted as 0. Only submissions with a run
+for every stream × seed of the board are ranked, by the primary metric in its
+direction (:data:`replaybench.metrics.HIGHER_IS_BETTER`, the one place
+directions live); a row whose primary metric is undefined is ranked last.
+Equal means share a rank (competition ranking: 1, 2, 2, 4), oldest first.
 
 Example:
-    >>> iv = bootstrap_interval([0.5, 0.5, 0.5])
-    >>> (iv.mean, iv.low, iv.high)
-    (0.5, 0.5, 0.5)
+    >>> iv = seed_interval([0.70, 0.72, 0.74])
+    >>> round(iv.mean, 3), round(iv.half_width, 4)
+    (0.72, 0.0337)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,56 +29,49 @@ import numpy as np
 
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.store import Store, StoredRun, Submission
+from replaybench.metrics import t_interval
 
 CONFIDENCE = 0.9
-N_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-"""Fixed, so a board renders the same intervals every time."""
 TIE_DECIMALS = 12
 """Means equal to this many decimals tie (float summation order is not part of a score)."""
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its bootstrap interval."""
+    """A mean over seeds with the half-width of its Student-t interval (NaN for one seed)."""
 
     mean: float
-    low: float
-    high: float
+    half_width: float
+    n: int
 
     @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
 
     def text(self, digits: int = 3) -> str:
+        if math.isnan(self.half_width):
+            return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
 
+    def to_dict(self) -> dict[str, Any]:
+        half = None if math.isnan(self.half_width) else self.half_width
+        return {
+            "mean": self.mean,
+            "half_width": half,
+            "low": self.low if half is not None else None,
+            "high": self.high if half is not None else None,
+            "n": self.n,
+        }
 
-def bootstrap_interval(
-    values: Sequence[float],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> Interval:
-    """Mean of ``values`` and the percentile-bootstrap interval of the mean.
 
-    Resamples ``values`` with replacement ``n_resamples`` times and takes the
-    (1 − confidence)/2 and (1 + confidence)/2 quantiles of the resampled means.
-    One value gives a zero-width interval.
-    """
-    v = np.asarray(values, dtype=float)
-    if v.ndim != 1 or len(v) == 0:
-        raise ValueError(f"need a non-empty 1-d sequence of values, got shape {v.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    mean = float(v.mean())
-    if len(v) == 1 or np.all(v == v[0]):
-        return Interval(mean, mean, mean)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_resamples, len(v)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(mean, float(low), float(high))
+def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """The mean of per-seed ``values`` and its Student-t interval."""
+    mean, half = t_interval(values, confidence)
+    return Interval(mean, half, len(values))
 
 
 @dataclass(frozen=True)
@@ -85,6 +83,8 @@ class Row:
     seeds: tuple[int, ...]
     metrics: Mapping[str, Interval]
     per_stream: Mapping[str, Mapping[str, Interval]] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
+    """W&B runs of the entry, by stream and seed (``"split-digits/0"``), where they were logged."""
 
     def to_dict(self) -> dict[str, Any]:
         s = self.submission
@@ -93,13 +93,16 @@ class Row:
             "submission": s.id,
             "name": s.display_name,
             "agent": s.agent,
+            "origin": s.origin,
+            "note": s.note,
             "verified": s.verified,
             "seeds": list(self.seeds),
             "config_hash": s.config_hash,
             "source_hash": s.source_hash,
             "created": s.created,
-            "metrics": {k: vars(iv) for k, iv in self.metrics.items()},
-            "per_stream": {st: {k: vars(iv) for k, iv in ms.items()} for st, ms in self.per_stream.items()},
+            "metrics": {k: iv.to_dict() for k, iv in self.metrics.items()},
+            "per_stream": {st: {k: iv.to_dict() for k, iv in ms.items()} for st, ms in self.per_stream.items()},
+            "wandb_runs": dict(self.links),
         }
 
 
@@ -125,36 +128,53 @@ class BoardTable:
             "metrics": list(b.metrics),
             "seeds": list(b.seeds),
             "confidence": CONFIDENCE,
+            "interval": "Student-t over seeds",
             "streams": [{"name": s.name, "fingerprint": s.fingerprint} for s in b.streams],
             "rows": [r.to_dict() for r in self.rows],
         }
 
 
 def seed_values(board: Board, runs: Sequence[StoredRun], metric: str) -> dict[int, float]:
-    """Per seed, the mean of ``metric`` over the board's streams (only seeds with every stream)."""
+    """Per seed, the mean of ``metric`` over the board's streams where it is defined.
+
+    Only seeds with a run on every stream count; a seed where the metric is undefined on every stream is left out.
+    """
     by_seed: dict[int, list[float]] = {}
+    streams_by_seed: dict[int, int] = {}
     for r in runs:
-        if r.stream in board.stream_names and metric in r.metrics:
-            by_seed.setdefault(r.seed, []).append(r.metrics[metric])
+        if r.stream not in board.stream_names:
+            continue
+        streams_by_seed[r.seed] = streams_by_seed.get(r.seed, 0) + 1
+        value = r.metrics.get(metric)
+        if value is not None and math.isfinite(value):
+            by_seed.setdefault(r.seed, []).append(value)
     n_streams = len(board.streams)
-    return {seed: float(np.mean(vals)) for seed, vals in sorted(by_seed.items()) if len(vals) == n_streams}
+    return {
+        seed: float(np.mean(vals)) for seed, vals in sorted(by_seed.items()) if streams_by_seed.get(seed) == n_streams
+    }
 
 
 def rank_rows(
     unranked: Sequence[tuple[Submission, Mapping[str, Interval]]], *, metric: str, higher_is_better: bool
 ) -> list[tuple[int, Submission, Mapping[str, Interval]]]:
-    """Sort by ``metric`` (best first, then oldest) and assign competition ranks."""
+    """Sort by ``metric`` (best first, undefined last, then oldest) and assign competition ranks."""
     sign = -1.0 if higher_is_better else 1.0
 
-    def key(item: tuple[Submission, Mapping[str, Interval]]) -> tuple[float, int]:
-        return (sign * round(item[1][metric].mean, TIE_DECIMALS), item[0].id)
+    def value(ivs: Mapping[str, Interval]) -> float | None:
+        return round(ivs[metric].mean, TIE_DECIMALS) if metric in ivs else None
+
+    def key(item: tuple[Submission, Mapping[str, Interval]]) -> tuple[bool, float, int]:
+        v = value(item[1])
+        return (v is None, 0.0 if v is None else sign * v, item[0].id)
 
     ordered = sorted(unranked, key=key)
-    ranked, previous, rank = [], None, 0
+    ranked: list[tuple[int, Submission, Mapping[str, Interval]]] = []
+    previous: object = object()
+    rank = 0
     for position, (sub, ivs) in enumerate(ordered, start=1):
-        value = round(ivs[metric].mean, TIE_DECIMALS)
-        if value != previous:
-            rank, previous = position, value
+        v = value(ivs)
+        if v != previous:
+            rank, previous = position, v
         ranked.append((rank, sub, ivs))
     return ranked
 
@@ -164,27 +184,27 @@ def board_table(board: Board, store: Store) -> BoardTable:
     unranked, extras, partial = [], {}, 0
     needed = {(s, seed) for s in board.stream_names for seed in board.seeds}
     for sub in store.submissions(board.name, board.version):
-        runs = store.runs(sub.id)
+        runs = [r for r in store.runs(sub.id) if r.seed in board.seeds and r.stream in board.stream_names]
         if not needed <= {(r.stream, r.seed) for r in runs}:
             partial += 1  # e.g. a sweep over some of the seeds: not comparable with full entries
             continue
-        ivs, seeds = {}, ()
+        ivs = {}
         for metric in board.metrics:
             per_seed = seed_values(board, runs, metric)
-            if not per_seed:
-                break
-            ivs[metric] = bootstrap_interval(list(per_seed.values()))
-            seeds = tuple(per_seed)
-        if len(ivs) != len(board.metrics):
-            continue  # a complete submission always has every metric; skip a damaged one
-        per_stream = {
-            s: {m: bootstrap_interval([r.metrics[m] for r in runs if r.stream == s]) for m in board.metrics}
-            for s in board.stream_names
-            if any(r.stream == s for r in runs)
-        }
+            if per_seed:
+                ivs[metric] = seed_interval(list(per_seed.values()))
+        per_stream: dict[str, dict[str, Interval]] = {}
+        for s in board.stream_names:
+            for m in board.metrics:
+                values = [r.metrics[m] for r in runs if r.stream == s and r.metrics.get(m) is not None]
+                if len(values) == len(board.seeds):  # defined on every seed, else n/a
+                    per_stream.setdefault(s, {})[m] = seed_interval(values)
+        links = {f"{r.stream}/{r.seed}": r.wandb_run for r in runs if r.wandb_run}
         unranked.append((sub, ivs))
-        extras[sub.id] = (seeds, per_stream)
+        extras[sub.id] = (tuple(board.seeds), per_stream, links)
     ranked = rank_rows(unranked, metric=board.primary_metric, higher_is_better=board.direction == "higher")
-    rows = tuple(Row(rank, sub, extras[sub.id][0], ivs, extras[sub.id][1]) for rank, sub, ivs in ranked)
+    rows = tuple(
+        Row(rank, sub, extras[sub.id][0], ivs, extras[sub.id][1], extras[sub.id][2]) for rank, sub, ivs in ranked
+    )
     others = len(store.submissions(board.name)) - len(store.submissions(board.name, board.version))
     return BoardTable(board, rows, others, partial)

@@ -23,6 +23,7 @@ from typing import Any
 
 from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.presets import declared_options
 from replaybench.leaderboards.redact import redact
 from replaybench.leaderboards.store import Store, check_display_name
 from replaybench.params import config_to_dict
@@ -93,6 +94,15 @@ def open_submissions(
     off_board = sorted({p.spec.seed for p in plans} - set(board.seeds))
     if off_board:
         raise ConfigError(f"Seeds {off_board} are not on board {board.name!r} (its seeds: {list(board.seeds)}).")
+    for p in plans:
+        budget = board.budget_for(declared_options(p.spec.agent))
+        off_budget = {k: p.spec.agent_options.get(k) for k, v in budget.items() if p.spec.agent_options.get(k) != v}
+        if off_budget:
+            raise ConfigError(
+                f"Runs of {p.spec.agent!r} on board {board.name!r} must use its budget "
+                f"({', '.join(f'{k}={budget[k]}' for k in off_budget)}); got "
+                f"{', '.join(f'{k}={v}' for k, v in off_budget.items())}."
+            )
     ids: dict[str, int] = {}
     for p in plans:
         key = _config_key(p.spec.agent, p.spec.agent_options)

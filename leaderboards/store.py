@@ -118,6 +118,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             UNIQUE (sweep, run_id))""",
         "CREATE INDEX sweep_runs_by_sweep ON sweep_runs (sweep, status)",
     ),
+    (  # 5: shipped reference entries beside the user's own, and a note shown with an entry
+        "ALTER TABLE submissions ADD COLUMN origin TEXT NOT NULL DEFAULT 'user'",
+        "ALTER TABLE submissions ADD COLUMN reference_digest TEXT",
+        "ALTER TABLE submissions ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -163,6 +168,10 @@ class Submission:
     status: str
     created: str
     verified: bool
+    origin: str = "user"
+    """"user" (submitted here) or "reference" (shipped with the package, see references.py)."""
+    note: str = ""
+    """Shown with the entry, e.g. why a reference agent barely learns."""
 
 
 @dataclass(frozen=True)
@@ -280,12 +289,16 @@ class Store:
         config_hash: str,
         source_hash: str,
         source_files: Mapping[str, str],
+        origin: str = "user",
+        reference_digest: str | None = None,
+        note: str = "",
     ) -> int:
         """Open a submission (status 'running') and return its id."""
         with self._write() as db:
             cur = db.execute(
                 "INSERT INTO submissions (board, board_version, display_name, agent, config_json, config_hash, "
-                "source_hash, source_files_json, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                "source_hash, source_files_json, status, created, origin, reference_digest, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     board.name,
                     board.version,
@@ -296,9 +309,26 @@ class Store:
                     source_hash,
                     _dumps(dict(source_files)),
                     now(),
+                    origin,
+                    reference_digest,
+                    redact(note),
                 ),
             )
             return int(cur.lastrowid)
+
+    def delete_references(self, board: str) -> None:
+        """Remove the shipped reference entries of ``board`` (all versions), with their runs."""
+        with self._write() as db:
+            db.execute("DELETE FROM submissions WHERE board = ? AND origin = 'reference'", (board,))
+
+    def reference_digest(self, board: str, board_version: str) -> str | None:
+        """The digest of the reference file the store's reference entries of this board version came from."""
+        row = self._db.execute(
+            "SELECT reference_digest FROM submissions WHERE board = ? AND board_version = ? AND origin = 'reference' "
+            "ORDER BY id LIMIT 1",
+            (board, board_version),
+        ).fetchone()
+        return row[0] if row else None
 
     def add_run(
         self,
@@ -442,7 +472,7 @@ class Store:
     # --- reading ------------------------------------------------------------------
     _SUBMISSION_COLUMNS = (
         "id, board, board_version, display_name, agent, config_json, config_hash, source_hash, "
-        "source_files_json, status, created, verified"
+        "source_files_json, status, created, verified, origin, note"
     )
 
     @staticmethod
@@ -460,6 +490,8 @@ class Store:
             status=row[9],
             created=row[10],
             verified=bool(row[11]),
+            origin=row[12],
+            note=row[13],
         )
 
     def submission(self, submission_id: int) -> Submission:
@@ -472,11 +504,19 @@ class Store:
         return self._submission(row)
 
     def submissions(
-        self, board: str, board_version: str | None = None, *, status: str | None = "complete"
+        self,
+        board: str,
+        board_version: str | None = None,
+        *,
+        status: str | None = "complete",
+        origin: str | None = None,
     ) -> list[Submission]:
-        """Submissions to ``board`` (optionally one version, one status), oldest first."""
+        """Submissions to ``board`` (optionally one version, one status, one origin), oldest first."""
         sql = f"SELECT {self._SUBMISSION_COLUMNS} FROM submissions WHERE board = ?"
         args: list[Any] = [board]
+        if origin is not None:
+            sql += " AND origin = ?"
+            args.append(origin)
         if board_version is not None:
             sql += " AND board_version = ?"
             args.append(board_version)

@@ -7,13 +7,14 @@ once (:class:`replaybench.leaderboards.sinks.BoardSink`); a submission with a
 failed run, or one interrupted (Ctrl-C, SIGTERM), is marked ``failed`` and
 never ranked. Runs execute on any executor (``--executor local --workers 2``).
 
-The submission records the agent's full config and two hashes
+The agent's options are its preset for the board (:mod:`replaybench.leaderboards.presets`),
+then the user's, then the board's budget, which no one may change. The
+submission records the agent's full config and two hashes
 (:mod:`replaybench.provenance`): ``config_hash`` and ``source_hash``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ from typing import Any
 from replaybench.config_files import load_config_file, options_for
 from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
+from replaybench.leaderboards.presets import board_options, preset_label
 from replaybench.leaderboards.sinks import full_config
 from replaybench.pipeline import PlannedRun, plan
 from replaybench.results import safe_name
-from replaybench.runner import RunSpec, agent_class_and_config
+from replaybench.runner import RunSpec
 
 SUBMISSIONS_DIR = "submissions"
 
@@ -51,12 +53,12 @@ def read_submit_config(path: str | Path, agent: str) -> dict[str, Any]:
     return options_for(agent, cfg, [])
 
 
-def submission_options(board: Board, agent: str, config_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The agent's full validated config: the board's options (those its Config declares), then ``config_options``."""
-    _, config = agent_class_and_config(agent, {})
-    declared = {f.name for f in dataclasses.fields(config)}
-    options = {**board.options_for(agent, declared), **dict(config_options or {})}
-    return full_config(agent, options)
+def submission_options(
+    board: Board, agent: str, config_options: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """The agent's full validated config (its preset, ``config_options``, the board's budget) and the preset's label."""
+    options, preset = board_options(board, agent, config_options)
+    return full_config(agent, options), preset_label(board) if preset is not None else None
 
 
 def plan_submission(
@@ -70,7 +72,7 @@ def plan_submission(
 ) -> list[PlannedRun]:
     """Every stream × seed of ``board`` for ``agent`` with its full config (the agent name made canonical)."""
     agent = canonical_agent(agent)
-    options = submission_options(board, agent, config_options)
+    options, preset = submission_options(board, agent, config_options)
     return plan(
         RunSpec(
             stream=bs.name,
@@ -81,6 +83,7 @@ def plan_submission(
             data_dir=data_dir,
             download=download,
             device=device,
+            preset=preset,
         )
         for bs in board.streams
         for seed in board.seeds

@@ -132,14 +132,16 @@ def execute(plans: list, args: argparse.Namespace, *, folder: Path, sinks: Seque
 
 # --- printing -----------------------------------------------------------------------------------
 def _cell(value: Any, digits: int = 3) -> str:
+    """A metric's table cell: "n/a" when it is undefined (None) or NaN."""
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def interval_text(values: Sequence[float], digits: int = 3) -> str:
-    """``mean ± half-width`` of the 90% t-interval (:func:`replaybench.metrics.t_interval`)."""
+def interval_text(values: Sequence[float | None], digits: int = 3) -> str:
+    """``mean ± half-width`` of the 90% t-interval (:func:`replaybench.metrics.t_interval`) over the
+    defined values: ``None`` (an undefined metric) is left out, and "n/a" when nothing is left."""
     from replaybench.metrics import t_interval
 
-    mean, half = t_interval(values)
+    mean, half = t_interval([v for v in values if v is not None])
     if mean != mean:
         return "n/a"
     return f"{mean:.{digits}f}" if half != half else f"{mean:.{digits}f} ± {half:.{digits}f}"
@@ -174,7 +176,7 @@ def print_results(results: Sequence[Any]) -> None:
     for col in ("stream", "agent", "seeds", *shown, "wall s", "peak MB"):
         summary.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     for (stream, agent, _), rs in groups.items():
-        cells = [interval_text([r.metrics.get(k, float("nan")) for r in rs]) for k in shown]
+        cells = [interval_text([r.metrics.get(k) for r in rs]) for k in shown]  # None: undefined, left out
         summary.add_row(
             stream,
             agent,
@@ -222,51 +224,155 @@ def cmd_run(args: argparse.Namespace) -> int:
         where="--seeds" if args.seeds is not None else str(args.config),
     )
     folder = Path(args.out or cfg.get("out") or DEFAULT_OUT)
-    plans = plan(
-        RunSpec(
-            stream=args.stream,
-            agent=agent,
-            seed=seed,
-            agent_options=options_for(agent, cfg, args.option),
-            stream_options=cfg.get("stream", {}),
-            data_dir=args.data_dir,
-            download=args.download,
-            device=args.device,
-            intransigence_reference=args.intransigence,
-            forward_transfer_reference=args.forward_transfer,
-        )
-        for agent in args.agent
-        for seed in seeds
-    )
+    stream_options = cfg.get("stream", {})
+    specs, used_presets = [], {}
+    for agent in args.agent:
+        options, preset = options_for(agent, cfg, args.option), None
+        if not args.no_preset:
+            from replaybench.leaderboards.presets import preset_for_stream
+
+            found = preset_for_stream(agent, args.stream, stream_options)
+            if found is not None:
+                options, preset = {**found[0], **options}, found[1]
+                used_presets[agent] = preset
+        specs += [
+            RunSpec(
+                stream=args.stream,
+                agent=agent,
+                seed=seed,
+                agent_options=options,
+                stream_options=stream_options,
+                data_dir=args.data_dir,
+                download=args.download,
+                device=args.device,
+                intransigence_reference=args.intransigence,
+                forward_transfer_reference=args.forward_transfer,
+                preset=preset,
+            )
+            for seed in seeds
+        ]
+    plans = plan(specs)
     report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description=f"run ({args.executor})")
     print_report(report, folder=folder)
+    for agent, preset in used_presets.items():
+        print(f"{agent}: options from its preset for board {preset} (--no-preset: its defaults)", file=sys.stderr)
     return report.exit_code
 
 
 def cmd_quick(args: argparse.Namespace) -> int:
+    """The quick board's baselines, with their presets, recorded in the user's store; then the board."""
     from replaybench.leaderboards.boards import load_board
-    from replaybench.pipeline import plan
-    from replaybench.runner import RunSpec
+    from replaybench.leaderboards.export import print_table
+    from replaybench.leaderboards.ranking import board_table
+    from replaybench.leaderboards.references import ensure_references
+    from replaybench.leaderboards.sinks import BoardSink, open_submissions
+    from replaybench.leaderboards.store import Store
+    from replaybench.leaderboards.submit import plan_submission
 
     set_threads(args.threads if args.threads is not None else 1)  # tiny nets: threads only add synchronisation
     board = load_board("quick")
     folder = Path(args.out or DEFAULT_OUT)
-    plans = plan(
-        RunSpec(
-            stream=bs.name,
-            agent=agent,
-            seed=seed,
-            agent_options=board.options_for(agent),
-            stream_options=bs.options,
-            device=args.device,
-        )
-        for bs in board.streams
-        for agent in board.baselines
-        for seed in board.seeds
-    )
-    report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description="quick")
-    print_report(report, folder=folder)
+    plans = [p for agent in board.baselines for p in plan_submission(board, agent, device=args.device)]
+    with Store(args.store) as store:  # a damaged store is refused before any run
+        ids: dict[str, int] = {}
+        for agent in board.baselines:
+            ids.update(open_submissions(store, board, [p for p in plans if p.spec.agent == agent], display_name=agent))
+        sinks = [*wandb_sinks(args), BoardSink(store, board, ids)]
+        report = execute(plans, args, folder=folder, sinks=sinks, description="quick")
+        print_report(report, folder=folder)
+        ensure_references(store, board)
+        print_table(board_table(board, store), file=sys.stdout)
+        print(f"recorded in {store.path}; see it again with: replaybench leaderboard show quick", file=sys.stderr)
     return report.exit_code
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search each agent's preset on the board's validation split and write them beside the board."""
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.presets import write_presets
+    from replaybench.leaderboards.tune import board_agents, board_kinds, tune
+    from replaybench.runner import make_stream
+
+    set_threads(args.threads)
+    board = load_board(args.board)
+    agents = args.agent or board_agents(board, board_kinds([make_stream(s.name, **s.options) for s in board.streams]))
+    presets = tune(
+        board,
+        agents,
+        executor=make_executor_from(args, Path(args.out or DEFAULT_OUT)),
+        trials=args.trials,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    for agent, preset in presets.items():
+        score = preset.search.get("validation_acc")
+        shown = "failed" if score is None else f"{score:.3f}"
+        print(f"{agent:32s} validation ACC {shown}  {dict(preset.options)}  {preset.note}")
+    if args.dry_run:
+        return 0
+    path = write_presets(board, presets)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_references(args: argparse.Namespace) -> int:
+    """Run every agent of a board (or those named) with its preset; write the shipped reference file.
+
+    An agent that cannot be built (e.g. an Avalanche strategy without its required options and no
+    preset) is listed in the file with the reason instead of stopping the others.
+    """
+    import time
+
+    from replaybench.leaderboards.boards import load_board
+    from replaybench.leaderboards.references import ReferenceSink, references_path
+    from replaybench.leaderboards.submit import check_board_fingerprints, plan_submission
+    from replaybench.leaderboards.tune import board_agents, board_kinds
+    from replaybench.pipeline import run_pipeline, validate
+    from replaybench.provenance import git_commit
+    from replaybench.results import ResultsFolder
+    from replaybench.runner import make_stream
+
+    set_threads(args.threads)
+    board = load_board(args.board)
+    agents = args.agent or board_agents(board, board_kinds([make_stream(s.name, **s.options) for s in board.streams]))
+    folder = Path(args.out or DEFAULT_OUT) / "references" / board.name
+    executor = make_executor_from(args, folder)
+    plans, refused, streams = [], {}, {}
+    executor.start(len(agents) * len(board.streams) * len(board.seeds))
+    try:
+        for agent in agents:
+            try:
+                agent_plans = plan_submission(
+                    board, agent, data_dir=args.data_dir, download=args.download, device=args.device
+                )
+                validate(agent_plans, local_devices=args.executor in ("inline", "local"), streams=streams)
+            except ReplaybenchError as exc:
+                refused[agent] = str(exc)
+                print(f"replaybench: {agent}: refused: {exc}", file=sys.stderr)
+                continue
+            plans += agent_plans
+        check_board_fingerprints(board, plans, streams)
+    except BaseException:
+        executor.close()
+        raise
+    start = time.monotonic()
+    meta = {"executor": args.executor, "workers": args.workers, "git_commit": git_commit()}
+    sink = ReferenceSink(board, meta=meta, refused=refused)
+    report = run_pipeline(
+        plans,
+        executor=executor,
+        streams=streams,
+        sinks=[ResultsFolder(folder, heatmaps=False), sink],
+        description=f"references ({args.executor})",
+    )
+    print(
+        f"{len(agents)} agents ({len(refused)} refused), {len(plans)} runs in {time.monotonic() - start:.0f} s; "
+        f"wrote {references_path(board)}",
+        file=sys.stderr,
+    )
+    return 1 if refused else report.exit_code
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -455,11 +561,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="RL: also train on each task alone and report Continual World's forward transfer",
     )
+    p.add_argument(
+        "--no-preset", action="store_true", help="use the agents' defaults, not their preset for the stream's board"
+    )
     add_execution_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = add("quick", help="the embedded default: the quick board's baselines on split-digits, offline")
+    p = add("quick", help="the embedded default: the quick board's baselines on split-digits, recorded in the store")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--store", help="leaderboard SQLite file (default: leaderboard.sqlite in the user data dir)")
     add_execution_args(p)
     p.set_defaults(func=cmd_quick)
 
@@ -503,7 +613,27 @@ def build_parser() -> argparse.ArgumentParser:
     from replaybench.leaderboards.cli import register_commands
 
     register_check_command(sub, parents=[common])  # check agent|stream|memory
-    register_commands(sub, parents=[common])  # verify, leaderboard show|export|publish|pin|list
+    board_commands = register_commands(sub, parents=[common])  # verify, leaderboard show|export|publish|pin|list
+
+    p = board_commands.add_parser(
+        "tune", parents=[common], help="choose each agent's preset on the board's validation split (Optuna TPE)"
+    )
+    p.add_argument("board", metavar="BOARD", help="board name or .toml file")
+    p.add_argument("--agent", action="append", help="tune only this agent (repeatable; default: every agent)")
+    p.add_argument("--trials", type=int, default=16, help="trials per agent, the same for every agent (default 16)")
+    p.add_argument("--dry-run", action="store_true", help="print the chosen presets; write nothing")
+    p.add_argument("--out", help=f"folder for executor files (default: ./{DEFAULT_OUT})")
+    add_execution_args(p)
+    p.set_defaults(func=cmd_tune)
+
+    p = board_commands.add_parser(
+        "references", parents=[common], help="rebuild the board's shipped reference entries (every agent, its preset)"
+    )
+    p.add_argument("board", metavar="BOARD", help="board name or .toml file")
+    p.add_argument("--agent", action="append", help="rebuild only this agent's entry (repeatable)")
+    p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
+    add_execution_args(p)
+    p.set_defaults(func=cmd_references)
     return parser
 
 

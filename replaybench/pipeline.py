@@ -135,7 +135,9 @@ def start_and_validate(plans: Sequence[PlannedRun], executor: Executor, *, local
         raise
 
 
-def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict[str, Any]:
+def validate(
+    plans: Sequence[PlannedRun], *, local_devices: bool = True, streams: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Refuse a bad plan before any work; return the built streams by :func:`stream_key`.
 
     Every distinct agent and option set is resolved into its Config, every
@@ -143,7 +145,9 @@ def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict
     on every stream it will meet, so that an ``__init__`` that raises or
     cannot allocate its network, or a kind the agent does not support, stops
     the command before the first run. With ``local_devices`` (inline and
-    local executors) a device this machine lacks is refused too.
+    local executors) a device this machine lacks is refused too. ``streams``
+    (from an earlier call) are reused and added to, so plans checked in groups
+    build each stream once.
     """
     if local_devices:
         for p in plans:
@@ -154,7 +158,7 @@ def validate(plans: Sequence[PlannedRun], *, local_devices: bool = True) -> dict
         if key not in configs:
             configs.add(key)
             agent_class_and_config(p.spec.agent, p.spec.agent_options)
-    streams: dict[str, Any] = {}
+    streams = {} if streams is None else streams
     for p in plans:
         key = stream_key(p.spec.to_dict())
         if key not in streams:

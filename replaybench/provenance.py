@@ -70,8 +70,10 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def provenance(*, stream_fingerprint: str, stream_version: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Everything needed to say where a result came from."""
+def provenance(
+    *, stream_fingerprint: str, stream_version: str, config: dict[str, Any], seed: int, preset: str | None = None
+) -> dict[str, Any]:
+    """Everything needed to say where a result came from (``preset``: the board preset the options came from)."""
     import numpy
     import torch
 
@@ -84,6 +86,7 @@ def provenance(*, stream_fingerprint: str, stream_version: str, config: dict[str
         "stream_version": stream_version,
         "config": config,
         "seed": seed,
+        **({"preset": preset} if preset is not None else {}),
         "torch_version": torch.__version__,
         "numpy_version": numpy.__version__,
         "python_version": platform.python_version(),

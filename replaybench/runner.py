@@ -54,6 +54,9 @@ class RunSpec:
     intransigence_reference: bool = False
     """Also run ``joint`` (with this spec's training-loop options) on the same
     stream and seed, and report intransigence against its diagonal."""
+    preset: str | None = None
+    """Where ``agent_options`` came from when a board's preset supplied them (e.g. "quick v2");
+    recorded in the result's provenance. The options themselves are what counts."""
 
     def __post_init__(self) -> None:
         for name in ("stream", "agent"):
@@ -75,6 +78,7 @@ class RunSpec:
             "device": self.device,
             "forward_transfer_reference": self.forward_transfer_reference,
             "intransigence_reference": self.intransigence_reference,
+            **({"preset": self.preset} if self.preset is not None else {}),
         }
 
     @property
@@ -256,8 +260,8 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
 
     secondary: dict[str, list[list[float]]] = {}
 
-    def score_all(stage: str) -> tuple[list[float], dict[str, list[float]], float]:
-        """R's row (the primary score) and the row of every secondary score."""
+    def score_all(stage: str, name: str) -> tuple[list[float], dict[str, list[float]], float]:
+        """R's row (the primary score) and the row of every secondary score; a non-finite score is refused."""
         t0 = time.perf_counter()
         try:
             cells = [evaluate_scores(agent, e, stream) for e in experiences]
@@ -268,10 +272,12 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
                 f"Agent {spec.agent!r} raised {type(exc).__name__} while being evaluated {stage}: {exc}".splitlines()[0]
             ) from exc
         others = {k: [c[k] for c in cells] for k in cells[0] if k != "score"}
-        return [c["score"] for c in cells], others, time.perf_counter() - t0
+        scores = [c["score"] for c in cells]
+        metrics.require_finite(scores, name, context=f"agent {spec.agent!r} evaluated {stage}")
+        return scores, others, time.perf_counter() - t0
 
     start = time.perf_counter()
-    baseline, _, _ = score_all("before training")
+    baseline, _, _ = score_all("before training", "baseline")
     R: list[list[float]] = []
     per_experience: list[dict[str, float]] = []
     curves: list[list[tuple[int, float]]] = []
@@ -289,7 +295,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             learn_s = time.perf_counter() - t0
             if isinstance(agent, KeepsTrainingCurve):
                 curves.append([(int(step), float(ret)) for step, ret in agent.last_curve])
-            row, others, eval_s = score_all(f"after experience {exp.index}")
+            row, others, eval_s = score_all(f"after experience {exp.index}", f"R[{len(R)}]")
             R.append(row)
             for key, values in others.items():
                 secondary.setdefault(key, []).append(values)
@@ -311,7 +317,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         costs["replay_samples"] = sum(p.get("replay_samples", 0.0) for p in per_experience)
     if spec.device.startswith("cuda"):
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    summary = metrics.summarize(R, baseline, joint_R)
+    summary = metrics.summarize(R, baseline, joint_R, scenario=stream.scenario)
     extras: dict[str, Any] = {f"R_{key}": rows for key, rows in secondary.items()}
     if curves:
         extras["train_curves"] = curves
@@ -319,7 +325,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
         per_task = _forward_transfer(spec, stream, curves)
         extras["forward_transfer_per_task"] = per_task
         finite = [v for v in per_task if np.isfinite(v)]
-        summary["forward_transfer_cw"] = float(np.mean(finite)) if finite else float("nan")
+        summary["forward_transfer_cw"] = float(np.mean(finite)) if finite else None  # undefined, not a number
     return RunResult(
         spec=spec.to_dict(),
         R=R,
@@ -331,6 +337,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             stream_version=stream.version,
             config=config_to_dict(agent_config),
             seed=spec.seed,
+            preset=spec.preset,
         ),
         extras=extras,
     )

@@ -250,7 +250,7 @@ def test_sigterm_marks_a_submission_failed_like_ctrl_c(tmp_path):
     board.write_text(
         'name = "slow"\nversion = "1"\nseeds = [0, 1, 2, 3]\nmetrics = ["acc"]\nprimary_metric = "acc"\n'
         f'direction = "higher"\n[streams.split-digits]\nfingerprint = "{make_stream("split-digits").fingerprint}"\n'
-        "[agent_options]\nepochs = 1\nhidden = [8]\n"
+        "[budget]\nepochs = 1\n"
     )
     store = tmp_path / "s.sqlite"
     proc = subprocess.Popen(

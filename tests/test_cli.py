@@ -18,6 +18,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_run_writes_results_and_prints_tables(tmp_path):
     proc = run_cli(
         "run",
+        "--no-preset",  # one options hash for both agents: their defaults, not their presets
         "--stream",
         "split-digits",
         "--agent",
@@ -146,6 +147,7 @@ def test_a_failing_run_keeps_results_already_written(tmp_path, capsys):
         main(
             [
                 "run",
+                "--no-preset",
                 "--stream",
                 "split-digits",
                 "--agent",
@@ -166,6 +168,7 @@ def test_a_failing_run_keeps_results_already_written(tmp_path, capsys):
     code = main(
         [
             "run",
+            "--no-preset",
             "--stream",
             "split-digits",
             "--agent",
@@ -249,3 +252,43 @@ def test_run_logs_each_run_to_wandb_offline(tmp_path, monkeypatch):
     runs = list((tmp_path / "wb").rglob("offline-run-*"))
     assert len(runs) == 1 and any(p.stat().st_size > 0 for p in runs[0].glob("run-*.wandb"))
     assert list(runs[0].rglob("*.table.json"))
+
+
+def test_undefined_metrics_show_as_na_and_stay_out_of_intervals():
+    from replaybench.cli import _cell, interval_text
+
+    assert _cell(None) == "n/a" and _cell(float("nan")) == "n/a" and _cell(0.25) == "0.250"
+    assert interval_text([None, None, None]) == "n/a"
+    assert interval_text([0.70, None, 0.74]) == interval_text([0.70, 0.74]) == "0.720 ± 0.126"
+    assert interval_text([0.70, None]) == "0.700"  # one defined seed: no interval
+
+
+def test_results_table_prints_na_for_undefined_metrics(capsys):
+    from replaybench.cli import print_results
+    from replaybench.results import RunResult
+
+    def result(seed: int, bwt: float | None) -> RunResult:
+        return RunResult(
+            spec={"stream": "split-digits", "agent": "naive", "seed": seed},
+            R=[[0.9, 0.1], [0.5, 0.8]],
+            baseline=[0.1, 0.1],
+            metrics={
+                "acc": 0.65,
+                "forgetting_max": 0.4,
+                "forgetting_first_last": 0.4,
+                "bwt": bwt,
+                "fwt": None,
+                "plasticity": 0.85,
+            },
+            costs={"wall_seconds": 1.0, "peak_rss_mb": 100.0},
+            provenance={},
+        )
+
+    print_results([result(0, -0.4), result(1, None)])
+    out = capsys.readouterr().out
+    per_seed, summary = out.split("Mean ± 90% t-interval over seeds")
+    assert per_seed.count("n/a") == 3  # fwt on both seeds, bwt on seed 1
+    summary_row = next(line for line in summary.splitlines() if "naive" in line)
+    cells = [c.strip() for c in summary_row.split("│")]
+    assert "n/a" in cells  # fwt: undefined on every seed
+    assert "-0.400" in cells  # bwt: the one defined seed, not averaged with a 0

@@ -18,7 +18,7 @@ import pytest
 from replaybench.errors import ConfigError, ReplaybenchError, UnknownNameError
 from replaybench.leaderboards import export
 from replaybench.leaderboards.boards import board_names, load_board, parse_board, pin_fingerprints
-from replaybench.leaderboards.ranking import board_table, bootstrap_interval
+from replaybench.leaderboards.ranking import board_table, seed_interval
 from replaybench.leaderboards.store import MIGRATIONS, SCHEMA_VERSION, Store
 from replaybench.results import RunResult
 
@@ -113,7 +113,9 @@ def test_builtin_boards_load_and_quick_is_pinned():
         ({"streams": {"s1": "abc"}}, "must be a table"),
         ({"streams": {"s1": {"fingerprint": "not-hex"}}}, "hex digest"),
         ({"streams": {"s1": {"fingerprint": FP1, "seed": 3}}}, "Unknown key 'seed'"),
-        ({"agent_options_by_agent": {"er": 3}}, "agent_options_by_agent"),
+        ({"budget": {"lr": 0.1}}, "fixes only epochs, batch_size, memory_bytes"),
+        ({"budget": {"epochs": 0}}, "must be an int >= 1"),
+        ({"agent_options": {"epochs": 1}}, "Unknown key 'agent_options'"),
     ],
 )
 def test_bad_board_fields_are_refused_with_one_line(overrides, message):
@@ -137,10 +139,10 @@ def test_missing_key_unknown_board_and_malformed_file(tmp_path):
         load_board(str(tmp_path / "absent.toml"))
 
 
-def test_agent_options_are_limited_to_declared_fields():
-    board = make_board(agent_options={"epochs": 3, "lr": 0.2}, agent_options_by_agent={"er": {"memory_size": 9}})
-    assert board.options_for("er") == {"epochs": 3, "lr": 0.2, "memory_size": 9}
-    assert board.options_for("er", {"lr", "memory_size"}) == {"lr": 0.2, "memory_size": 9}
+def test_budget_is_limited_to_declared_fields():
+    board = make_board(budget={"epochs": 3, "memory_bytes": 900})
+    assert board.budget_for({"epochs", "lr", "memory_bytes"}) == {"epochs": 3, "memory_bytes": 900}
+    assert board.budget_for({"lr", "memory_size"}) == {}
 
 
 def test_fingerprint_check_refuses_mismatch_and_unpinned():
@@ -161,36 +163,35 @@ def test_pin_rewrites_only_fingerprint_lines(tmp_path):
         fingerprint = ""
         options = { n = 1 }
         [streams."s2"]
-        [agent_options]
+        [budget]
         epochs = 2
         """)
     )
     text = pin_fingerprints(path, {"s1": FP1, "s2": FP2})
     assert f'[streams.s1]\nfingerprint = "{FP1}"\noptions = {{ n = 1 }}' in text
-    assert f'[streams."s2"]\nfingerprint = "{FP2}"\n[agent_options]' in text
+    assert f'[streams."s2"]\nfingerprint = "{FP2}"\n[budget]' in text
     assert 'name = "t"  # a comment' in text and text.count("fingerprint") == 2
 
 
 # --- ranking ----------------------------------------------------------------------
-def test_bootstrap_interval_on_known_data():
-    assert vars(bootstrap_interval([0.7])) == {"mean": 0.7, "low": 0.7, "high": 0.7}
-    assert vars(bootstrap_interval([0.25, 0.25, 0.25])) == {"mean": 0.25, "low": 0.25, "high": 0.25}
-    # Resampling [0, 1]: the mean is 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4.
-    iv = bootstrap_interval([0.0, 1.0])
-    assert (iv.mean, iv.low, iv.high) == (0.5, 0.0, 1.0)
-    # Resampling [0, 1, 2] three times: sums 0..6 with counts 1,3,6,7,6,3,1 of 27, so the
-    # 5% and 95% quantiles of the mean are exactly 1/3 and 5/3.
-    iv = bootstrap_interval([0.0, 1.0, 2.0])
-    assert iv.low == pytest.approx(1 / 3) and iv.high == pytest.approx(5 / 3)
-    # Many values: close to the normal-theory interval mean ± 1.645 s / sqrt(n).
-    x = np.random.default_rng(1).normal(2.0, 1.0, 400)
-    iv = bootstrap_interval(x)
-    half = 1.645 * x.std(ddof=1) / np.sqrt(len(x))
-    assert iv.low == pytest.approx(x.mean() - half, abs=0.15 * half)
-    assert iv.high == pytest.approx(x.mean() + half, abs=0.15 * half)
-    assert bootstrap_interval(x) == iv  # fixed seed: the same board renders the same numbers
-    with pytest.raises(ValueError):
-        bootstrap_interval([])
+def test_seed_interval_is_the_student_t_interval():
+    iv = seed_interval([0.70, 0.72, 0.74])
+    # t_{0.95, 2} = 2.919986; s = 0.02; half = 2.919986 * 0.02 / sqrt(3)
+    assert iv.mean == pytest.approx(0.72) and iv.half_width == pytest.approx(2.919986 * 0.02 / np.sqrt(3), rel=1e-5)
+    assert (iv.low, iv.high, iv.n) == (pytest.approx(0.72 - iv.half_width), pytest.approx(0.72 + iv.half_width), 3)
+    assert seed_interval([0.25, 0.25, 0.25]).half_width == 0.0
+    one = seed_interval([0.7])
+    assert one.mean == 0.7 and np.isnan(one.half_width) and one.text() == "0.700"
+    assert one.to_dict()["half_width"] is None  # strict JSON: no NaN
+
+
+def test_t_interval_covers_the_mean_about_as_often_as_it_claims():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        iv = seed_interval(rng.normal(0.0, 1.0, 3))
+        hits += iv.low <= 0.0 <= iv.high
+    assert 0.87 <= hits / 2000 <= 0.93  # a percentile bootstrap over 3 seeds covers ~60%
 
 
 def test_ranking_order_ties_and_direction():
@@ -306,10 +307,11 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert store.count("sweep_runs") == 0
         (old,) = store.submissions("t")
         assert old.display_name == "old" and old.verified is False
+        assert (old.origin, old.note) == ("user", "")  # migration 5: entries made before references are the user's
         store.set_verified(old.id, True)
         assert store.submission(old.id).verified
     db = sqlite3.connect(path)
@@ -433,10 +435,10 @@ def test_html_sorts_on_header_click_in_headless_chromium(evil_table, tmp_path):
         pytest.skip("headless Chromium not installed (Debian: apt-get install -y chromium)")
     # Ids by rank: plain #2, evil #1, formula #3. Click "acc" (ascending), "acc" again
     # (descending), then "name" (ascending), recording the row order after each click.
-    record = 'Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[3].dataset.sort).join(",")'
+    record = 'Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[4].dataset.sort).join(",")'
     clicks = (
         '<script>var h = document.querySelectorAll("table.board th"), seen = [];'
-        f"h[4].click(); seen.push({record}); h[4].click(); seen.push({record});"
+        f"h[5].click(); seen.push({record}); h[5].click(); seen.push({record});"
         f'h[1].click(); seen.push({record}); document.body.dataset.seen = seen.join(";");</script></body>'
     )
     html_file = tmp_path / "board.html"

@@ -27,10 +27,10 @@ direction = "higher"
 [streams.split-digits]
 fingerprint = "{fingerprint}"
 
-[agent_options]
+[budget]
 epochs = 1
-hidden = [32]
 """
+TINY_PRESETS = {"format": 1, "board": "tiny", "board_version": "1", "agents": {"naive": {"options": {"hidden": [32]}}}}
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,7 @@ def no_wandb_by_default(monkeypatch):
 def tiny_board(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("boards") / "tiny.toml"
     path.write_text(TINY.format(fingerprint=load_board("quick").stream("split-digits").fingerprint))
+    (path.parent / "tiny.presets.json").write_text(json.dumps(TINY_PRESETS))  # naive's preset: a small net
     return path
 
 
@@ -304,12 +305,14 @@ def test_two_processes_submitting_at_once_lose_no_row(paths, tmp_path):
 
 def test_builtin_baselines_accept_their_board_options():
     from replaybench.leaderboards.boards import board_names
+    from replaybench.leaderboards.presets import board_options
     from replaybench.runner import agent_class_and_config
 
     for name in board_names():
         board = load_board(name)
         for agent in board.baselines:
-            agent_class_and_config(agent, board.options_for(agent))  # raises on an unknown or bad option
+            options, _ = board_options(board, agent)
+            agent_class_and_config(agent, options)  # raises on an unknown or bad option
 
 
 def test_pin_fills_registered_streams_and_check_finds_stale_pins(tmp_path, capsys):

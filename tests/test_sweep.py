@@ -310,7 +310,9 @@ def test_cli_sweep_records_each_run_in_the_store_once(tmp_path, capsys):
         "0",
         "1",
         "-o",
-        "epochs=1",
+        "epochs=10",  # the quick board's budget: a sweep recorded on a board must keep it
+        "-o",
+        "batch_size=32",
         "-o",
         "hidden=[16]",
         "--executor",
