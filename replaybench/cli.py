@@ -339,7 +339,9 @@ def cmd_references(args: argparse.Namespace) -> int:
     agents = args.agent or board_agents(board, board_kinds([make_stream(s.name, **s.options) for s in board.streams]))
     folder = Path(args.out or DEFAULT_OUT) / "references" / board.name
     executor = make_executor_from(args, folder)
-    plans, refused, streams = [], {}, {}
+    plans: list[Any] = []
+    refused: dict[str, str] = {}
+    streams: dict[str, Any] = {}
     executor.start(len(agents) * len(board.streams) * len(board.seeds))
     try:
         for agent in agents:
