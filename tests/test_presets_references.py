@@ -276,3 +276,29 @@ def test_rank_rows_puts_undefined_last_and_ties_share_a_rank():
     ]
     ranked = rank_rows(rows, metric="fwt", higher_is_better=True)
     assert [(r[0], r[1].id) for r in ranked] == [(1, 3), (1, 4), (3, 2), (4, 1)]
+
+
+def test_site_writes_a_page_per_board_from_the_shipped_references(tmp_path):
+    out = tmp_path / "site"
+    assert main(["leaderboard", "site", "--out", str(out), "--store", ":memory:", "--board", "quick"]) == 0
+    md = (out / "quick.md").read_text()
+    assert "replaybench leaderboard site" in md and "| reference |" in md
+    assert md.count("| reference |") == len(json.loads(references_path(load_board("quick")).read_text())["entries"])
+    assert "<table" in (out / "quick.html").read_text() and "[quick](quick.md)" in (out / "index.md").read_text()
+
+
+def test_quick_records_the_baselines_in_the_store_beside_the_references(tmp_path, monkeypatch):
+    from replaybench.leaderboards import boards
+
+    board_dir = tmp_path / "boards"
+    shutil.copytree(BOARDS_DIR, board_dir)
+    text = (board_dir / "quick.toml").read_text().replace('baselines = ["naive", "ewc", "lwf", "er", "joint"]', "")
+    (board_dir / "quick.toml").write_text(text.replace("seeds = [0, 1, 2]", 'seeds = [0, 1, 2]\nbaselines = ["naive"]'))
+    monkeypatch.setattr(boards, "BOARDS_DIR", board_dir)
+    store = tmp_path / "s.sqlite"
+    assert main(["quick", "--out", str(tmp_path / "out"), "--store", str(store), "--no-plots"]) == 0
+    with Store(store) as s:
+        board = load_board("quick")
+        (mine,) = s.submissions("quick", board.version, origin="user")
+        assert mine.agent == "naive" and len(s.runs(mine.id)) == 3
+        assert len(s.submissions("quick", board.version, origin=REFERENCE)) >= 28
