@@ -9,12 +9,22 @@ become one line with exit code 2 there.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from replaybench.errors import ConfigError
 
 DEFAULT_OUT = "replaybench-results"
+
+
+def _seed_choice(text: str) -> int | str:
+    if text == "random":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed or 'random', got {text!r}") from None
 
 
 def _store(args: argparse.Namespace):
@@ -54,7 +64,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
             device=args.device,
         )
     for c in checks:
-        print(f"{c.stream} seed {c.seed}: max |ΔR| = {c.max_abs_diff:.3g}  ok")
+        print(f"{c.stream} seed {c.seed}: max |Δ| over R and metrics = {c.max_abs_diff:.3g}  ok")
     print(f"submission #{args.submission} verified")
 
 
@@ -85,11 +95,19 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_publish(args: argparse.Namespace) -> None:
     from replaybench.leaderboards.export import rows_for_wandb
     from replaybench.leaderboards.wandb_sink import log_board, resolve_mode
+    from replaybench.results import result_from_json
 
     mode = resolve_mode(args.mode)
     table = _table(args)
     columns, data = rows_for_wandb(table)
-    where = log_board(columns, data, board=table.to_dict(), mode=mode, project=args.project)
+    with _store(args) as store:  # the logged runs of the ranked entries: the board run's inputs
+        inputs = [
+            result_from_json(json.dumps(r.result))
+            for row in table.rows
+            for r in store.runs(row.submission.id)
+            if r.wandb_run
+        ]
+    where = log_board(columns, data, board=table.to_dict(), mode=mode, project=args.project, inputs=inputs)
     if where is None:
         print("W&B is disabled; nothing published.", file=sys.stderr)
     elif mode == "offline":
@@ -168,10 +186,16 @@ def register_commands(
         p.add_argument("--data-dir", help="folder holding dataset files")
         p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
-    p = subparsers.add_parser("verify", parents=parents, help="re-run one seed of a submission and compare R")
+    p = subparsers.add_parser(
+        "verify", parents=parents, help="rerun a submission's seeds and compare R and every metric"
+    )
     p.add_argument("submission", metavar="SUBMISSION", type=int, help="submission id (the # column)")
     p.add_argument("--board", help="board name or .toml file (default: the submission's board)")
-    p.add_argument("--seed", type=int, help="seed to re-run (default: the board's first)")
+    p.add_argument(
+        "--seed",
+        type=_seed_choice,
+        help="rerun only this seed, or 'random' for one drawn here (default: every seed of the board)",
+    )
     p.add_argument("--stream", action="append", help="re-run only this stream (repeatable)")
     p.add_argument("--tolerance", type=float, default=None, help="largest allowed |ΔR| per entry (default 1e-6)")
     p.add_argument("--device", default="cpu")

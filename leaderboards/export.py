@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 
 from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Interval, Row
-from replaybench.leaderboards.redact import redact
+from replaybench.redact import redact
 
 FORMATS = ("md", "html", "csv", "json")
 NA = "n/a"
@@ -64,8 +64,18 @@ def _origin(row: Row) -> str:
     return "reference" if row.submission.origin == "reference" else ""
 
 
+MARKDOWN_SPECIALS = "\\`*_[]()!#|~"
+"""Characters that start Markdown syntax (links, images, code spans, emphasis, table cells): backslash-escaped."""
+
+
 def escape_markdown(text: str) -> str:
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    """``text`` as literal Markdown: HTML escaped, every syntax character backslash-escaped, one line.
+
+    A display name like ``[x](javascript:…)`` or ``![x](http://…)`` renders as text, and a
+    backtick or a ``|`` cannot open a code span or shift a table's cells.
+    """
+    escaped = html.escape(text, quote=False)
+    return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in escaped).replace("\n", " ")
 
 
 def _csv_text(text: str) -> str:
@@ -103,7 +113,7 @@ def to_markdown(table: BoardTable) -> str:
         cells = [
             str(r.rank),
             escape_markdown(r.submission.display_name),
-            f"`{escape_markdown(r.submission.agent)}`",
+            escape_markdown(r.submission.agent),  # no code span: escapes do not work inside one
             _origin(r),
             *(_text(c.value(r)) for c in cols),
             str(len(r.seeds)),

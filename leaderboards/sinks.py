@@ -24,11 +24,11 @@ from typing import Any
 from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.presets import declared_options
-from replaybench.leaderboards.redact import redact
 from replaybench.leaderboards.store import Store, check_display_name
 from replaybench.params import config_to_dict
 from replaybench.pipeline import PlannedRun, RunOutcome
 from replaybench.provenance import agent_source_files, config_hash, source_hash
+from replaybench.redact import redact
 from replaybench.registry import AGENTS
 from replaybench.runner import agent_class_and_config
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.leaderboards.boards import Board
-from replaybench.leaderboards.redact import redact
+from replaybench.metrics import summarize
+from replaybench.redact import redact
 from replaybench.results import RunResult, result_json, without_non_finite
 
 STORE_FILE = "leaderboard.sqlite"
@@ -206,6 +207,50 @@ class StoredRun:
     provenance: dict[str, Any]
     result: dict[str, Any]
     wandb_run: str | None
+    results_path: str | None = None
+    """The results JSON written when the run was recorded (on the machine that recorded it)."""
+
+
+METRIC_TOLERANCE = 1e-9
+"""How far a stated metric may be from the one recomputed from R (float summation order only)."""
+
+
+def metrics_from_R(
+    R: Any, baseline: Any, scenario: str | None, stated: Mapping[str, Any] | None = None
+) -> dict[str, float | None]:
+    """Every scalar metric :func:`replaybench.metrics.summarize` derives from R, the baseline and the scenario.
+
+    Metrics that need more than R (intransigence needs a joint run's R) are taken from ``stated``.
+    """
+    recomputed = {k: v for k, v in summarize(R, baseline, scenario=scenario).items() if not isinstance(v, list)}
+    extra = {
+        k: v
+        for k, v in (stated or {}).items()
+        if k not in recomputed and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+    }
+    return {**extra, **recomputed}
+
+
+def check_stated_metrics(result: RunResult) -> dict[str, float | None]:
+    """The result's scalar metrics recomputed from its R; refuse one whose stated metrics disagree.
+
+    Raises:
+        ConfigError: a stated metric differs from the recomputed one (or is missing, or is
+            stated where it is undefined), naming the stream, seed and metric.
+    """
+    recomputed = metrics_from_R(result.R, result.baseline, result.provenance.get("scenario"), result.metrics)
+    where = f"{result.spec.get('stream')} seed {result.spec.get('seed')}"
+    for name, value in recomputed.items():
+        stated = result.metrics.get(name)
+        same = (stated is None and value is None) or (
+            stated is not None and value is not None and abs(float(stated) - value) <= METRIC_TOLERANCE
+        )
+        if not same:
+            raise ConfigError(
+                f"The result for {where} states {name} = {stated!r}, but its R gives {value!r}; "
+                "a result whose metrics disagree with its R matrix is refused."
+            )
+    return recomputed
 
 
 def check_display_name(name: str) -> str:
@@ -236,9 +281,21 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA foreign_keys = ON")
+            self._check_integrity(target)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"Cannot open the leaderboard store {target}: {exc}.") from None
+
+    def _check_integrity(self, target: str) -> None:
+        """Refuse a damaged file at once, before a command runs anything that would be recorded in it."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            self._db.close()
+            raise ConfigError(
+                f"The leaderboard store {target} is damaged (SQLite: {' '.join(problems[0].split())}); "
+                "restore it from a backup "
+                "or point --store at another file."
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -359,6 +416,7 @@ class Store:
         missing = [m for m in board.metrics if m not in result.metrics]
         if missing:
             raise ConfigError(f"The result for {stream} seed {seed} lacks the board's metrics {missing}.")
+        recomputed = check_stated_metrics(result)
         prov = result.provenance
         with self._write() as db:
             cur = db.execute(
@@ -387,13 +445,9 @@ class Store:
                 ),
             )
             run_id = int(cur.lastrowid)
-            db.executemany(
+            db.executemany(  # undefined metrics (None) have no row
                 "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
-                [
-                    (run_id, k, float(v))
-                    for k, v in result.metrics.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)
-                ],
+                [(run_id, k, float(v)) for k, v in recomputed.items() if v is not None],
             )
             return run_id
 
@@ -528,12 +582,17 @@ class Store:
     def runs(self, submission_id: int) -> list[StoredRun]:
         rows = self._db.execute(
             "SELECT id, submission_id, stream, seed, stream_fingerprint, r_json, provenance_json, result_json, "
-            "wandb_run FROM runs WHERE submission_id = ? ORDER BY stream, seed",
+            "wandb_run, baseline_json, results_path FROM runs WHERE submission_id = ? ORDER BY stream, seed",
             (submission_id,),
         ).fetchall()
         out = []
         for r in rows:
-            values = dict(self._db.execute("SELECT name, value FROM metrics WHERE run_id = ?", (r[0],)).fetchall())
+            # The metrics are recomputed from the stored R on every read, so a value edited in the
+            # metrics table never reaches a board; an edited R is what verify's rerun catches.
+            stated = dict(self._db.execute("SELECT name, value FROM metrics WHERE run_id = ?", (r[0],)).fetchall())
+            provenance = json.loads(r[6])
+            recomputed = metrics_from_R(json.loads(r[5]), json.loads(r[9]), provenance.get("scenario"), stated)
+            values = {k: v for k, v in recomputed.items() if v is not None}
             out.append(
                 StoredRun(
                     id=r[0],
@@ -543,9 +602,10 @@ class Store:
                     stream_fingerprint=r[4],
                     R=json.loads(r[5]),
                     metrics=values,
-                    provenance=json.loads(r[6]),
+                    provenance=provenance,
                     result=json.loads(r[7]),
                     wandb_run=r[8],
+                    results_path=r[10],
                 )
             )
         return out

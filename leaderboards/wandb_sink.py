@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from replaybench.errors import ConfigError
-from replaybench.leaderboards.redact import redact
+from replaybench.redact import redact
 from replaybench.results import RunResult, atomic_write_text, safe_name, write_heatmap
 
 MODES = ("online", "offline", "disabled")
@@ -45,13 +46,26 @@ def resolve_mode(flag: str | None = None) -> str:
     return mode
 
 
+@contextmanager
+def _redacted_argv() -> Iterator[None]:
+    """W&B records the command line (``sys.argv``) when a run starts: give it a redacted copy."""
+    saved = sys.argv
+    sys.argv = redact(list(saved))
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def _init(**kwargs: Any) -> Any:
-    """``wandb.init``, falling back to offline when online has no API key."""
+    """``wandb.init`` with secrets redacted from its names and command line; offline when online has no API key."""
     import wandb
 
     settings = wandb.Settings(console="off", quiet=True)
+    kwargs = {k: redact(v) if k in ("name", "group", "job_type", "tags", "notes") else v for k, v in kwargs.items()}
     try:
-        return wandb.init(settings=settings, reinit="finish_previous", **kwargs)
+        with _redacted_argv():
+            return wandb.init(settings=settings, reinit="finish_previous", **kwargs)
     except wandb.errors.UsageError as exc:
         if kwargs.get("mode") == "online" and "api key" in str(exc).lower():
             print(
@@ -59,8 +73,20 @@ def _init(**kwargs: Any) -> Any:
                 "(upload later with `wandb sync`).",
                 file=sys.stderr,
             )
-            return wandb.init(settings=settings, reinit="finish_previous", **{**kwargs, "mode": "offline"})
+            with _redacted_argv():
+                return wandb.init(settings=settings, reinit="finish_previous", **{**kwargs, "mode": "offline"})
         raise ConfigError(f"W&B refused to start a run: {exc}".splitlines()[0]) from None
+
+
+def write_results_file(result: RunResult, path: Path) -> None:
+    """The results artifact's one file, byte for byte the same wherever it is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(redact(result.to_dict()), indent=1))
+
+
+def results_artifact_name(run_name: str) -> str:
+    """The W&B artifact holding one run's results JSON: a run logs it, a published board uses it."""
+    return f"results-{safe_name(run_name)}"
 
 
 def run_config(result: RunResult, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -130,8 +156,8 @@ def log_run(
             if key in result.costs:
                 run.summary[f"costs/{key}"] = result.costs[key]
         local = Path(run.dir) / RESULTS_FILE
-        atomic_write_text(local, json.dumps(redact(result.to_dict()), indent=1))
-        artifact = wandb.Artifact(f"results-{safe_name(result.run_name)}", type="results")
+        write_results_file(result, local)
+        artifact = wandb.Artifact(results_artifact_name(result.run_name), type="results")
         artifact.add_file(str(local), name=RESULTS_FILE)
         run.log_artifact(artifact)
         where = run.url or str(Path(run.dir).parent)
@@ -157,8 +183,15 @@ def log_board(
     board: Mapping[str, Any],
     mode: str | None = None,
     project: str = DEFAULT_PROJECT,
+    inputs: Sequence[RunResult] = (),
 ) -> str | None:
-    """Write a ``job_type="leaderboard"`` run holding the board table (``leaderboard``)."""
+    """Write a ``job_type="leaderboard"`` run holding the board table (``leaderboard``).
+
+    ``inputs`` are the ranked entries' runs that were logged to W&B: each is declared an input
+    artifact with the name and the bytes :func:`log_run` gave it, so W&B links the board run to the
+    runs it ranks (equal content is the same artifact version). W&B cannot use artifacts offline:
+    there the inputs are written (``inputs/``) and named in ``inputs.json``; publish online for lineage.
+    """
     import wandb
 
     mode = resolve_mode(mode)
@@ -174,6 +207,16 @@ def log_board(
         config=redact({k: v for k, v in board.items() if k != "rows"}),
     )
     try:
+        used = []
+        for result in inputs:
+            local = Path(run.dir) / "inputs" / f"{safe_name(result.run_name)}.json"
+            write_results_file(result, local)
+            used.append(results_artifact_name(result.run_name))
+            if mode == "online":  # W&B cannot use artifacts offline; the manifest below names them
+                artifact = wandb.Artifact(used[-1], type="results")
+                artifact.add_file(str(local), name=RESULTS_FILE)
+                run.use_artifact(artifact)
+        atomic_write_text(Path(run.dir) / "inputs.json", json.dumps({"results_artifacts": used}, indent=1))
         run.log({"leaderboard": wandb.Table(columns=columns, data=data)})
         atomic_write_text(Path(run.dir) / "leaderboard.json", json.dumps(redact(dict(board)), indent=1))
         where = run.url or str(Path(run.dir).parent)

@@ -381,7 +381,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from replaybench.leaderboards.boards import load_board
     from replaybench.leaderboards.export import print_table
     from replaybench.leaderboards.ranking import board_table
-    from replaybench.leaderboards.redact import redact
     from replaybench.leaderboards.sinks import BoardSink, open_submissions
     from replaybench.leaderboards.store import Store, check_display_name
     from replaybench.leaderboards.submit import (
@@ -391,6 +390,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         submission_dir,
     )
     from replaybench.pipeline import run_pipeline, start_and_validate
+    from replaybench.redact import redact
     from replaybench.results import ResultsFolder, check_writable_folder
 
     set_threads(args.threads)

@@ -32,8 +32,9 @@ from typing import Any
 from replaybench.errors import ConfigError
 from replaybench.registry import USER_MODULE_PREFIX
 
-ROOM_COMPANIONS = {"replaybench.agents": ("replaybench.agents", "replaybench.memories", "replaybench.spiking")}
-"""The packages whose code a built-in agent composes (DESIGN: agents → memories, spiking), hashed with it."""
+FIRST_PARTY = "replaybench"
+"""Every module of this package an agent imports, transitively, is hashed with it: its rooms (memories,
+spiking) and the contract and helpers it builds on (params, protocols, evaluation...)."""
 
 
 def git_commit() -> str | None:
@@ -71,9 +72,19 @@ def hardware() -> dict[str, Any]:
 
 
 def provenance(
-    *, stream_fingerprint: str, stream_version: str, config: dict[str, Any], seed: int, preset: str | None = None
+    *,
+    stream_fingerprint: str,
+    stream_version: str,
+    config: dict[str, Any],
+    seed: int,
+    preset: str | None = None,
+    scenario: str | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to say where a result came from (``preset``: the board preset the options came from)."""
+    """Everything needed to say where a result came from.
+
+    ``preset``: the board preset the options came from; ``scenario``: the stream's, which decides
+    whether FWT is defined (so a store can recompute every metric from R).
+    """
     import numpy
     import torch
 
@@ -84,6 +95,7 @@ def provenance(
         "git_commit": git_commit(),
         "stream_fingerprint": stream_fingerprint,
         "stream_version": stream_version,
+        **({"scenario": scenario} if scenario is not None else {}),
         "config": config,
         "seed": seed,
         **({"preset": preset} if preset is not None else {}),
@@ -142,12 +154,23 @@ def _module_key(name: str, path: Path) -> str:
 
 
 def agent_source_files(agent_cls: type) -> dict[str, str]:
-    """SHA-256 of each source file of ``agent_cls``, keyed by its path inside its package (or folder)."""
+    """SHA-256 of each source file ``agent_cls`` runs, keyed by its path inside its package (or folder).
+
+    The files are the class's own module and every module it imports, transitively, that is part of
+    its own package, or of replaybench (:data:`FIRST_PARTY`); an agent loaded from ``file.py`` also
+    counts the modules of its folder that it imports.
+    """
     main_file = Path(inspect.getsourcefile(agent_cls) or "").resolve()
     if not main_file.is_file():
         raise ConfigError(f"Cannot find the source file of agent class {agent_cls.__qualname__}.")
     module_name = agent_cls.__module__
     resolve: Callable[[str], Path | None]
+
+    def first_party(name: str) -> Path | None:
+        if name == FIRST_PARTY or name.startswith(FIRST_PARTY + "."):
+            return _installed_module_file(name)
+        return None
+
     if module_name.startswith(USER_MODULE_PREFIX):  # loaded from file.py: same-folder modules count
         folder = main_file.parent
 
@@ -156,19 +179,17 @@ def agent_source_files(agent_cls: type) -> dict[str, str]:
             for candidate in (folder / rel.with_suffix(".py"), folder / rel / "__init__.py"):
                 if candidate.is_file():
                     return candidate.resolve()
-            return None
+            return first_party(name)
 
         def key(name: str, path: Path) -> str:
-            return str(path.relative_to(folder))
+            return str(path.relative_to(folder)) if path.is_relative_to(folder) else _module_key(name, path)
     else:
-        parts = module_name.split(".")
-        room = ".".join(parts[:2])
-        prefixes = ROOM_COMPANIONS.get(room, (parts[0],))
+        own_package = module_name.split(".")[0]
 
         def resolve(name: str) -> Path | None:
-            if not any(name == p or name.startswith(p + ".") for p in prefixes):
-                return None
-            return _installed_module_file(name)
+            if name == own_package or name.startswith(own_package + "."):
+                return _installed_module_file(name)
+            return first_party(name)
 
         key = _module_key
     files: dict[Path, str] = {}

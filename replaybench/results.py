@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from replaybench.errors import ConfigError
+from replaybench.redact import redact
 
 SCHEMA_VERSION = 1
 FAILED_SUFFIX = ".failed.json"
@@ -85,7 +86,8 @@ def safe_name(text: str) -> str:
 
 
 def run_name(stream: str, agent: str, seed: int) -> str:
-    return f"{safe_name(stream)}__{safe_name(agent)}__seed{int(seed)}"
+    """``<stream>__<agent>__seed<k>``, sanitised for file names, with any secret in the agent path redacted."""
+    return f"{safe_name(redact(stream))}__{safe_name(redact(agent))}__seed{int(seed)}"
 
 
 NUMBER_CHANGING_FLAGS = ("forward_transfer_reference", "intransigence_reference")

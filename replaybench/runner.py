@@ -338,6 +338,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             config=config_to_dict(agent_config),
             seed=spec.seed,
             preset=spec.preset,
+            scenario=stream.scenario,
         ),
         extras=extras,
     )

@@ -20,6 +20,7 @@ from replaybench.leaderboards import export
 from replaybench.leaderboards.boards import board_names, load_board, parse_board, pin_fingerprints
 from replaybench.leaderboards.ranking import board_table, seed_interval
 from replaybench.leaderboards.store import MIGRATIONS, SCHEMA_VERSION, Store
+from replaybench.metrics import summarize
 from replaybench.results import RunResult
 
 FP1, FP2 = "a1" * 32, "b2" * 32
@@ -44,14 +45,17 @@ def make_board(**overrides):
 
 
 def make_result(stream="s1", seed=0, acc=0.5, forgetting=0.2, fingerprint=None, agent="naive"):
+    """A class-IL result with ACC ``acc`` and forgetting ``forgetting``; its metrics are those of its R."""
     fingerprint = fingerprint if fingerprint is not None else {"s1": FP1, "s2": FP2}.get(stream, FP1)
+    R = [[acc - 0.1 + forgetting, 0.0], [acc - 0.1, acc + 0.1]]
     return RunResult(
         spec={"stream": stream, "agent": agent, "seed": seed},
-        R=[[acc + forgetting, 0.0], [acc - 0.1, acc + 0.1]],
+        R=R,
         baseline=[0.1, 0.1],
-        metrics={"acc": acc, "forgetting_max": forgetting, "bwt": -forgetting, "average_accuracy_curve": [acc, acc]},
+        metrics=summarize(R, [0.1, 0.1], scenario="class-il"),
         costs={"wall_seconds": 1.0},
         provenance={
+            "scenario": "class-il",
             "stream_fingerprint": fingerprint,
             "stream_version": "1",
             "git_commit": "abc123",
@@ -252,7 +256,8 @@ def test_run_rows_carry_provenance_and_quotes_are_data(tmp_path):
         assert (sub.display_name, sub.agent, sub.config) == (name, "pkg.mod:It's", {"k": "a'b"})
         (run,) = store.runs(sid)
         assert run.provenance == result.provenance and run.R == result.R
-        assert run.metrics == {"acc": 0.5, "forgetting_max": 0.2, "bwt": -0.2}
+        expected = {"acc": 0.5, "forgetting_max": 0.2, "forgetting_first_last": 0.2, "bwt": -0.2, "plasticity": 0.6}
+        assert run.metrics == pytest.approx(expected) and "fwt" not in run.metrics  # class-IL: undefined
         assert store.count("runs") == 1 and store.submissions("t", status=None)[0].display_name == name
     row = (
         sqlite3.connect(tmp_path / "s.sqlite")
@@ -366,7 +371,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         subs = store.submissions("t")
         assert sorted(s.display_name for s in subs) == ["writer-0", "writer-1"]
         assert [len(store.runs(s.id)) for s in subs] == [40, 40]
-        assert store.count("metrics") == 80 * 3
+        assert store.count("metrics") == 80 * 5  # the five defined on a class-IL run
 
 
 def test_secrets_in_the_environment_never_reach_the_store(tmp_path, monkeypatch):

@@ -198,7 +198,7 @@ def result(stream, seed, R, scenario):
         baseline=baseline,
         metrics=metrics,
         costs={"wall_seconds": 1.0},
-        provenance={"stream_fingerprint": FP[stream], "stream_version": "1", "seed": seed},
+        provenance={"stream_fingerprint": FP[stream], "stream_version": "1", "seed": seed, "scenario": scenario},
     )
 
 

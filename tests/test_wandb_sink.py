@@ -120,3 +120,14 @@ def test_publish_writes_a_leaderboard_run(wandb_dir, monkeypatch):
     table = json.loads(table_file.read_text())
     assert table["columns"] == columns and table["data"] == data
     assert json.loads((run_dir / "files" / "leaderboard.json").read_text())["board"] == "quick"
+
+
+def test_a_published_board_names_the_logged_results_it_ranks(wandb_dir):
+    r = result()
+    logged = Path(wandb_sink.log_run(r, mode="offline"))
+    wandb_sink.log_board(["rank"], [[1]], board={"board": "quick", "version": "1", "rows": []}, inputs=[r])
+    (board_run,) = [d for d in run_dirs(wandb_dir) if d != logged]
+    manifest = json.loads((board_run / "files" / "inputs.json").read_text())
+    assert manifest == {"results_artifacts": [f"results-{r.run_name}"]}
+    (input_file,) = (board_run / "files" / "inputs").glob("*.json")
+    assert input_file.read_bytes() == (logged / "files" / "results.json").read_bytes()  # same bytes: one version
