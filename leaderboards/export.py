@@ -72,9 +72,10 @@ def escape_markdown(text: str) -> str:
     """``text`` as literal Markdown: HTML escaped, every syntax character backslash-escaped, one line.
 
     A display name like ``[x](javascript:…)`` or ``![x](http://…)`` renders as text, and a
-    backtick or a ``|`` cannot open a code span or shift a table's cells.
+    backtick or a ``|`` cannot open a code span or shift a table's cells. Secrets are redacted
+    first: escaping would hide one with a syntax character (``ghp_…``) from a later redaction.
     """
-    escaped = html.escape(text, quote=False)
+    escaped = html.escape(redact(text), quote=False)
     return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in escaped).replace("\n", " ")
 
 

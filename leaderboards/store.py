@@ -220,9 +220,14 @@ def metrics_from_R(
 ) -> dict[str, float | None]:
     """Every scalar metric :func:`replaybench.metrics.summarize` derives from R, the baseline and the scenario.
 
-    Metrics that need more than R (intransigence needs a joint run's R) are taken from ``stated``.
+    Metrics that need more than R (intransigence and forward_transfer_cw need reference runs) are
+    taken from ``stated``. A result from before provenance named the scenario (``scenario`` None)
+    keeps FWT undefined where it states it so: its runner knew the scenario, and an undefined FWT is
+    never ranked.
     """
     recomputed = {k: v for k, v in summarize(R, baseline, scenario=scenario).items() if not isinstance(v, list)}
+    if scenario is None and stated is not None and stated.get("fwt") is None:
+        recomputed["fwt"] = None
     extra = {
         k: v
         for k, v in (stated or {}).items()
@@ -463,10 +468,16 @@ class Store:
         seconds: float | None = None,
         host: str | None = None,
     ) -> None:
-        """Record one run of a sweep (exactly one of ``result`` and ``failure``); a rerun replaces its row."""
+        """Record one run of a sweep (exactly one of ``result`` and ``failure``); a rerun replaces its row.
+
+        Raises:
+            ConfigError: the result's stated metrics disagree with its R (see :func:`check_stated_metrics`).
+        """
         if (result is None) == (failure is None):
             raise ValueError("give exactly one of result and failure")
         done = result is not None
+        # the row keeps the metrics recomputed from R, and a result whose stated ones disagree is refused
+        metrics = {**result.metrics, **check_stated_metrics(result)} if result is not None else None
         with self._write() as db:
             db.execute(
                 "INSERT INTO sweep_runs (sweep, run_id, stream, agent, seed, spec_json, status, r_json, metrics_json, "
@@ -485,7 +496,7 @@ class Store:
                     _dumps(dict(spec)),
                     "done" if done else "failed",
                     json.dumps(result.R) if done else None,
-                    _dumps(result.metrics) if done else None,
+                    _dumps(metrics) if done else None,
                     redact_json(result) if done else None,
                     None if done else _dumps(dict(failure)),
                     redact(results_path),

@@ -1,8 +1,9 @@
-"""Keep API keys and tokens out of everything the leaderboard writes.
+"""Keep API keys and tokens out of everything replaybench writes.
 
 Nothing in a RunResult reads the environment, but a user may paste a token
-into a display name or an agent option. Every string that goes into the
-store, an export or a W&B config passes through :func:`redact`, which replaces
+into a display name, an agent path or an agent option. Every string that goes
+into a file name (``results.safe_name``), the store, an export or W&B (names,
+config, command line) passes through :func:`redact`, which replaces
 the value of any secret-looking environment variable (``*KEY*``, ``*TOKEN*``,
 ``*SECRET*``, ``*PASSWORD*``, ``*CREDENTIAL*``) with ``[redacted]``.
 

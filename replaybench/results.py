@@ -80,14 +80,18 @@ class RunResult:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of ``text`` (no separators, no '..')."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")
+    """A file-name-safe version of ``text`` (no separators, no '..'), secrets redacted.
+
+    Every file, folder and W&B name built from a user's string goes through here, so a token
+    pasted into an agent path or a display name never becomes part of a name.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", redact(text)).strip(".-")
     return cleaned or "unnamed"
 
 
 def run_name(stream: str, agent: str, seed: int) -> str:
-    """``<stream>__<agent>__seed<k>``, sanitised for file names, with any secret in the agent path redacted."""
-    return f"{safe_name(redact(stream))}__{safe_name(redact(agent))}__seed{int(seed)}"
+    """``<stream>__<agent>__seed<k>``, sanitised for file names (secrets redacted, see :func:`safe_name`)."""
+    return f"{safe_name(stream)}__{safe_name(agent)}__seed{int(seed)}"
 
 
 NUMBER_CHANGING_FLAGS = ("forward_transfer_reference", "intransigence_reference")

@@ -240,7 +240,10 @@ def test_a_file_agent_with_a_secret_in_the_environment(paths, tmp_path, monkeypa
     assert key not in captured.out + captured.err
     with Store(paths["store"]) as store:
         (sub,) = store.submissions("tiny")
-        assert sub.display_name == "mine [redacted]" and list(sub.source_files) == ["my_agent.py"]
+        assert sub.display_name == "mine [redacted]"
+        # the file by its name (not its path, which holds no secret then), and the replaybench modules it imports
+        assert {"my_agent.py", "replaybench/agents/naive.py"} <= set(sub.source_files)
+        assert all(k == "my_agent.py" or k.startswith("replaybench/") for k in sub.source_files)
         (run,) = store.runs(sub.id)
         assert run.wandb_run and Path(run.wandb_run).name.startswith("offline-run-")
     assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == 2  # the run and the board

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sqlite3
+import sys
 
 import pytest
 
@@ -14,9 +17,9 @@ from replaybench.leaderboards.boards import load_board
 from replaybench.leaderboards.ranking import board_table
 from replaybench.leaderboards.store import Store
 from replaybench.leaderboards.verify import VerificationFailed, verify
-from replaybench.provenance import agent_source_files
+from replaybench.provenance import agent_source_files, source_hash
 from replaybench.registry import AGENTS
-from replaybench.results import read_result, result_json
+from replaybench.results import read_result, safe_name
 
 BOARD = """\
 name = "trust"
@@ -44,7 +47,9 @@ def submitted(tmp_path_factory):
     (folder / "trust.presets.json").write_text(json.dumps(PRESETS))
     store = folder / "lb.sqlite"
     argv = ["submit", "naive", "--board", str(board), "--store", str(store), "--out", str(folder / "out")]
-    assert main([*argv, "--no-plots"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("WANDB_MODE", raising=False)  # submit logs to W&B when WANDB_MODE is set
+        assert main([*argv, "--no-plots"]) == 0
     return {"board": board, "store": store, "out": folder / "out", "folder": folder}
 
 
@@ -55,22 +60,51 @@ def copy_store(submitted, tmp_path):
     return target
 
 
-def test_a_result_whose_metrics_were_edited_is_refused_on_import(submitted, tmp_path):
-    (path,) = sorted(submitted["out"].rglob("*seed1*.json"))
+def test_a_result_whose_metrics_were_edited_is_refused_on_import(submitted, tmp_path, capsys):
+    """The reproduction: edit metrics.acc in a sweep's results, then import them with --board."""
+    out, store = tmp_path / "sweep", tmp_path / "s.sqlite"
+    argv = ["sweep", "--streams", "split-digits", "--agents", "naive", "--seeds", "0", "1", "2"]
+    argv += ["-o", "epochs=1", "-o", "hidden=[16]", "--executor", "inline", "--out", str(out), "--no-plots"]
+    assert main([*argv, "--store", str(tmp_path / "plain.sqlite")]) == 0
+    (path,) = out.glob("*seed1*.json")
+    honest = path.read_text()
+    edited = json.loads(honest)
+    edited["metrics"]["acc"] = 0.99
+    path.write_text(json.dumps(edited))
+    capsys.readouterr()
+    board_import = [*argv, "--board", str(submitted["board"]), "--store", str(store), "--resume"]
+    assert main(board_import) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error") == 1  # one line, after "resuming ..."
+    assert re.search(r"error: .*split-digits seed 1 states acc = 0\.99, but its R gives 0\.\d+", err)
+    with Store(store) as s:
+        assert 1 not in {r.seed for sub in s.submissions("trust", status=None) for r in s.runs(sub.id)}
+        assert not any(r.metrics.get("acc") == 0.99 for r in s.sweep_runs(str(out.resolve())))
+    path.write_text(honest)  # the file as written is accepted, with the metrics recomputed from its R
+    assert main(board_import) == 0
+    with Store(store) as s:
+        (sub,) = s.submissions("trust")
+        (seed1,) = [r for r in s.runs(sub.id) if r.seed == 1]
+        assert seed1.metrics["acc"] == pytest.approx(json.loads(honest)["metrics"]["acc"], abs=1e-12)
+
+
+def test_a_result_without_its_scenario_cannot_change_a_defined_metric(submitted, tmp_path):
+    """Results from before provenance named the scenario still import; only FWT may stay undefined."""
+    (path,) = submitted["out"].rglob("*seed0*.json")
     result = read_result(path)
-    result.metrics["acc"] = 0.99  # the edit a submitter could make before a sweep's --board import
+    del result.provenance["scenario"]  # as in a results file from an older replaybench
+    assert result.metrics["fwt"] is None  # class-IL
     board = load_board(str(submitted["board"]))
     with Store(tmp_path / "s.sqlite") as store:
         sid = store.add_submission(
             board=board, display_name="x", agent="naive", config={}, config_hash="c", source_hash="d", source_files={}
         )
-        with pytest.raises(ConfigError, match=r"states acc = 0\.99, but its R gives"):
+        store.add_run(sid, board, result)
+        (run,) = store.runs(sid)
+        assert "fwt" not in run.metrics and run.metrics["acc"] == pytest.approx(result.metrics["acc"])
+        result.metrics["bwt"] = 0.5
+        with pytest.raises(ConfigError, match="states bwt = 0.5"):
             store.add_run(sid, board, result)
-        untouched = read_result(path)
-        store.add_run(sid, board, untouched)  # the file as written is accepted
-    edited_file = tmp_path / "edited.json"
-    edited_file.write_text(result_json(result))
-    assert read_result(edited_file).metrics["acc"] == 0.99
 
 
 def test_a_metric_edited_in_the_store_never_reaches_the_board(submitted, tmp_path):
@@ -124,32 +158,57 @@ def test_a_damaged_store_is_refused_before_anything_runs(submitted, tmp_path, ca
     assert not list(out.rglob("*.json"))  # nothing ran
 
 
-def test_secrets_stay_out_of_file_names_and_wandb(tmp_path, monkeypatch):
+@pytest.fixture
+def wandb_dir(tmp_path, monkeypatch):
+    """Every W&B file under tmp_path/wb, with no key; the W&B singleton is torn down after."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wb" / var.lower()))
+    yield tmp_path / "wb"
+    import wandb
+
+    wandb.teardown()  # it keeps the first WANDB_DIR it saw, which later tests must not inherit
+
+
+def test_secrets_stay_out_of_file_names_and_wandb(tmp_path, monkeypatch, wandb_dir):
     secret = "s3cr3t-t0ken-abcdef"
     monkeypatch.setenv("EXAMPLE_API_KEY", secret)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     folder = tmp_path / secret
     folder.mkdir()
     source = "from replaybench.agents.naive import NaiveAgent\n\nclass A(NaiveAgent):\n    pass\n"
     (folder / "agent.py").write_text(source)
     out = tmp_path / "out"
     argv = ["run", "--stream", "split-digits", "--agent", f"{folder}/agent.py:A", "-o", "epochs=1", "-o", "hidden=[8]"]
-    assert main([*argv, "--out", str(out), "--no-plots", "--wandb", "offline"]) == 0
+    argv += ["--out", str(out), "--no-plots", "--wandb", "offline"]
+    monkeypatch.setattr(sys, "argv", ["replaybench", *argv])  # what W&B records as the command line
+    assert main(argv) == 0
     names = [p.name for p in out.iterdir()]
     assert names and not any(secret in n for n in names) and any("redacted" in n for n in names)
-    assert list((tmp_path / "wb").rglob("*.wandb")), "an offline W&B run was written"
-    leaks = [p for p in (tmp_path / "wb").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert list(wandb_dir.rglob("*.wandb")), "an offline W&B run was written"
+    leaks = [p for p in wandb_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == []  # config, run name, command line (wandb-metadata), the .wandb log
+    assert safe_name(f"display {secret}") == "display-redacted"  # submission folders, exports
 
 
 @pytest.mark.parametrize(
     "name",
-    ["[x](javascript:alert(1))", "![x](http://evil.example/pixel.png)", "back`tick | pipe"],
+    ["[x](javascript:alert(1))", "![x](http://evil.example/pixel.png)", "back`tick | pipe", "<b>x</b> \\[x](y)"],
 )
-def test_markdown_export_renders_names_as_text(name):
-    text = export.escape_markdown(name)
-    assert "](" not in text and "![" not in text and "`" not in text.replace("\\`", "")
-    assert "|" not in text.replace("\\|", "")
+def test_markdown_export_renders_names_as_text(submitted, tmp_path, name):
+    markdown_it = pytest.importorskip("markdown_it")
+    path = copy_store(submitted, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE submissions SET display_name = ?, agent = ?", (name, "agent`with | ticks`"))
+    with Store(path) as store:
+        md = export.to_markdown(board_table(load_board(str(submitted["board"])), store))
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
+    assert not re.search(r"<(a|img|code|b)\b", page)  # no link, image, code span or HTML of the name's
+    cells = re.findall(r"<tr>(.*?)</tr>", page, re.S)
+    assert len(cells) == 2 and cells[0].count("<th") == cells[1].count("<td")  # no cell shifted
+    row = re.findall(r"<td[^>]*>(.*?)</td>", cells[1], re.S)
+    assert row[1] == html.escape(name, quote=False) and row[2] == "agent`with | ticks`"
 
 
 def test_the_source_hash_covers_the_spiking_simulator_and_the_core():
@@ -158,3 +217,22 @@ def test_the_source_hash_covers_the_spiking_simulator_and_the_core():
     assert {"replaybench/params.py", "replaybench/protocols.py"} <= set(snn)
     naive = agent_source_files(AGENTS.load("naive")[0])
     assert "replaybench/agents/_supervised.py" in naive and not any("spiking" in k for k in naive)
+
+
+def test_the_source_hash_of_a_file_agent_covers_its_folder_and_replaybench(tmp_path, monkeypatch, request):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "trust_helper.py").write_text("WIDTH = 8\n")
+    (folder / "agent.py").write_text(
+        "from trust_helper import WIDTH\nfrom replaybench.agents.snn import SNNClassifier\n\n"
+        "class A(SNNClassifier):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))  # as a user's PYTHONPATH would
+    request.addfinalizer(lambda: sys.modules.pop("trust_helper", None))
+    agent_cls, _ = AGENTS.load(f"{folder}/agent.py:A")
+    files = agent_source_files(agent_cls)
+    assert {"agent.py", "trust_helper.py", "replaybench/agents/snn.py", "replaybench/spiking/nodes.py"} <= set(files)
+    assert not any(str(tmp_path) in k for k in files)  # keys are the same on every machine
+    before = source_hash(files)
+    (folder / "trust_helper.py").write_text("WIDTH = 9\n")
+    assert source_hash(agent_source_files(agent_cls)) != before
