@@ -75,10 +75,12 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from replaybench.leaderboards.export import render
+    from replaybench.leaderboards.export import only_metrics, render
     from replaybench.results import atomic_write_text, safe_name
 
     table = _table(args)
+    if args.metrics:
+        table = only_metrics(table, args.metrics)
     text = render(table, args.format)
     if args.format == "html" and args.out is None:
         args.out = f"leaderboard-{safe_name(table.board.name)}.html"
@@ -213,6 +215,7 @@ def register_commands(
     p = lsub.add_parser("export", parents=parents, help="write the board as Markdown, HTML, CSV or JSON")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--format", required=True, choices=("md", "html", "csv", "json"))
+    p.add_argument("--metrics", nargs="+", help="show only these of the board's metrics (the primary one always)")
     p.add_argument("--out", help="file or folder ('-' for stdout; default: stdout, html: leaderboard-NAME.html)")
     store_arg(p)
     p.set_defaults(func=cmd_export)

@@ -17,8 +17,10 @@ import csv
 import html
 import io
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from replaybench.errors import ConfigError
 from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Interval, Row
 from replaybench.redact import redact
 
@@ -47,6 +49,16 @@ class MetricColumn:
         if self.stream:
             return row.per_stream.get(self.stream, {}).get(self.metric)
         return row.metrics.get(self.metric)
+
+
+def only_metrics(table: BoardTable, metrics: Sequence[str]) -> BoardTable:
+    """``table`` showing only ``metrics`` (and the primary metric, first), e.g. for a README."""
+    b = table.board
+    unknown = [m for m in metrics if m not in b.metrics]
+    if unknown:
+        raise ConfigError(f"Board {b.name!r} has no metric {unknown[0]!r}; it has {', '.join(b.metrics)}.")
+    kept = (b.primary_metric, *(m for m in b.metrics if m in metrics and m != b.primary_metric))
+    return replace(table, board=replace(b, metrics=kept))
 
 
 def metric_columns(table: BoardTable) -> list[MetricColumn]:

@@ -302,3 +302,14 @@ def test_quick_records_the_baselines_in_the_store_beside_the_references(tmp_path
         (mine,) = s.submissions("quick", board.version, origin="user")
         assert mine.agent == "naive" and len(s.runs(mine.id)) == 3
         assert len(s.submissions("quick", board.version, origin=REFERENCE)) >= 28
+
+
+def test_export_can_show_a_subset_of_metrics_and_keeps_the_primary_one():
+    board = two_stream_board()
+    with Store(":memory:") as store:
+        enter(store, board, "x", 0.5)
+        table = export.only_metrics(board_table(board, store), ["bwt"])
+        header = export.to_markdown(table).splitlines()[2]
+        assert "acc s1" in header and "acc (mean)" in header and "bwt" in header and "fwt" not in header
+        with pytest.raises(ConfigError, match="no metric 'plast'"):
+            export.only_metrics(table, ["plast"])
