@@ -143,7 +143,7 @@ def test_the_readme_agent_runs_submits_and_passes_the_check(agent_file, tmp_path
         direction = "higher"
         [streams.split-digits]
         fingerprint = "{load_board("quick").stream("split-digits").fingerprint}"
-        [agent_options]
+        [budget]
         epochs = 5
         """)
     )
