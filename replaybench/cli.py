@@ -331,7 +331,7 @@ def cmd_references(args: argparse.Namespace) -> int:
     from replaybench.leaderboards.tune import board_agents, board_kinds
     from replaybench.pipeline import run_pipeline, validate
     from replaybench.provenance import git_commit
-    from replaybench.results import ResultsFolder
+    from replaybench.results import ResultsFolder, read_result, result_path
     from replaybench.runner import make_stream
 
     set_threads(args.threads)
@@ -359,6 +359,12 @@ def cmd_references(args: argparse.Namespace) -> int:
     except BaseException:
         executor.close()
         raise
+    finished = {}
+    if args.resume:  # runs an interrupted build finished: same identity, same options, same code
+        for p in plans:
+            path = result_path(folder, p.run_id)
+            if path.is_file():
+                finished[p.run_id] = read_result(path)
     start = time.monotonic()
     meta = {"executor": args.executor, "workers": args.workers, "git_commit": git_commit()}
     sink = ReferenceSink(board, meta=meta, refused=refused)
@@ -367,6 +373,7 @@ def cmd_references(args: argparse.Namespace) -> int:
         executor=executor,
         streams=streams,
         sinks=[ResultsFolder(folder, heatmaps=False), sink],
+        finished=finished,
         description=f"references ({args.executor})",
     )
     print(
@@ -634,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("board", metavar="BOARD", help="board name or .toml file")
     p.add_argument("--agent", action="append", help="rebuild only this agent's entry (repeatable)")
     p.add_argument("--out", help=f"results folder (default: ./{DEFAULT_OUT})")
+    p.add_argument("--resume", action="store_true", help="reuse the runs an interrupted build left in --out")
     add_execution_args(p)
     p.set_defaults(func=cmd_references)
     return parser

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -273,7 +274,17 @@ def test_sigterm_marks_a_submission_failed_like_ctrl_c(tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "out").rglob("*__seed0__*.json")):
+
+    def recorded_runs() -> int:  # the store's row comes after the results file: wait for the row
+        if not store.exists():
+            return 0
+        try:
+            with sqlite3.connect(store, timeout=5) as db:
+                return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    while recorded_runs() < 1:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
         time.sleep(0.05)
