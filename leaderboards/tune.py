@@ -210,7 +210,15 @@ def tune(
     specs_streams = []
     for bs in board.streams:
         options = {**bs.options, "validation_fraction": validation_fraction}
-        stream = make_stream(bs.name, data_dir=data_dir, download=download, **options)
+        try:
+            stream = make_stream(bs.name, data_dir=data_dir, download=download, **options)
+        except ConfigError as exc:
+            if "validation_fraction" not in str(exc):
+                raise
+            raise ConfigError(
+                f"Stream {bs.name!r} has no validation split (its builder takes no 'validation_fraction'), "
+                f"so presets for board {board.name!r} cannot be chosen without its test split."
+            ) from None
         key_spec = {"stream": bs.name, "stream_options": options, "data_dir": data_dir, "download": download}
         streams[stream_key(key_spec)] = stream
         specs_streams.append((bs.name, options))

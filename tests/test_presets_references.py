@@ -313,3 +313,8 @@ def test_export_can_show_a_subset_of_metrics_and_keeps_the_primary_one():
         assert "acc s1" in header and "acc (mean)" in header and "bwt" in header and "fwt" not in header
         with pytest.raises(ConfigError, match="no metric 'plast'"):
             export.only_metrics(table, ["plast"])
+
+
+def test_tuning_a_board_whose_streams_have_no_validation_split_is_refused():
+    with pytest.raises(ConfigError, match="has no validation split"):
+        tune.tune(load_board("sequence"), ["elman"], executor=InlineExecutor(), trials=1, log=lambda line: None)
