@@ -17,9 +17,8 @@ from replaybench.leaderboards.export import escape_markdown, to_html, to_markdow
 from replaybench.leaderboards.ranking import board_table
 from replaybench.leaderboards.references import ensure_references, failed_references, load_references
 from replaybench.leaderboards.store import Store
-from replaybench.leaderboards.tune import board_agents, board_kinds
+from replaybench.leaderboards.tune import allowed_agents
 from replaybench.results import atomic_write_text
-from replaybench.runner import make_stream
 
 REGENERATE = "replaybench leaderboard site --store :memory:"
 
@@ -42,10 +41,10 @@ def missing_references(board: Board) -> list[str]:
     loaded = load_references(board)
     shipped = {e["agent"] for e in loaded[1]["entries"]} if loaded else set()
     try:
-        streams = [make_stream(s.name, **s.options) for s in board.streams]
+        allowed = allowed_agents(board)
     except ReplaybenchError:  # e.g. a dataset this machine lacks: say nothing rather than guess
         return []
-    return [a for a in board_agents(board, board_kinds(streams)) if a not in shipped]
+    return [a for a in allowed if a not in shipped]
 
 
 def write_site(out: Path, store: Store, names: Sequence[str] | None = None) -> list[Path]:

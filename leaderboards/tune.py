@@ -170,6 +170,12 @@ def board_kinds(streams: Sequence[Any]) -> set[str]:
     return {e.kind for s in streams for e in s.experiences}
 
 
+def allowed_agents(board: Board, *, data_dir: str | None = None, download: bool = False) -> list[str]:
+    """The agents :func:`board_agents` lists for ``board``, its streams built to learn their kinds."""
+    streams = [make_stream(s.name, data_dir=data_dir, download=download, **s.options) for s in board.streams]
+    return board_agents(board, board_kinds(streams))
+
+
 CONSTRAINT_KEY = "plasticity_shortfall"
 """Optuna's constraint value: feasible (<= 0) when the trial's validation plasticity reaches the floor."""
 

@@ -290,12 +290,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """Search each agent's preset on the board's validation split and write them beside the board."""
     from replaybench.leaderboards.boards import load_board
     from replaybench.leaderboards.presets import write_presets
-    from replaybench.leaderboards.tune import board_agents, board_kinds, tune
-    from replaybench.runner import make_stream
+    from replaybench.leaderboards.tune import allowed_agents, tune
 
     set_threads(args.threads)
     board = load_board(args.board)
-    agents = args.agent or board_agents(board, board_kinds([make_stream(s.name, **s.options) for s in board.streams]))
+    agents = args.agent or allowed_agents(board, data_dir=args.data_dir, download=args.download)
     presets = tune(
         board,
         agents,
@@ -328,15 +327,14 @@ def cmd_references(args: argparse.Namespace) -> int:
     from replaybench.leaderboards.boards import load_board
     from replaybench.leaderboards.references import ReferenceSink, references_path
     from replaybench.leaderboards.submit import check_board_fingerprints, plan_submission
-    from replaybench.leaderboards.tune import board_agents, board_kinds
+    from replaybench.leaderboards.tune import allowed_agents
     from replaybench.pipeline import run_pipeline, validate
     from replaybench.provenance import git_commit
     from replaybench.results import ResultsFolder, read_result, result_path
-    from replaybench.runner import make_stream
 
     set_threads(args.threads)
     board = load_board(args.board)
-    agents = args.agent or board_agents(board, board_kinds([make_stream(s.name, **s.options) for s in board.streams]))
+    agents = args.agent or allowed_agents(board, data_dir=args.data_dir, download=args.download)
     folder = Path(args.out or DEFAULT_OUT) / "references" / board.name
     executor = make_executor_from(args, folder)
     plans: list[Any] = []

@@ -90,7 +90,9 @@ def test_each_agent_searches_the_defaults_it_declares_plus_its_own_space():
     spaces = tune.load_spaces()
     assert [d.name for d in tune.agent_space("naive", spaces)] == ["lr"]
     assert sorted(d.name for d in tune.agent_space("ewc", spaces)) == ["ewc_lambda", "lr"]
-    assert tune.agent_space("snn", spaces) == [] or "lr" not in [d.name for d in tune.agent_space("snn", spaces)]
+    snn = [d.name for d in tune.agent_space("snn", spaces)]
+    assert snn == ["n_neurons", "max_rate_hz", "inh_strength", "time_steps"]  # no lr: STDP has none to search
+    assert tune.agent_fixed("snn", spaces) == {"assignment": "relabel"}
     avalanche = [d.name for d in tune.agent_space("avalanche:EWC", spaces)]
     assert "strategy_options.ewc_lambda" in avalanche
     assert tune.nest({"strategy_options.a": 1, "lr": 2}) == {"strategy_options": {"a": 1}, "lr": 2}
