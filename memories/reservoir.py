@@ -78,11 +78,22 @@ class ReservoirBuffer:
         return self._x[: self._size], self._y[: self._size]
 
     def shrink(self, capacity: int) -> None:
-        """Keep only the first ``capacity`` items (they are already a uniform subset)."""
+        """Keep a uniformly random ``capacity`` of the stored items.
+
+        A random subset of a uniform sample is uniform. The first slots are not
+        one: after algorithm R an early item keeps its slot unless replaced,
+        so slot order carries arrival order.
+        """
+        if self._x is not None:
+            keep = torch.arange(self._size)
+            if self._size > capacity:
+                keep = torch.randperm(self._size, generator=self.generator)[:capacity].sort().values
+            x = torch.empty((capacity, *self._x.shape[1:]), dtype=self._x.dtype, device=self._x.device)
+            y = torch.empty(capacity, dtype=self._y.dtype, device=self._y.device)
+            x[: len(keep)], y[: len(keep)] = self._x[keep], self._y[keep]
+            self._x, self._y = x, y
         self.capacity = capacity
         self._size = min(self._size, capacity)
-        if self._x is not None:
-            self._x, self._y = self._x[:capacity].clone(), self._y[:capacity].clone()
 
     def __len__(self) -> int:
         return self._size
