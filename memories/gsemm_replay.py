@@ -1,6 +1,7 @@
 """Replay memories for :mod:`replaybench.agents.replay`: a reservoir with per-item metadata,
-and an adapter that stores exemplars in GSEMM (DSEM) and replays what its
-dynamics recall.
+an adapter that stores exemplars in GSEMM (DSEM) and replays what its
+dynamics recall, and :class:`GSEMMRecallSource`, that adapter as the replay
+agent's ``gsemm`` source (recalled pool, ordered windows, recall statistics).
 
 Both count their budget in bytes of what they hold, like
 :attr:`replaybench.memories.reservoir.ReservoirBuffer.nbytes` (inputs and int64 labels):
@@ -146,6 +147,17 @@ def scored_capacity(budget_bytes: int, example_x: Tensor, metadata_bytes: int) -
     return budget_bytes // (example_x.nelement() * example_x.element_size() + _LABEL_BYTES + metadata_bytes)
 
 
+def memories_per_class(budget_bytes: int, n_features: int, n_classes: int) -> int:
+    """Largest K with 4(NK + K² + K) + 4N + 8 bytes per class when ``n_classes`` share ``budget_bytes``.
+
+    Per class: Ξ (N × K) and Φ (K × K) float32, one norm per memory, the
+    class mean (N floats) and the int64 label; 0 when not one memory fits.
+    """
+    share = budget_bytes / max(n_classes, 1) / _FLOAT_BYTES - n_features - _LABEL_BYTES / _FLOAT_BYTES
+    b = n_features + 1  # K² + bK - share <= 0
+    return max(0, int((-b + math.sqrt(b * b + 4 * max(share, 0.0))) / 2))
+
+
 @dataclass
 class _ClassMemory:
     model: DSEM
@@ -204,9 +216,7 @@ class GSEMMReplayMemory:
     # -------------------------------------------------------------- budget
     def memories_per_class(self, n_classes: int) -> int:
         """Largest K with 4(NK + K² + K) + 4N + 8 bytes per class within the budget."""
-        share = self.budget_bytes / n_classes / _FLOAT_BYTES - self.n_features - _LABEL_BYTES / _FLOAT_BYTES
-        b = self.n_features + 1  # K² + bK - share <= 0
-        return max(0, int((-b + math.sqrt(b * b + 4 * max(share, 0.0))) / 2))
+        return memories_per_class(self.budget_bytes, self.n_features, n_classes)
 
     @property
     def nbytes(self) -> int:
@@ -345,3 +355,170 @@ def _visits(rows: list[list[int]], min_dwell: int) -> list[list[tuple[int, int]]
             value, start = index, t
         result.append(visits)
     return result
+
+
+def window_indices(size: int, n: int, windows: int, generator: torch.Generator) -> Tensor:
+    """``n`` positions of a sequence of ``size`` items, as contiguous stretches in order.
+
+    The stretches are ``L = max(1, n // windows)`` long (so about ``windows``
+    of them per draw) and start at uniform positions; a stretch that runs off
+    the end continues at the start (the pool is read as one loop, as the
+    replay agent always has).
+    """
+    length = max(1, n // windows)
+    starts = torch.randint(size, (-(-n // length),), generator=generator)
+    return ((starts[:, None] + torch.arange(length)) % size).flatten()[:n]
+
+
+class GSEMMRecallSource:
+    """Replay what GSEMM recalls from partial cues: the ``gsemm`` source of the replay agent.
+
+    Wraps :class:`GSEMMReplayMemory` (one DSEM per class, its exemplars one
+    cyclic sequence in arrival order). After every :meth:`add` each stored
+    memory is cued with ``cue_fraction`` of its entries zeroed; the dynamics
+    complete the pattern (Hayes et al. 2021, element 8: partial-cue replay)
+    and then run on along the learned sequence (Karuvally, Sejnowski &
+    Siegelmann 2023, GSEMM). Every memory a trajectory visits becomes one
+    item of the *recalled pool*, in visiting order; :meth:`sample` draws from
+    the pool, :meth:`sequence` reads stretches of it in order (element 3:
+    time-compressed sequence replay, the dwell of about T_d on each memory
+    compressed to one item).
+
+    ``nbytes`` counts what GSEMM keeps: Ξ, Φ, the per-memory norms, the class
+    means and labels. The pool is not counted: it is the dynamics' output,
+    recomputed from those weights (and the cue masks) after every
+    experience, the way a generator's samples are not counted in its
+    parameters. ``len`` is the number of stored memories, the items the
+    bytes pay for (as :func:`replaybench.checks.check_memory` expects); the
+    pool's size is in :attr:`stats`. The pool is empty only if no recall
+    dwells on any memory, and then :meth:`sample` raises ``ValueError``.
+
+    Args:
+        budget_bytes: Bytes for the GSEMM weights of every class (shared
+            equally by the classes seen).
+        n_features: N, the width of an item row.
+        n_classes: Classes of the stream; the budget must hold one memory
+            for each of them (:meth:`capacity_for`).
+        generator: Randomness of the exemplar choice, the cue masks and of
+            sampling (unless a call passes its own).
+        config: DSEM parameters; default Euler at dt = 0.1 with T_d = 20
+            (the replay agent's ``gsemm_tau_d``, docs/gsemm.md).
+        cue_fraction: Fraction of each cue's entries zeroed before recall.
+        recall_steps: Integration steps of each recall.
+        windows: Contiguous stretches per :meth:`sequence` draw.
+        min_dwell: Recorded steps a trajectory must stay on a memory for the
+            visit to count (shorter passes are transients).
+
+    Raises:
+        ConfigError: An option is out of range, or the budget cannot hold one
+            memory per class.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget_bytes: int,
+        n_features: int,
+        n_classes: int,
+        generator: torch.Generator,
+        config: DSEMConfig | None = None,
+        cue_fraction: float = 0.25,
+        recall_steps: int = 150,
+        windows: int = 8,
+        min_dwell: int = 2,
+    ) -> None:
+        name = type(self).__name__
+        for key, value in (("budget_bytes", budget_bytes), ("n_features", n_features), ("n_classes", n_classes)):
+            check_param(name, key, value, Interval(int, 1, None))
+        check_param(name, "cue_fraction", cue_fraction, Interval(float, 0, 1, closed="left"))
+        for key, value in (("recall_steps", recall_steps), ("windows", windows), ("min_dwell", min_dwell)):
+            check_param(name, key, value, Interval(int, 1, None))
+        if self.capacity_for(budget_bytes, n_features, n_classes) < 1:
+            raise ConfigError(
+                f"A GSEMM source of {budget_bytes:,} bytes holds no memory of {n_features} features for each of "
+                f"{n_classes} classes (one needs {_one_memory_bytes(n_features) * n_classes:,} bytes)."
+            )
+        self.budget_bytes = budget_bytes
+        self.n_classes = n_classes
+        self.generator = generator
+        self.cue_fraction, self.recall_steps = cue_fraction, recall_steps
+        self.windows, self.min_dwell = windows, min_dwell
+        config = config if config is not None else DSEMConfig(dt=0.1, integrator="euler", tau_d=20.0)
+        self.memory = GSEMMReplayMemory(
+            budget_bytes=budget_bytes, n_features=n_features, config=config, generator=generator
+        )
+        self.pool = RecalledPool(torch.empty(0, n_features), torch.empty(0, dtype=torch.long), 0.0, 0, 0.0)
+
+    @staticmethod
+    def capacity_for(budget_bytes: int, n_features: int, n_classes: int) -> int:
+        """Memories per class that ``budget_bytes`` holds once ``n_classes`` classes share it (0: none)."""
+        return memories_per_class(budget_bytes, n_features, n_classes)
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        """Store an experience's items (each new class one cyclic sequence), then recall the pool anew."""
+        self.memory.add(x, y)
+        self.pool = self.memory.recall_pool(
+            cue_fraction=self.cue_fraction, steps=self.recall_steps, min_dwell=self.min_dwell
+        )
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` recalled items ``(x [n, N], y [n])``, uniformly with replacement from the pool."""
+        self._check_pool()
+        idx = torch.randint(len(self.pool.x), (n,), generator=generator or self.generator)
+        return self.pool.x[idx], self.pool.y[idx]
+
+    def sequence(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` recalled items as about ``windows`` contiguous stretches of the pool, in visiting order."""
+        self._check_pool()
+        idx = window_indices(len(self.pool.x), n, self.windows, generator or self.generator)
+        return self.pool.x[idx], self.pool.y[idx]
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """The last recall, for the agent to report: memories held, cues completed, items per cue, pool size."""
+        return {
+            "gsemm_memories": float(len(self.memory)),
+            "gsemm_completed": float(self.pool.completed),
+            "gsemm_items_per_cue": float(self.pool.items_per_cue),
+            "gsemm_pool": float(len(self.pool.x)),
+        }
+
+    def __len__(self) -> int:
+        """Stored memories (the recalled pool's size is ``stats["gsemm_pool"]``)."""
+        return len(self.memory)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the GSEMM weights, norms, class means and labels (not the recalled pool; see the class doc)."""
+        return self.memory.nbytes
+
+    def state_dict(self) -> dict[str, Any]:
+        """The GSEMM memory and the recalled pool (so a restored source replays the same items)."""
+        pool = self.pool
+        return {
+            "memory": self.memory.state_dict(),
+            "pool_x": pool.x.clone(),
+            "pool_y": pool.y.clone(),
+            "pool_stats": {"completed": pool.completed, "steps": pool.steps, "items_per_cue": pool.items_per_cue},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (options and budget stay this source's)."""
+        self.memory.load_state_dict(state["memory"])
+        stats = state["pool_stats"]
+        self.pool = RecalledPool(
+            state["pool_x"].clone(),
+            state["pool_y"].clone(),
+            float(stats["completed"]),
+            int(stats["steps"]),
+            float(stats["items_per_cue"]),
+        )
+
+    def _check_pool(self) -> None:
+        if len(self.pool.x) == 0:
+            raise ValueError(f"{type(self).__name__} has nothing to replay (no memory stored, or no recall visit)")
+
+
+def _one_memory_bytes(n_features: int) -> int:
+    """Bytes of a class holding one memory: Ξ (N), Φ (1), a norm, the class mean (N) and the label."""
+    return _FLOAT_BYTES * (2 * n_features + 2) + _LABEL_BYTES
