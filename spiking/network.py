@@ -8,6 +8,13 @@ One step (BindsNET ``Network.run`` semantics, synchronous mode):
 3. with learning on, each plastic connection's rule updates its weights;
 4. monitors record.
 
+With ``in_order=True`` steps 1 and 2 interleave: just before a layer updates,
+its incoming connections compute from their sources' current spikes, which
+are this step's for layers added earlier. A spike then crosses a feed-forward
+stack in one step, as in the in-order update of Sleep Replay Consolidation
+(:mod:`replaybench.spiking.src`); connections from the layer itself or from
+later layers still carry the previous step's spikes.
+
 After a presentation with learning on, connections with ``norm`` renormalise.
 
 Example:
@@ -27,10 +34,21 @@ import torch
 from torch import nn
 
 from replaybench.errors import ConfigError
-from replaybench.params import Interval, check_param
+from replaybench.params import InstanceOf, Interval, check_param
 from replaybench.spiking import _cpu_kernels
 from replaybench.spiking.nodes import InputNodes, Nodes
 from replaybench.spiking.topology import Connection
+
+
+def _currents(edges: list) -> dict[str, torch.Tensor]:
+    """Each target's summed input from ``(source, connection, target name)`` edges' current spikes."""
+    currents: dict[str, torch.Tensor] = {}
+    for source, connection, target in edges:
+        if target in currents:
+            connection.compute_add_(source.s, currents[target])
+        else:
+            currents[target] = connection.compute(source.s)
+    return currents
 
 
 class SpikeCounter:
@@ -91,12 +109,16 @@ class Network(nn.Module):
 
     Args:
         dt: Step in ms; pushed into every layer.
+        in_order: Compute each layer's input just before it updates (see the module docstring),
+            instead of from every source's spikes of the previous step.
     """
 
-    def __init__(self, *, dt: float = 1.0) -> None:
+    def __init__(self, *, dt: float = 1.0, in_order: bool = False) -> None:
         super().__init__()
         check_param("Network", "dt", dt, Interval(float, 0, None, closed="neither"))
+        check_param("Network", "in_order", in_order, InstanceOf(bool))
         self.dt = float(dt)
+        self.in_order = in_order
         self.layers = nn.ModuleDict()
         self.connections = nn.ModuleDict()
         self._edges: list[tuple[str, str, str]] = []  # (source, target, connection name)
@@ -175,16 +197,15 @@ class Network(nn.Module):
         edges = [(self.layers[s], self.connections[c], t) for s, t, c in self._edges]
         order = list(self.layers.items())
         monitors = list(self.monitors.values())
+        # In order, each layer's incoming edges are computed just before it updates.
+        incoming = {name: [e for e in edges if e[2] == name] for name, _ in order} if self.in_order else {}
         for step in range(time_steps):
-            currents: dict[str, torch.Tensor] = {}
-            for source, connection, target in edges:
-                if target in currents:
-                    connection.compute_add_(source.s, currents[target])
-                else:
-                    currents[target] = connection.compute(source.s)
+            currents = {} if self.in_order else _currents(edges)
             for name, layer in order:
                 if name in inputs:
                     layer.set_spikes(inputs[name][step])
+                elif self.in_order:
+                    layer.step(_currents(incoming[name]).get(name))
                 else:
                     layer.step(currents.get(name))
             for connection in plastic:
