@@ -6,13 +6,26 @@ our native agents use, trains it with Avalanche's own loop on our stream
 runner, so its R matrix is measured exactly like every other agent's.
 Strategy-specific arguments go in ``strategy_options`` and are checked
 against the strategy's signature.
+
+``state_bytes`` (:class:`~replaybench.protocols.CountsState`) is offered only
+for the strategies whose kept state we can count from Avalanche's own
+objects (:data:`COUNTED_STRATEGIES`): Naive (nothing), EWC (its plugin's
+importances and saved parameters), LwF (its plugin's copy of the previous
+model) and Replay (its storage policy's items, counted as our buffers count
+them: input bytes plus an int64 label each). Any other strategy keeps state
+of its own kind (Cumulative's union of datasets, GDumb's buffer, SI's
+trajectories...) and has no ``state_bytes``, so its memory is reported as
+unknown rather than guessed.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -21,7 +34,7 @@ from replaybench.agents._supervised import TrainingConfig
 from replaybench.errors import ConfigError
 from replaybench.interop import to_avalanche_benchmark
 from replaybench.params import InstanceOf, did_you_mean, param
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, Stream, module_bytes, tensor_bytes
 
 # Arguments the adapter sets itself; users may not pass them in strategy_options.
 _MANAGED = {
@@ -74,6 +87,34 @@ def strategy_class(name: str) -> type:
     return getattr(training, name)
 
 
+def _ewc_bytes(strategy: Any, item_bytes: int) -> dict[str, int]:
+    (plugin,) = (p for p in strategy.plugins if type(p).__name__ == "EWCPlugin")
+    return {
+        "importances": tensor_bytes(d.data for per_exp in plugin.importances.values() for d in per_exp.values()),
+        "saved_params": tensor_bytes(d.data for per_exp in plugin.saved_params.values() for d in per_exp.values()),
+    }
+
+
+def _lwf_bytes(strategy: Any, item_bytes: int) -> dict[str, int]:
+    (plugin,) = (p for p in strategy.plugins if type(p).__name__ == "LwFPlugin")
+    previous = plugin.lwf.prev_model
+    return {"teacher": module_bytes(previous)} if previous is not None else {}
+
+
+def _replay_bytes(strategy: Any, item_bytes: int) -> dict[str, int]:
+    (plugin,) = (p for p in strategy.plugins if type(p).__name__ == "ReplayPlugin")
+    return {"replay_items": len(plugin.storage_policy.buffer) * item_bytes}
+
+
+COUNTED_STRATEGIES: dict[str, Callable[[Any, int], dict[str, int]]] = {
+    "Naive": lambda strategy, item_bytes: {},
+    "EWC": _ewc_bytes,
+    "LwF": _lwf_bytes,
+    "Replay": _replay_bytes,
+}
+"""Strategy name → what its kept state costs, ``(strategy, bytes of one stored item) -> {part: bytes}``."""
+
+
 class AvalancheAgent:
     """An Avalanche strategy trained by Avalanche, evaluated by replaybench."""
 
@@ -102,6 +143,11 @@ class AvalancheAgent:
             **config.strategy_options,
         )
         self.benchmark = to_avalanche_benchmark(stream)
+        counter = COUNTED_STRATEGIES.get(config.variant)
+        if counter is not None:  # an instance attribute: the hook exists only where the count is known
+            example = stream.experiences[0].train_x[0]
+            item_bytes = tensor_bytes([example]) + torch.empty((), dtype=torch.int64).element_size()
+            self.state_bytes = functools.partial(counter, self.strategy, item_bytes)
 
     def learn(self, experience: Experience) -> dict[str, float]:
         with warnings.catch_warnings():  # avalanche 0.6 deprecates its own storage-policy calls

@@ -182,6 +182,22 @@ class DQN:
         q_values = self.q_network(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         return q_values.argmax(dim=1).cpu().numpy()
 
+    def state_bytes(self) -> dict[str, int]:
+        """What the next task inherits besides the networks: the kept buffer and what goes with it.
+
+        ``per-task`` empties the buffer (and forgets the rewarded episode) before the next task uses
+        it, so nothing is carried. The target network is the learner's own: it is overwritten with
+        the online network at every task's first step.
+        """
+        if self.config.buffer == "per-task":
+            return {}
+        parts = {"replay_buffer": self.buffer.nbytes}
+        if self.config.prioritized:  # one float64 priority per stored transition
+            parts["priorities"] = len(self.buffer) * self.buffer.priorities.itemsize
+        if self.last_rewarded_episode is not None:
+            parts["rewarded_episode"] = sum(a.nbytes for a in self.last_rewarded_episode)
+        return parts
+
     def learn(self, experience: Experience) -> dict[str, float]:
         """Train on one task for ``experience.step_budget`` env steps."""
         cfg, budget = self.config, experience.step_budget

@@ -57,3 +57,7 @@ class ExperienceReplay(SupervisedAgent):
     def after_experience(self, experience: Experience) -> dict[str, float]:
         self.memory.add(experience.train_x, experience.train_y)
         return {"replay_samples": float(self.replayed), "memory_bytes": float(self.memory.nbytes)}
+
+    def state_bytes(self) -> dict[str, int]:
+        """The stored items: inputs and int64 labels (the memory's ``nbytes``)."""
+        return {"replay_items": self.memory.nbytes}

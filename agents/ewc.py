@@ -17,7 +17,7 @@ from torch.func import functional_call, grad, vmap
 
 from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
 from replaybench.params import Interval, OneOf, param
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, Stream, tensor_bytes
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,16 @@ class EWCAgent(SupervisedAgent):
                 self.fisher_sum[name] = self.fisher_sum.get(name, 0.0) + fisher[name]
                 self.weighted_anchor_sum[name] = self.weighted_anchor_sum.get(name, 0.0) + fisher[name] * anchor
                 self.constant += float((fisher[name] * anchor * anchor).sum())
+
+    def state_bytes(self) -> dict[str, int]:
+        """The summed Fisher diagonal A and the Fisher-weighted anchors B: two copies of the parameters.
+
+        However many experiences the penalty covers it costs these two (and one float, C, not counted).
+        """
+        return {
+            "fisher": tensor_bytes(self.fisher_sum.values()),
+            "anchor_weights": tensor_bytes(self.weighted_anchor_sum.values()),
+        }
 
     def _fisher_diagonal(self, experience: Experience) -> dict[str, torch.Tensor]:
         n = min(self.config.fisher_samples, len(experience.train_x))

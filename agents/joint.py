@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 
 from replaybench.agents._supervised import SupervisedAgent
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, Stream, tensor_bytes
 
 
 class JointAgent(SupervisedAgent):
@@ -35,3 +35,10 @@ class JointAgent(SupervisedAgent):
             classes=tuple(sorted({c for e in self._seen for c in e.classes})),
         )
         return super().learn(union)
+
+    def state_bytes(self) -> dict[str, int]:
+        """Every input and label seen so far, and the initial weights each retraining starts from."""
+        return {
+            "seen_data": tensor_bytes(t for e in self._seen for t in (e.train_x, e.train_y)),
+            "initial_weights": tensor_bytes(self._initial_state.values()),
+        }

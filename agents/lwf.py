@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from replaybench.agents._supervised import SupervisedAgent, TrainingConfig
 from replaybench.params import Interval, param
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, Stream, module_bytes
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class LwFAgent(SupervisedAgent):
 
     def after_experience(self, experience: Experience) -> None:
         self.seen_classes = sorted(set(self.seen_classes) | set(experience.classes))
+
+    def state_bytes(self) -> dict[str, int]:
+        """The frozen teacher, a copy of the network (from the second experience on)."""
+        return {"teacher": module_bytes(self.teacher)} if self.teacher is not None else {}
 
     def extra_loss(self, x, y, logits) -> torch.Tensor | float:
         if self.teacher is None:

@@ -10,3 +10,7 @@ from replaybench.agents._supervised import SupervisedAgent
 
 class NaiveAgent(SupervisedAgent):
     """Plain minibatch SGD on the current experience only."""
+
+    def state_bytes(self) -> dict[str, int]:
+        """Nothing is kept across experiences but the network (:class:`~replaybench.protocols.CountsState`)."""
+        return {}

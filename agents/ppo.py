@@ -114,6 +114,10 @@ class PPO:
         logits = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         return logits.argmax(dim=1).cpu().numpy()
 
+    def state_bytes(self) -> dict[str, int]:
+        """Nothing: rollouts are discarded after each update; the actor and the critic are the learner."""
+        return {}
+
     def _value(self, obs: np.ndarray) -> torch.Tensor:
         """State values on the CPU, where the rollout buffers live."""
         return self.critic(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).squeeze(-1).cpu()

@@ -178,6 +178,14 @@ class WaveDQN:
         self.lattice = self.q_network.step(self.lattice, obs_tensor)
         return self.q_network.q_values(self.lattice).argmax(dim=1).cpu().numpy()
 
+    def state_bytes(self) -> dict[str, int]:
+        """The FIFO buffer when it is kept across tasks; ``per-task`` empties it before the next task.
+
+        The lattice is working memory, emptied at every episode, and the target network is
+        the learner's own (synced from the online network at every task's first step).
+        """
+        return {} if self.config.buffer == "per-task" else {"replay_buffer": self.buffer.nbytes}
+
     def learn(self, experience: Experience) -> dict[str, float]:
         """Train on one task for ``experience.step_budget`` env steps."""
         cfg, budget = self.config, experience.step_budget

@@ -5,6 +5,8 @@ format it lands in: HTML entities in the page, HTML entities and ``\\|`` in
 Markdown (GitHub renders inline HTML), and a leading quote before ``= + - @``
 in CSV text cells (spreadsheet formula injection). The HTML page is one
 static file with inline CSS and JavaScript: click a column header to sort.
+Every view has a ``state bytes`` column after the metrics, so that entries
+are compared at their memory as well as their scores.
 
 Example:
     >>> escape_markdown("a|<b>")
@@ -23,9 +25,12 @@ from dataclasses import dataclass, replace
 from replaybench.errors import ConfigError
 from replaybench.leaderboards.ranking import CONFIDENCE, BoardTable, Interval, Row
 from replaybench.redact import redact
+from replaybench.results import format_bytes
 
 FORMATS = ("md", "html", "csv", "json")
 NA = "n/a"
+STATE_BYTES = "state bytes"
+"""The memory column: each entry's mean ``state_bytes`` over its runs (``ranking.mean_state_bytes``), n/a if unknown."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ def _caption(table: BoardTable) -> str:
         f"mean ± half-width of the {CONFIDENCE:.0%} Student-t interval over seeds {list(b.seeds)}; "
         f"(mean) columns average the streams {', '.join(b.stream_names)} where the metric is defined; "
         f"{NA}: undefined (e.g. FWT on class-IL, forgetting after one experience). "
+        f"{STATE_BYTES}: what an entry keeps across experiences besides its weights, mean over runs "
+        f"({NA}: its agent does not count it). "
         f"Budget: {budget}; other options from each agent's preset, chosen on a validation split."
     )
 
@@ -115,7 +122,8 @@ def to_markdown(table: BoardTable) -> str:
     """A GitHub-flavoured Markdown table for READMEs."""
     b = table.board
     cols = metric_columns(table)
-    head = ["Rank", "Name", "Agent", "Origin", *(c.label(table) for c in cols), "Seeds", "Verified"]
+    head = ["Rank", "Name", "Agent", "Origin", *(c.label(table) for c in cols), STATE_BYTES.capitalize(), "Seeds"]
+    head.append("Verified")
     lines = [
         f"**{escape_markdown(b.name)}** v{escape_markdown(b.version)}",
         "",
@@ -129,6 +137,7 @@ def to_markdown(table: BoardTable) -> str:
             escape_markdown(r.submission.agent),  # no code span: escapes do not work inside one
             _origin(r),
             *(_text(c.value(r)) for c in cols),
+            format_bytes(r.state_bytes),
             str(len(r.seeds)),
             "✓" if r.submission.verified else "",
         ]
@@ -141,7 +150,8 @@ def to_markdown(table: BoardTable) -> str:
 
 
 def to_csv(table: BoardTable) -> str:
-    """One row per submission: each metric column's mean, low and high (empty where undefined)."""
+    """One row per submission: each metric column's mean, low and high, and the mean state bytes (empty where
+    undefined or unknown)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     cols = metric_columns(table)
@@ -154,6 +164,7 @@ def to_csv(table: BoardTable) -> str:
             "agent",
             "origin",
             *metric_cols,
+            "state_bytes_mean",
             "n_seeds",
             "verified",
             "config_hash",
@@ -175,6 +186,7 @@ def to_csv(table: BoardTable) -> str:
                 _csv_text(s.agent),
                 s.origin,
                 *values,
+                "" if r.state_bytes is None else f"{r.state_bytes:.6g}",
                 len(r.seeds),
                 int(s.verified),
                 s.config_hash,
@@ -253,6 +265,10 @@ def _html_row(table: BoardTable, r: Row) -> str:
                     title=f"{CONFIDENCE:.0%} interval [{iv.low:.4f}, {iv.high:.4f}]",
                 )
             )
+    known = r.state_bytes is not None
+    cells.append(
+        _cell(format_bytes(r.state_bytes), f"{r.state_bytes:.12g}" if known else "", title="" if known else "unknown")
+    )
     runs = [
         f'<a href="{html.escape(_wandb_url(path), quote=True)}">{html.escape(key)}</a>'
         for key, path in sorted(r.links.items())
@@ -276,7 +292,7 @@ def _wandb_url(path: str) -> str:
 def to_html(table: BoardTable) -> str:
     """A static, self-contained page with a sortable table."""
     b = table.board
-    labels = ["rank", "name", "agent", "origin", "#", *(c.label(table) for c in metric_columns(table))]
+    labels = ["rank", "name", "agent", "origin", "#", *(c.label(table) for c in metric_columns(table)), STATE_BYTES]
     labels += ["seeds", "verified", "W&B runs"]
     text_columns = ("name", "agent", "origin", "W&B runs")
     heads = [f"<th{' class=text' if label in text_columns else ''}>{html.escape(label)}</th>" for label in labels]
@@ -338,9 +354,19 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
     cols = metric_columns(table)
     t = Table(
         title=f"{b.name} v{b.version}: ranked by {b.primary_metric} ({b.direction} is better)",
-        caption=f"mean ± {CONFIDENCE:.0%} Student-t interval over seeds; {NA}: undefined",
+        caption=f"mean ± {CONFIDENCE:.0%} Student-t interval over seeds; {NA}: undefined or unknown",
     )
-    for label in ("rank", "name", "agent", "origin", "#", *(c.label(table) for c in cols), "seeds", "verified"):
+    for label in (
+        "rank",
+        "name",
+        "agent",
+        "origin",
+        "#",
+        *(c.label(table) for c in cols),
+        STATE_BYTES,
+        "seeds",
+        "verified",
+    ):
         t.add_column(label, justify="left" if label in ("name", "agent", "origin") else "right")
     for r in table.rows:
         s = r.submission
@@ -352,6 +378,7 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
             _origin(r),
             f"#{s.id}",
             *(_text(c.value(r)) for c in cols),
+            format_bytes(r.state_bytes),
             str(len(r.seeds)),
             "✓" if s.verified else "",
             style="bold green" if s.id == highlight else None,
@@ -370,10 +397,12 @@ def print_table(table: BoardTable, *, highlight: int | None = None, file: object
 
 
 def rows_for_wandb(table: BoardTable) -> tuple[list[str], list[list[object]]]:
-    """Columns and data of the board as a flat table (mean, low, high per metric column; None where undefined)."""
+    """Columns and data of the board as a flat table (mean, low, high per metric column, the mean state bytes;
+    None where undefined or unknown)."""
     cols = metric_columns(table)
     metric_cols = [f"{c.key}_{part}" for c in cols for part in ("mean", "low", "high")]
-    columns = ["rank", "submission", "name", "agent", "origin", *metric_cols, "n_seeds", "verified", "config_hash"]
+    columns = ["rank", "submission", "name", "agent", "origin", *metric_cols, "state_bytes_mean", "n_seeds"]
+    columns += ["verified", "config_hash"]
     data: list[list[object]] = []
     for r in table.rows:
         s = r.submission
@@ -382,6 +411,7 @@ def rows_for_wandb(table: BoardTable) -> tuple[list[str], list[list[object]]]:
             iv = c.value(r)
             values += [None if iv is None else getattr(iv, part) for part in ("mean", "low", "high")]
         data.append(
-            [r.rank, s.id, s.display_name, s.agent, s.origin, *values, len(r.seeds), bool(s.verified), s.config_hash]
+            [r.rank, s.id, s.display_name, s.agent, s.origin, *values, r.state_bytes, len(r.seeds)]
+            + [bool(s.verified), s.config_hash]
         )
     return columns, redact(data)

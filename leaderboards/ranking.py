@@ -11,6 +11,8 @@ for every stream × seed of the board are ranked, by the primary metric in its
 direction (:data:`replaybench.metrics.HIGHER_IS_BETTER`, the one place
 directions live); a row whose primary metric is undefined is ranked last.
 Equal means share a rank (competition ranking: 1, 2, 2, 4), oldest first.
+Beside the metrics each row carries its memory, the mean ``state_bytes`` of
+its runs (:func:`mean_state_bytes`): unknown where an agent does not count it.
 
 Example:
     >>> iv = seed_interval([0.70, 0.72, 0.74])
@@ -85,6 +87,8 @@ class Row:
     per_stream: Mapping[str, Mapping[str, Interval]] = field(default_factory=dict)
     links: Mapping[str, str] = field(default_factory=dict)
     """W&B runs of the entry, by stream and seed (``"split-digits/0"``), where they were logged."""
+    state_bytes: float | None = None
+    """Mean of ``costs["state_bytes"]`` over the board's runs; None (unknown) unless every run reports it."""
 
     def to_dict(self) -> dict[str, Any]:
         s = self.submission
@@ -103,6 +107,7 @@ class Row:
             "metrics": {k: iv.to_dict() for k, iv in self.metrics.items()},
             "per_stream": {st: {k: iv.to_dict() for k, iv in ms.items()} for st, ms in self.per_stream.items()},
             "wandb_runs": dict(self.links),
+            "state_bytes": self.state_bytes,
         }
 
 
@@ -154,6 +159,18 @@ def seed_values(board: Board, runs: Sequence[StoredRun], metric: str) -> dict[in
     }
 
 
+def mean_state_bytes(runs: Sequence[StoredRun]) -> float | None:
+    """The mean of the runs' ``costs["state_bytes"]``, or None when any run lacks it.
+
+    A run whose agent does not count its state is unknown, so an entry with one is unknown too:
+    averaging the others would pass off part of its memory as the whole.
+    """
+    values = [(r.result.get("costs") or {}).get("state_bytes") for r in runs]
+    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+        return None
+    return float(np.mean(values))
+
+
 def rank_rows(
     unranked: Sequence[tuple[Submission, Mapping[str, Interval]]], *, metric: str, higher_is_better: bool
 ) -> list[tuple[int, Submission, Mapping[str, Interval]]]:
@@ -201,10 +218,8 @@ def board_table(board: Board, store: Store) -> BoardTable:
                     per_stream.setdefault(s, {})[m] = seed_interval(values)
         links = {f"{r.stream}/{r.seed}": r.wandb_run for r in runs if r.wandb_run}
         unranked.append((sub, ivs))
-        extras[sub.id] = (tuple(board.seeds), per_stream, links)
+        extras[sub.id] = (tuple(board.seeds), per_stream, links, mean_state_bytes(runs))
     ranked = rank_rows(unranked, metric=board.primary_metric, higher_is_better=board.direction == "higher")
-    rows = tuple(
-        Row(rank, sub, extras[sub.id][0], ivs, extras[sub.id][1], extras[sub.id][2]) for rank, sub, ivs in ranked
-    )
+    rows = tuple(Row(rank, sub, extras[sub.id][0], ivs, *extras[sub.id][1:]) for rank, sub, ivs in ranked)
     others = len(store.submissions(board.name)) - len(store.submissions(board.name, board.version))
     return BoardTable(board, rows, others, partial)

@@ -152,7 +152,7 @@ def log_run(
         for key, value in result.metrics.items():
             if isinstance(value, (int, float)):
                 run.summary[key] = value
-        for key in ("wall_seconds", "learn_seconds", "peak_rss_mb", "replay_samples"):
+        for key in ("wall_seconds", "learn_seconds", "peak_rss_mb", "replay_samples", "state_bytes"):
             if key in result.costs:
                 run.summary[f"costs/{key}"] = result.costs[key]
         local = Path(run.dir) / RESULTS_FILE

@@ -40,10 +40,18 @@ import numpy as np
 import torch
 
 from replaybench.check_report import CheckFailed, CheckReport, CheckSkipped, expect
-from replaybench.errors import ConfigError, DataMissingError, one_line
+from replaybench.errors import AgentError, ConfigError, DataMissingError, one_line
 from replaybench.memory_checks import MEMORIES, check_memory
 from replaybench.params import build_config, config_to_dict, parse_option
-from replaybench.protocols import OPTIONAL_HOOKS, QUERY_METHOD, EpisodeAware, Experience, KeepsTrainingCurve, Stream
+from replaybench.protocols import (
+    OPTIONAL_HOOKS,
+    QUERY_METHOD,
+    CountsState,
+    EpisodeAware,
+    Experience,
+    KeepsTrainingCurve,
+    Stream,
+)
 from replaybench.registry import AGENTS
 from replaybench.runner import (
     RunSpec,
@@ -54,6 +62,7 @@ from replaybench.runner import (
     missing_query_methods,
     run,
     seed_everything,
+    state_parts_of,
 )
 from replaybench.stream_checks import TINY, TinySize, check_stream, tiny_stream
 
@@ -87,7 +96,7 @@ FAST_OPTIONS: dict[str, Any] = {
     "rollout_steps": 32,  # PPO: 4 envs x 32 steps per iteration
     "batch_size": 16,
     "fisher_samples": 32,
-    "sleep_steps": 20,
+    "src_steps_scale": 0.01,  # 150-350 SRC sleep steps instead of 15,000-35,000
     "recall_steps": 30,
     "time_steps": 20,  # spiking presentation length
 }
@@ -97,11 +106,18 @@ FAST_OPTIONS: dict[str, Any] = {
 def _fast_options(spec: str, config: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` plus the :data:`FAST_OPTIONS` the config has, unless they make an invalid config."""
     names = {f.name for f in dataclasses.fields(config)}
-    fast = {**{k: v for k, v in FAST_OPTIONS.items() if k in names}, **options}
+    candidates = {k: v for k, v in FAST_OPTIONS.items() if k in names and k not in options}
+    fast = {**candidates, **options}
     try:
         agent_class_and_config(spec, fast)
-    except ConfigError:  # e.g. a cross-field constraint the small values break: keep the defaults
-        return dict(options)
+    except ConfigError:  # e.g. a cross-field constraint a small value breaks: keep only those that build alone
+        fast = dict(options)
+        for key, value in candidates.items():
+            try:
+                agent_class_and_config(spec, {**fast, key: value})
+            except ConfigError:
+                continue
+            fast[key] = value
     return fast
 
 
@@ -132,6 +148,14 @@ def _check_curve(agent: Any, experience: Experience) -> None:
         f"last_curve's steps after experience {experience.index} are not increasing within "
         f"(0, {experience.step_budget}]",
     )
+
+
+def _check_state_bytes(agent: Any, experience: Experience) -> dict[str, int]:
+    """``state_bytes()`` after ``experience``, held to the runner's rule (a mapping of str to non-negative ints)."""
+    try:
+        return state_parts_of(agent, type(agent).__name__, experience.index)
+    except AgentError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 def _query(agent: Any, experience: Experience, stream: Stream, batch: int = 8) -> Any:
@@ -257,6 +281,9 @@ def _exercise(agent: Any, tiny: Stream, query_check: str) -> _Exercise:
         if isinstance(agent, KeepsTrainingCurve):
             attempt("hooks", "", _check_curve, agent, experience)
             done.answers.append((f"last_curve after experience {experience.index}", list(agent.last_curve)))
+        if isinstance(agent, CountsState):
+            parts = attempt("hooks", "", _check_state_bytes, agent, experience)
+            done.answers.append((f"state_bytes after experience {experience.index}", parts))
         query_all(f"after learning experience {experience.index}")
     return done
 
@@ -375,7 +402,7 @@ def check_agent(
     hooks = [
         hook
         for hook, (protocol, _) in OPTIONAL_HOOKS.items()
-        if protocol in (EpisodeAware, KeepsTrainingCurve) and isinstance(agent, protocol)
+        if protocol in (EpisodeAware, KeepsTrainingCurve, CountsState) and isinstance(agent, protocol)
     ]
     report.record(
         "hooks",

@@ -147,6 +147,12 @@ def interval_text(values: Sequence[float | None], digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if half != half else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
+def _state_bytes_of(results: Sequence[Any]) -> float | None:
+    """The mean ``state_bytes`` over seeds (as the boards show it), None if any seed's is unknown."""
+    values = [r.costs.get("state_bytes") for r in results]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
 def print_results(results: Sequence[Any]) -> None:
     """Per-seed rows, then mean ± 90% t-interval per (stream, agent)."""
     from rich.console import Console
@@ -155,9 +161,12 @@ def print_results(results: Sequence[Any]) -> None:
     if not results:
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)  # don't squeeze piped tables
+    from replaybench.results import format_bytes
+
     shown = [*TABLE_METRICS, *(k for k in OPTIONAL_METRICS if all(k in r.metrics for r in results))]
+    memory = ["state"] if any("state_bytes" in r.costs for r in results) else []  # n/a where an agent can't say
     per_seed = Table(title="Per seed")
-    for col in ("stream", "agent", "seed", *shown, "wall s", "peak MB"):
+    for col in ("stream", "agent", "seed", *shown, "wall s", "peak MB", *memory):
         per_seed.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     groups: dict[tuple[str, str, str], list] = {}
     for r in results:
@@ -169,11 +178,12 @@ def print_results(results: Sequence[Any]) -> None:
             *(_cell(m.get(k)) for k in shown),
             f"{r.costs['wall_seconds']:.1f}",
             f"{r.costs['peak_rss_mb']:.0f}",
+            *([format_bytes(r.costs.get("state_bytes"))] if memory else []),
         )
         groups.setdefault((r.spec["stream"], r.spec["agent"], r.run_id.rpartition("__")[2]), []).append(r)
     console.print(per_seed)
     summary = Table(title="Mean ± 90% t-interval over seeds")
-    for col in ("stream", "agent", "seeds", *shown, "wall s", "peak MB"):
+    for col in ("stream", "agent", "seeds", *shown, "wall s", "peak MB", *memory):
         summary.add_column(col, justify="right" if col not in ("stream", "agent") else "left")
     for (stream, agent, _), rs in groups.items():
         cells = [interval_text([r.metrics.get(k) for r in rs]) for k in shown]  # None: undefined, left out
@@ -184,6 +194,7 @@ def print_results(results: Sequence[Any]) -> None:
             *cells,
             interval_text([r.costs["wall_seconds"] for r in rs], 1),
             f"{max(r.costs['peak_rss_mb'] for r in rs):.0f}",
+            *([format_bytes(_state_bytes_of(rs))] if memory else []),
         )
     console.print(summary)
 

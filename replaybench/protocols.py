@@ -11,7 +11,7 @@ declared here as a small protocol of its own (:data:`OPTIONAL_HOOKS`), and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -190,9 +190,42 @@ class KeepsTrainingCurve(Protocol):
     last_curve: Sequence[tuple[int, float]]
 
 
+@runtime_checkable
+class CountsState(Protocol):
+    """An agent that says how many bytes it carries from one experience to the next.
+
+    "Equal memory" comparisons need memory counted whole, not only a replay
+    buffer: ``state_bytes()`` maps each part of what the agent keeps across
+    experiences, beyond its learner's own weights, to its bytes (e.g.
+    ``{"replay_items": …, "fisher": …, "anchor_weights": …}``); extra
+    networks (a teacher, a slow learner, a generator) count. An empty mapping
+    means nothing is kept. The learner's optimiser state (momentum buffers,
+    Adam moments) is its own and is not counted, nor is what is rebuilt
+    before it is used (a buffer emptied at every task). Tensors count
+    ``numel() * element_size()`` (:func:`tensor_bytes`, :func:`module_bytes`).
+
+    The runner reads it after each ``learn``: ``costs["state_bytes"]`` is the
+    largest total, ``costs["state_bytes_parts"]`` its breakdown. An agent
+    without the hook has neither key: its memory is unknown, not zero.
+    """
+
+    def state_bytes(self) -> Mapping[str, int]: ...
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of ``tensors``' elements (``numel() * element_size()``): the one way state is counted."""
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers: what a kept copy of it (a teacher, a slow learner) costs."""
+    return tensor_bytes([*module.parameters(), *module.buffers()])
+
+
 OPTIONAL_HOOKS: dict[str, tuple[type, str]] = {
     "begin_episodes": (EpisodeAware, "called by the RL evaluator before a batch of evaluation episodes"),
     "last_curve": (KeepsTrainingCurve, "read by the runner after each learn (RL training curve, forward transfer)"),
+    "state_bytes": (CountsState, "read by the runner after each learn (bytes kept across experiences, by part)"),
     "evaluate": (SelfScoringStream, "a stream's own scorer, used instead of the kind's default evaluator"),
     "single_task": (SingleTaskStream, "a stream's task alone, for forward-transfer reference runs"),
     "describe": (DescribedStream, "a stream's description for 'replaybench streams show'"),

@@ -79,6 +79,23 @@ class RunResult:
         return run_id(self.spec)
 
 
+def format_bytes(n: float | None) -> str:
+    """``n`` bytes in decimal units (B, kB, MB, GB), for ``costs["state_bytes"]`` in tables; "n/a" for None.
+
+    A result whose agent does not count its state has no ``state_bytes``: that is unknown, never 0 B.
+
+    Example:
+        >>> format_bytes(1_523_280), format_bytes(264), format_bytes(None)
+        ('1.52 MB', '264 B', 'n/a')
+    """
+    if n is None:
+        return "n/a"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of ``text`` (no separators, no '..'), secrets redacted.
 

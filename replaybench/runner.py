@@ -27,7 +27,7 @@ from replaybench.config_files import MAX_SEED
 from replaybench.errors import AgentError, ConfigError, ReplaybenchError, one_line
 from replaybench.evaluation import evaluate_scores
 from replaybench.params import InstanceOf, Interval, build_config, check_param, config_to_dict
-from replaybench.protocols import QUERY_METHOD, KeepsTrainingCurve, SingleTaskStream, Stream
+from replaybench.protocols import QUERY_METHOD, CountsState, KeepsTrainingCurve, SingleTaskStream, Stream
 from replaybench.provenance import provenance
 from replaybench.registry import AGENTS, STREAMS
 from replaybench.results import RunResult, run_id
@@ -224,6 +224,36 @@ def agent_kinds(name: str, agent_cls: type) -> set[str]:
     return set(kinds)
 
 
+def state_parts_of(agent: CountsState, name: str, index: int) -> dict[str, int]:
+    """The agent's ``state_bytes()`` after experience ``index`` as ``{part: bytes}``.
+
+    Raises:
+        AgentError: it raised, or returned other than str keys and non-negative ints
+            (the runner and ``replaybench check agent`` hold it to the same rule here).
+    """
+    try:
+        parts = agent.state_bytes()
+    except ReplaybenchError:
+        raise
+    except Exception as exc:
+        raise AgentError(f"Agent {name!r} raised {one_line(exc)} in state_bytes after experience {index}.") from exc
+    if not isinstance(parts, Mapping):
+        raise AgentError(
+            f"Agent {name!r}'s state_bytes after experience {index} must return a mapping; got {type(parts).__name__}."
+        )
+    bad = {k: v for k, v in parts.items() if not isinstance(k, str) or not _is_count(v)}
+    if bad:
+        raise AgentError(
+            f"Agent {name!r}'s state_bytes after experience {index} must map str to non-negative ints; got {bad!r}."
+        )
+    return {k: int(v) for k, v in parts.items()}
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative int (a NumPy integer too), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
+
+
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
@@ -281,6 +311,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     R: list[list[float]] = []
     per_experience: list[dict[str, float]] = []
     curves: list[list[tuple[int, float]]] = []
+    state_parts: list[dict[str, int]] = []
     with progress.session():
         for exp in progress.track(experiences, f"{spec.agent} on {spec.stream} (seed {spec.seed})"):
             t0 = time.perf_counter()
@@ -295,6 +326,8 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
             learn_s = time.perf_counter() - t0
             if isinstance(agent, KeepsTrainingCurve):
                 curves.append([(int(step), float(ret)) for step, ret in agent.last_curve])
+            if isinstance(agent, CountsState):
+                state_parts.append(state_parts_of(agent, spec.agent, exp.index))
             row, others, eval_s = score_all(f"after experience {exp.index}", f"R[{len(R)}]")
             R.append(row)
             for key, values in others.items():
@@ -305,6 +338,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
                     "eval_seconds": eval_s,
                     "peak_rss_mb": _peak_rss_mb(),
                     **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))},
+                    **({"state_bytes": sum(state_parts[-1].values())} if state_parts else {}),
                 }
             )
     costs: dict[str, Any] = {
@@ -315,6 +349,10 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     }
     if "replay_samples" in per_experience[0]:
         costs["replay_samples"] = sum(p.get("replay_samples", 0.0) for p in per_experience)
+    if state_parts:  # the peak is what a memory budget must hold; without the hook, unknown (no key)
+        peak = max(state_parts, key=lambda parts: sum(parts.values()))
+        costs["state_bytes"] = sum(peak.values())
+        costs["state_bytes_parts"] = peak
     if spec.device.startswith("cuda"):
         costs["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     summary = metrics.summarize(R, baseline, joint_R, scenario=stream.scenario)

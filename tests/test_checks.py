@@ -95,6 +95,10 @@ FLAWS = {
     "no_kinds": ('    kinds = frozenset({"supervised"})\n', ""),
     "wrong_type": ("    lr: float = 0.1", "    lr: float = 'fast'"),
     "bad_stats": ('        return {"loss": loss.item()}', '        return {"loss": loss}'),
+    "negative_state_bytes": (
+        '        return {"loss": loss.item()}\n',
+        '        return {"loss": loss.item()}\n\n    def state_bytes(self):\n        return {"buffer": -1}\n',
+    ),
 }
 
 
@@ -128,6 +132,7 @@ def test_a_readme_style_third_party_agent_passes(tmp_path):
         ("no_kinds", "kinds", "must declare the experience kinds it supports"),
         ("wrong_type", "config", "The 'lr' parameter of agent"),
         ("bad_stats", "learn", "learn's statistics hold 'loss'"),
+        ("negative_state_bytes", "hooks", "state_bytes after experience 0 must map str to non-negative ints"),
     ],
 )
 def test_a_broken_agent_fails_the_right_check_with_one_line(tmp_path, flaw, check, message):

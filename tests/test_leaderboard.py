@@ -432,6 +432,43 @@ def test_markdown_csv_and_json_exports(evil_table):
     assert data["streams"] == [{"name": "s1", "fingerprint": FP1}, {"name": "s2", "fingerprint": FP2}]
 
 
+def test_every_view_shows_state_bytes_and_na_where_unknown():
+    """The mean of costs["state_bytes"] over an entry's runs; n/a when any run lacks it (unknown is not 0)."""
+    board = make_board()
+    with Store(":memory:") as store:
+        for name, counted in (("counted", (1000, 3000)), ("partly", (1000, None))):
+            sid = store.add_submission(
+                board=board,
+                display_name=name,
+                agent="naive",
+                config={},
+                config_hash="c" * 64,
+                source_hash="d" * 64,
+                source_files={},
+            )
+            for seed, acc in zip(board.seeds, (0.9, 0.8, 0.7)):
+                for stream, state in zip(("s1", "s2"), counted):
+                    result = make_result(stream, seed, acc if name == "counted" else acc - 0.5)
+                    if state is not None:
+                        result.costs.update(state_bytes=state + seed, state_bytes_parts={"replay_items": state + seed})
+                    store.add_run(sid, board, result)
+            store.finish_submission(sid, "complete")
+        table = board_table(board, store)
+    expected = 2000 + float(np.mean(board.seeds))
+    assert [r.state_bytes for r in table.rows] == [pytest.approx(expected), None]
+    md_rows = [ln for ln in export.to_markdown(table).splitlines() if ln.startswith("| ")]
+    assert "State bytes" in md_rows[0] and f"{expected / 1000:.3g} kB" in md_rows[1] and "n/a" in md_rows[2]
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(table))))
+    assert float(rows[0]["state_bytes_mean"]) == pytest.approx(expected) and rows[1]["state_bytes_mean"] == ""
+    assert [r["state_bytes"] for r in json.loads(export.to_json(table))["rows"]] == [pytest.approx(expected), None]
+    assert "state bytes" in export.to_html(table) and 'title="unknown">n/a' in export.to_html(table)
+    columns, data = export.rows_for_wandb(table)
+    assert [row[columns.index("state_bytes_mean")] for row in data] == [pytest.approx(expected), None]
+    out = io.StringIO()
+    export.print_table(table, file=out)
+    assert "state bytes" in out.getvalue() and "kB" in out.getvalue()
+
+
 def test_html_sorts_on_header_click_in_headless_chromium(evil_table, tmp_path):
     import shutil
 

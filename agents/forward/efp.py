@@ -185,6 +185,10 @@ class EFPAgent(LocalLearner):
         self._residual_sum, self._residual_n = 0.0, 0
         return {"free_residual": residual}
 
+    def state_bytes(self) -> dict[str, int]:
+        """Nothing: the loop matrix L is part of the network, and the loop trace starts at 0 for every input."""
+        return {}
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Logits at the end of the free phase (the loop is part of the network)."""

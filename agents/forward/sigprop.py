@@ -252,6 +252,10 @@ class SigpropAgent(LocalLearner):
             self.memories[-1].add(h.flatten(1).cpu(), y)
         return {"memory_bytes": float(sum(m.nbytes for m in self.memories))}
 
+    def state_bytes(self) -> dict[str, int]:
+        """The layer-local replay memories (stored layer inputs and labels), when on; else nothing."""
+        return {"local_replay_items": sum(m.nbytes for m in self.memories)} if self.memories else {}
+
 
 def _accumulate(parameter: torch.Tensor, grad: torch.Tensor) -> None:
     """Add ``grad`` to ``parameter.grad``, as a backward pass would."""
