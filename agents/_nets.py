@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 
-def mlp(input_shape: Sequence[int], hidden: Sequence[int], n_outputs: int) -> nn.Sequential:
-    """A ReLU MLP that flattens its input: ``in → hidden… → n_outputs``."""
+def mlp(input_shape: Sequence[int], hidden: Sequence[int], n_outputs: int, bias: bool = True) -> nn.Sequential:
+    """A ReLU MLP that flattens its input: ``in → hidden… → n_outputs`` (optionally without biases)."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h, bias=bias), nn.ReLU()]
         width = h
-    layers.append(nn.Linear(width, n_outputs))
+    layers.append(nn.Linear(width, n_outputs, bias=bias))
     return nn.Sequential(*layers)
 
 

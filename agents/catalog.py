@@ -86,30 +86,63 @@ AGENTS.register(
     readout="ngram",
 )
 
-# Biological-style replay (agents/replay.py; docs/replay.md): one agent, each element of the
-# replay review a named option. All options off is ER.
-_REPLAY = "replaybench.agents.replay:BiologicalReplay"
-AGENTS.register("replay", _REPLAY, summary="biological-style replay; all options off = ER (docs/replay.md)")
-AGENTS.register("replay-sleep", _REPLAY, summary="ER + offline sleep consolidation (SRC, Tadros 2022)", sleep=True)
+# Biological-style replay (agents/replay/; docs/replay.md): one agent, a learner x a source x a
+# schedule, each element of the replay review an option. The named agents are presets of it.
+_REPLAY = "replaybench.agents.replay:ReplayAgent"
+AGENTS.register(
+    "replay",
+    _REPLAY,
+    summary="biological-style replay: -o learner=backprop|sigprop|efp|stdp -o source=... -o schedule=...",
+)
+AGENTS.register(
+    "replay-sleep",
+    _REPLAY,
+    summary="ER + Sleep Replay Consolidation in the spiking simulator (Tadros 2022), bias-free MLP",
+    src=True,
+    bias=False,
+)
+AGENTS.register(
+    "replay-src",
+    _REPLAY,
+    summary="Sleep Replay Consolidation alone (no stored data), on SRC's bias-free 1200-1200 MLP",
+    source="none",
+    schedule="sleep",
+    bias=False,
+    hidden=(1200, 1200),
+    momentum=0.5,
+)
 AGENTS.register(
     "replay-gsemm",
     _REPLAY,
     summary="replay recalled by per-class GSEMM (DSEM) sequence memories from 25%-zeroed cues",
-    memory_model="gsemm",
+    source="gsemm",
 )
 AGENTS.register(
     "replay-gsemm-cls",
     _REPLAY,
-    summary="GSEMM replay + fast/slow learners with distillation (best GSEMM config)",
-    memory_model="gsemm",
+    summary="GSEMM replay + fast/slow learners with distillation (slow learner counted in memory)",
+    source="gsemm",
     cls_distill=1.0,
+)
+AGENTS.register(
+    "replay-generative",
+    _REPLAY,
+    summary="generative replay of new items: mixture states of GSEMM's dynamics",
+    source="generative",
+)
+AGENTS.register(
+    "replay-wave",
+    _REPLAY,
+    summary="awake replay of the latest experience held in a traveling-wave lattice, forward and reversed",
+    source="wave",
+    schedule="sequence",
 )
 AGENTS.register(
     "replay-sequence",
     _REPLAY,
     summary="time-compressed replay of GSEMM-recalled sequences, in order",
-    memory_model="gsemm",
-    sequence_replay=True,
+    source="gsemm",
+    schedule="sequence",
 )
 AGENTS.register(
     "replay-prioritized", _REPLAY, summary="ER sampled in proportion to replay loss (Schaul 2016)", priority="loss"
@@ -126,7 +159,7 @@ AGENTS.register(
 AGENTS.register(
     "replay-cls",
     _REPLAY,
-    summary="complementary learning systems: EMA slow learner + distillation (CLS-ER)",
+    summary="complementary learning systems: EMA slow learner + distillation (CLS-ER; slow learner counted)",
     cls_distill=1.0,
 )
 AGENTS.register(

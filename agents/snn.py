@@ -23,7 +23,7 @@ import torch
 from replaybench import progress
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, param
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import Experience, Stream, tensor_bytes
 from replaybench.spiking.models import (
     DiehlCookConfig,
     LocalSNNConfig,
@@ -152,7 +152,8 @@ class _SpikingAgent:
         self.samples_seen = 0
 
     def _train(self, experience: Experience, on_batch) -> dict[str, float]:
-        x_all, n = experience.train_x, len(experience.train_x)
+        """Present the experience with STDP on; ``on_batch(epoch, labels, out)`` sees every batch's spikes."""
+        x_all, y_all, n = experience.train_x, experience.train_y, len(experience.train_x)
         bs, spikes = self.config.batch_size, 0.0
         for epoch in range(self.config.epochs):
             order = torch.randperm(n, generator=self.generator)
@@ -161,17 +162,24 @@ class _SpikingAgent:
                 idx = order[first : first + bs]
                 if self.config.architecture == "lc-snn":  # x0.99 every 250 samples (Saunders et al. 2019)
                     self.model.set_rate_scale(0.99 ** (self.samples_seen // 250))
-                x = _intensities(x_all[idx].to(self.device))
-                out = self.model.present(x, learning=True, record=self._records)
-                on_batch(epoch, idx, out)
+                x, labels = x_all[idx], None if y_all is None else y_all[idx]
+                replay = self.replay_batch(len(idx))
+                if replay is not None:  # replayed items are presented with the new ones
+                    x, labels = torch.cat([x, replay[0].view(-1, *x.shape[1:])]), torch.cat([labels, replay[1]])
+                out = self.model.present(_intensities(x.to(self.device)), learning=True, record=self._records)
+                on_batch(epoch, labels, out)
                 spikes += out.counts.sum().item()
-                self.samples_seen += len(idx)
+                self.samples_seen += len(x)
         return {
             "mean_spikes_per_sample": spikes / max(n * self.config.epochs, 1),
             "plastic_synapses": float(self.model.plastic_synapses),
         }
 
     _records = False
+
+    def replay_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Items (x, y) presented with a batch of ``n`` new ones (:mod:`replaybench.agents.replay`)."""
+        return None
 
     @torch.no_grad()
     def _present_all(self, x: torch.Tensor, record: bool = False):
@@ -186,7 +194,11 @@ class SNNFeatures(_SpikingAgent):
     kinds: ClassVar[frozenset[str]] = frozenset({"unsupervised"})
 
     def learn(self, experience: Experience) -> dict[str, float]:
-        return self._train(experience, lambda epoch, idx, out: None)
+        return self._train(experience, lambda epoch, labels, out: None)
+
+    def state_bytes(self) -> dict[str, int]:
+        """Nothing but the network (its weights and adaptive thresholds are the learner's own)."""
+        return {}
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,17 +219,17 @@ class SNNClassifier(_SpikingAgent):
         self._records = self.ngrams is not None
 
     def learn(self, experience: Experience) -> dict[str, float]:
-        labels, rule, last = experience.train_y, self.config.assignment, self.config.epochs - 1
+        rule, last = self.config.assignment, self.config.epochs - 1
         record = self.rates if rule == "accumulate" else ClassRates(self.model.n_outputs, self.n_classes)
         spiked = torch.zeros(self.model.n_outputs, dtype=torch.bool)
 
-        def accumulate(epoch: int, idx: torch.Tensor, out) -> None:
+        def accumulate(epoch: int, batch_labels: torch.Tensor, out) -> None:
             spiked.logical_or_(out.counts.cpu().sum(0) > 0)
             if rule != "accumulate" and epoch < last:
                 return
-            record.add(out.counts, labels[idx])
+            record.add(out.counts, batch_labels)
             if self.ngrams is not None:
-                self.ngrams.add(out.spikes, labels[idx])
+                self.ngrams.add(out.spikes, batch_labels)
 
         stats = self._train(experience, accumulate)
         if rule == "relabel":
@@ -229,6 +241,13 @@ class SNNClassifier(_SpikingAgent):
             self.rates.merge(record)
         stats["neurons_spiked"] = float(spiked.sum())
         return stats
+
+    def state_bytes(self) -> dict[str, int]:
+        """The readout's records, kept across experiences: class-rate sums (and the n-gram tables)."""
+        parts = {"class_rates": tensor_bytes([self.rates.sums, self.rates.samples])}
+        if self.ngrams is not None:
+            parts["ngram_tables"] = tensor_bytes([self.ngrams.keys, self.ngrams.counts])
+        return parts
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:

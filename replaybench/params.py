@@ -137,7 +137,12 @@ class Optional:
 def check_param(owner: str, name: str, value: Any, constraint: Any) -> None:
     """Raise :class:`ConfigError` unless ``constraint`` accepts ``value``."""
     if not constraint.accepts(value):
-        raise ConfigError(f"The {name!r} parameter of {owner} must be {constraint.describe()}. Got {value!r} instead.")
+        hint = ""
+        if isinstance(constraint, OneOf) and isinstance(value, str):
+            hint = did_you_mean(value, [c for c in constraint.choices if isinstance(c, str)])
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be {constraint.describe()}. Got {value!r} instead.{hint}"
+        )
 
 
 def param(default: Any, constraint: Any = None, **field_kwargs: Any) -> Any:

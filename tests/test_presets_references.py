@@ -285,7 +285,10 @@ def test_site_writes_a_page_per_board_from_the_shipped_references(tmp_path):
     assert main(["leaderboard", "site", "--out", str(out), "--store", ":memory:", "--board", "quick"]) == 0
     md = (out / "quick.md").read_text()
     assert "replaybench leaderboard site" in md and "| reference |" in md
-    assert md.count("| reference |") == len(json.loads(references_path(load_board("quick")).read_text())["entries"])
+    entries = json.loads(references_path(load_board("quick")).read_text())["entries"]
+    assert md.count("| reference |") == len([e for e in entries if not e["failed"]])
+    for failed in [e for e in entries if e["failed"]]:  # listed with the reason, not hidden
+        assert f"{failed['agent']}: ".replace("_", "\\_") in md
     assert "<table" in (out / "quick.html").read_text() and "[quick](quick.md)" in (out / "index.md").read_text()
 
 

@@ -250,8 +250,13 @@ class LocalLearner:
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
+                x, y = x_all[idx].to(self.device), y_all[idx].to(self.device)
+                replay = self.replay_batch(len(idx))
+                if replay is not None:  # replayed items join the minibatch (the layers' losses are means over it)
+                    x = torch.cat([x, replay[0].to(self.device)])
+                    y = torch.cat([y, replay[1].to(self.device)])
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.step(x_all[idx].to(self.device), y_all[idx].to(self.device), head_mask)
+                loss = self.step(x, y, head_mask)
                 self.optimizer.step()
                 total += loss.detach().cpu()
                 steps += 1
@@ -268,6 +273,10 @@ class LocalLearner:
 
     def after_experience(self, experience: Experience) -> dict[str, float] | None:
         """Called after training on ``experience``; may return statistics."""
+        return None
+
+    def replay_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Items (x, y) to add to a minibatch of ``n`` new ones (:mod:`replaybench.agents.replay`)."""
         return None
 
     @torch.no_grad()
