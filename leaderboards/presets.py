@@ -134,6 +134,18 @@ def preset_label(board: Board) -> str:
     return f"{board.name} v{board.version}"
 
 
+def untuned_choices(agent: str, user_options: Mapping[str, Any]) -> list[str]:
+    """The user's options that make ``agent`` another algorithm than the one its presets were tuned for.
+
+    An agent's Config may name such options in a ``preset_scope`` class
+    attribute (the replay agent: ``learner``, ``source``, ``schedule``): a
+    learning rate tuned for backprop replay is no setting for EFP.
+    """
+    _, config = agent_class_and_config(agent, {})
+    scope = getattr(type(config), "preset_scope", ())
+    return [f"{k}={user_options[k]}" for k in scope if k in user_options and user_options[k] != getattr(config, k)]
+
+
 def preset_for_stream(agent: str, stream: str, stream_options: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
     """``agent``'s preset options (with the budget) from a board holding ``stream``, if any, and its label.
 

@@ -240,10 +240,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     for agent in args.agent:
         options, preset = options_for(agent, cfg, args.option), None
         if not args.no_preset:
-            from replaybench.leaderboards.presets import preset_for_stream
+            from replaybench.leaderboards.presets import preset_for_stream, untuned_choices
 
             found = preset_for_stream(agent, args.stream, stream_options)
-            if found is not None:
+            changed = untuned_choices(agent, options) if found is not None else []
+            if changed:  # the board's budget still applies; its tuned values do not
+                from replaybench.leaderboards.boards import BUDGET_KEYS
+
+                budget = {k: v for k, v in found[0].items() if k in BUDGET_KEYS}
+                print(
+                    f"{agent}: the board's budget only, no preset: it was tuned without {', '.join(changed)}",
+                    file=sys.stderr,
+                )
+                options, preset = {**budget, **options}, f"{found[1]}, budget only"
+                used_presets[agent] = preset
+            elif found is not None:
                 options, preset = {**found[0], **options}, found[1]
                 used_presets[agent] = preset
         specs += [

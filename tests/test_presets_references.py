@@ -323,3 +323,13 @@ def test_export_can_show_a_subset_of_metrics_and_keeps_the_primary_one():
 def test_tuning_a_board_whose_streams_have_no_validation_split_is_refused():
     with pytest.raises(ConfigError, match="has no validation split"):
         tune.tune(load_board("sequence"), ["elman"], executor=InlineExecutor(), trials=1, log=lambda line: None)
+
+
+def test_a_replay_preset_is_dropped_when_the_user_picks_another_learner_source_or_schedule():
+    from replaybench.leaderboards.presets import untuned_choices
+
+    assert untuned_choices("replay", {"lr": 0.01}) == []  # tuning values may be overridden freely
+    assert untuned_choices("replay", {"learner": "backprop"}) == []  # the tuned choice itself
+    assert untuned_choices("replay", {"learner": "efp", "source": "gsemm"}) == ["learner=efp", "source=gsemm"]
+    assert untuned_choices("replay-gsemm", {"source": "gsemm"}) == []  # the alias was tuned with it
+    assert untuned_choices("er", {"class_balanced": True}) == []  # agents without a preset_scope

@@ -66,6 +66,9 @@ _UNIT = Interval(float, 0, 1)
 class ReplayOptions(Config):
     """The replay agent's own options (the learner's come from its Config)."""
 
+    preset_scope: ClassVar[tuple[str, ...]] = ("learner", "source", "schedule")
+    """A board preset of a replay agent was tuned for these choices; changing one drops the preset."""
+
     learner: str = param("backprop", OneOf(*LEARNERS))
     """What replayed items train: "backprop", "sigprop", "efp" or "stdp"."""
     source: str = param("buffer", OneOf(*SOURCES))
