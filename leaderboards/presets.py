@@ -141,6 +141,7 @@ def untuned_choices(agent: str, user_options: Mapping[str, Any]) -> list[str]:
     attribute (the replay agent: ``learner``, ``source``, ``schedule``): a
     learning rate tuned for backprop replay is no setting for EFP.
     """
+    agent_class_and_config(agent, user_options)  # a bad option is refused before anything is said of presets
     _, config = agent_class_and_config(agent, {})
     scope = getattr(type(config), "preset_scope", ())
     return [f"{k}={user_options[k]}" for k in scope if k in user_options and user_options[k] != getattr(config, k)]
