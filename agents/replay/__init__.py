@@ -57,7 +57,7 @@ from replaybench.agents.replay.sleep import SleepStatistics, src_phase, stdp_sle
 from replaybench.agents.replay.sources import ORDERED_SOURCES, SOURCES, BalancedSource, BufferSource, build_source
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, build_config, param
-from replaybench.protocols import Experience, Stream
+from replaybench.protocols import CountsState, Experience, Stream
 
 _UNIT = Interval(float, 0, 1)
 
@@ -269,9 +269,8 @@ class ReplayAgent:
         fixed = dict(self.learner.extra_state_bytes())
         if self.sleep_stats is not None:
             fixed["sleep_statistics"] = self.sleep_stats.nbytes
-        own = getattr(self.learner, "state_bytes", None)  # a spiking readout's records
-        if callable(own):
-            fixed.update(own())
+        if isinstance(self.learner, CountsState):  # e.g. a spiking readout's records
+            fixed.update(self.learner.state_bytes())
         return {k: int(v) for k, v in fixed.items() if v}
 
     # --- the replay hooks the learner calls --------------------------------------------
@@ -328,7 +327,7 @@ class ReplayAgent:
                 dream = Experience(
                     index=experience.index,
                     kind="supervised",
-                    train_x=rx.view(len(rx), *self._stored_shape()),
+                    train_x=rx.view(len(rx), *self.learner.stored_shape),
                     train_y=ry,
                     classes=tuple(sorted(self.seen_classes)),
                 )
@@ -347,9 +346,6 @@ class ReplayAgent:
 
     def _epochs(self) -> int:
         return int(getattr(self.learner_config, "epochs", 1))
-
-    def _stored_shape(self) -> tuple[int, ...]:
-        return getattr(self.learner, "stored_shape", None) or tuple(self.learner.input_shape)
 
     def _source_stats(self) -> dict[str, float]:
         extra = getattr(self.source, "stats", None)

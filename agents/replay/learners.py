@@ -54,6 +54,11 @@ class _Replays:
         x, y = draw
         return x.view(len(x), *self.input_shape), y
 
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """The shape of one stored row before flattening: an input."""
+        return self.input_shape
+
     def encode(self, x: Tensor) -> Tensor:
         """The rows a source stores for inputs ``x``: the flattened inputs."""
         return x.flatten(1).float()
