@@ -7,14 +7,16 @@ PY := $(VENV)/bin/python
 # An installed copy of the package, for import-linter: the rooms live in their own folders
 # (installed as replaybench.<room>), which its import graph cannot see in the source tree.
 LINT_TREE ?= $(or $(TMPDIR),/tmp)/replaybench-lint-tree
+# The same for the docs' API reference: griffe reads the rooms from an installed copy (mkdocs.yml).
+DOCS_TREE ?= $(or $(TMPDIR),/tmp)/replaybench-docs-tree
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[all,test,docs]'
 	touch $@
 
-.PHONY: install quick test test-all lint format
+.PHONY: install quick test test-all lint format docs
 install: $(VENV)/.installed
 
 quick: $(VENV)/.installed
@@ -33,7 +35,13 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# The documentation site, in strict mode (a broken link, a missing page or a bad docstring fails): site/.
+docs: $(VENV)/.installed
+	rm -rf $(DOCS_TREE)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --target $(DOCS_TREE) . && rm -rf build
+	REPLAYBENCH_DOCS_TREE=$(DOCS_TREE) NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
+test: lint docs
 	$(PY) -m pytest
 
 test-all: lint

@@ -31,7 +31,7 @@ import torch
 
 from replaybench.agents._nets import build_network, make_optimizer
 from replaybench.agents._supervised import TrainingConfig
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, require_extra
 from replaybench.interop import to_avalanche_benchmark
 from replaybench.params import InstanceOf, did_you_mean, param
 from replaybench.protocols import Experience, Stream, module_bytes, tensor_bytes
@@ -74,7 +74,7 @@ def strategy_class(name: str) -> type:
     """Look up an Avalanche supervised strategy by class name."""
     with warnings.catch_warnings():  # avalanche's optional solvers warn on import
         warnings.simplefilter("ignore")
-        import avalanche.training as training
+        training = require_extra("avalanche.training", "avalanche", "an avalanche:* agent", package="avalanche-lib")
         from avalanche.training.templates import SupervisedTemplate
 
     known = sorted(

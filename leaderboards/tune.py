@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, require_extra
 from replaybench.executors import Executor, Task, stream_key
 from replaybench.leaderboards.boards import BUDGET_KEYS, Board
 from replaybench.leaderboards.presets import Preset, board_options, declared_options
@@ -206,8 +206,7 @@ def tune(
 
     An agent with nothing to search runs once, so its record still shows its validation score.
     """
-    import optuna
-
+    optuna = require_extra("optuna", "tune", "leaderboard tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if trials < 1:
         raise ConfigError(f"The number of trials must be at least 1. Got {trials!r} instead.")

@@ -8,6 +8,9 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class ReplaybenchError(Exception):
     """A user-facing error whose message fits on one line."""
@@ -38,6 +41,37 @@ class DivergenceError(ReplaybenchError, FloatingPointError):
 
 class AgentError(ReplaybenchError):
     """An agent raised while learning or being evaluated."""
+
+
+class MissingExtraError(ReplaybenchError, ImportError):
+    """A feature's optional package (one of replaybench's extras) is not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str, *, package: str | None = None) -> ModuleType:
+    """Import ``module`` for ``feature``, or fail on one line naming the extra that installs it.
+
+    Call it where a feature is planned (an executor made, a config checked), so a missing package
+    stops the command before any work. ``package`` is the name pip knows, where it is not the
+    module's (``avalanche-lib`` for ``avalanche``).
+
+    Example:
+        >>> require_extra("json", "none", "this doctest").__name__
+        'json'
+
+    Raises:
+        MissingExtraError: "the Ray executor needs the 'ray' package: pip install 'replaybench[ray]'".
+    """
+    package = package or module.split(".")[0]
+    hint = f"pip install 'replaybench[{extra}]'"
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        # Not installed (the module or a parent is what is missing), or installed but broken inside.
+        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+            raise MissingExtraError(f"{feature} needs the {package!r} package: {hint}") from None
+        raise MissingExtraError(
+            f"{feature} needs {package!r}, which failed to import ({one_line(exc)}): {hint}"
+        ) from None
 
 
 def one_line(exc: BaseException, *, with_type: bool = True) -> str:

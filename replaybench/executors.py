@@ -40,14 +40,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from replaybench.errors import ConfigError, DivergenceError, ReplaybenchError
+from replaybench.errors import ConfigError, DivergenceError, ReplaybenchError, require_extra
 
 EXECUTORS = ("inline", "local", "ray", "slurm")
+EXECUTOR_EXTRAS = {"ray": ("ray", "ray", "the Ray executor"), "slurm": ("submitit", "slurm", "the Slurm executor")}
+"""Executor → (module, extra, feature) for :func:`~replaybench.errors.require_extra`."""
+
 GRACE_S = 10.0
 """How long past its timeout the driver waits before killing a run."""
 STARTUP_GRACE_S = 300.0
 """How long a run's setup (a fresh interpreter importing torch, building the stream) may take
 before its clock starts; Ray and Slurm, which do not report the start, add it to every deadline."""
+
+
+def require_executor(name: str) -> None:
+    """Fail on one line, before any work, if executor ``name`` needs a package that is not installed."""
+    if name in EXECUTOR_EXTRAS:
+        require_extra(*EXECUTOR_EXTRAS[name])
 
 
 class RunTimeoutError(ReplaybenchError, TimeoutError):
@@ -440,8 +449,7 @@ class RayExecutor:
     def __init__(
         self, *, address: str | None = None, workers: int | None = None, timeout_s: float | None = None
     ) -> None:
-        import ray
-
+        ray = require_extra(*EXECUTOR_EXTRAS["ray"])
         self._ray = ray
         self.timeout_s = timeout_s
         self._owns_cluster = False
@@ -530,8 +538,7 @@ class SlurmExecutor:
         timeout_s: float | None = None,
         partition: str | None = None,
     ) -> None:
-        import submitit
-
+        submitit = require_extra(*EXECUTOR_EXTRAS["slurm"])
         self.timeout_s = timeout_s
         self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         params: dict[str, Any] = {

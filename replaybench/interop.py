@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from replaybench.errors import ConfigError
+from replaybench.errors import ConfigError, require_extra
 from replaybench.protocols import Experience, Stream
 
 
 def to_avalanche_dataset(x, y, task_label: int) -> Any:
     """An Avalanche classification dataset over the tensors ``x`` and ``y``."""
+    require_extra("avalanche", "avalanche", "Avalanche export", package="avalanche-lib")
     from avalanche.benchmarks.utils.classification_dataset import (
         _make_taskaware_tensor_classification_dataset,
     )
@@ -34,6 +35,7 @@ def _task_label(experience: Experience) -> int:
 def to_avalanche_benchmark(stream: Stream) -> Any:
     """Export a supervised stream as an Avalanche ``CLScenario`` with
     ``train_stream`` and ``test_stream`` (classes timeline and task labels set)."""
+    require_extra("avalanche", "avalanche", "Avalanche export", package="avalanche-lib")
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
     from avalanche.benchmarks.scenarios.task_aware import with_task_labels

@@ -52,7 +52,7 @@ from typing import Any
 
 from replaybench.config_files import check_seeds, load_toml
 from replaybench.errors import ConfigError
-from replaybench.executors import EXECUTORS, make_executor
+from replaybench.executors import EXECUTORS, make_executor, require_executor
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, param
 from replaybench.pipeline import PipelineReport, PlannedRun, Sink, plan, run_pipeline, validate
 from replaybench.results import ResultsFolder, atomic_write_text, failure_path, read_result, result_path
@@ -116,6 +116,7 @@ class SweepConfig(Config):
                     f"Got {list(getattr(self, key))!r} instead."
                 )
         check_seeds(list(self.seeds), where="sweep")
+        require_executor(self.executor)  # a missing ray/submitit fails here, before any stream is built
         for key, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(
