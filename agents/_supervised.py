@@ -68,6 +68,8 @@ class SupervisedAgent:
         self.optimizer = make_optimizer(
             config.optimizer, self.network.parameters(), config.lr, config.momentum, config.weight_decay
         )
+        self.last_epoch_losses: list[float] = []
+        """Mean step loss of each epoch of the last ``learn`` (:class:`~replaybench.protocols.KeepsEpochLosses`)."""
 
     # --- the loop -----------------------------------------------------------
     def learn(self, experience: Experience) -> dict[str, float]:
@@ -77,7 +79,9 @@ class SupervisedAgent:
         head = self._head_mask(experience.classes)
         self.network.train()
         total_loss, steps = torch.zeros(()), 0
+        self.last_epoch_losses = []
         for _ in progress.track(range(self.config.epochs), f"experience {experience.index}: epochs"):
+            epoch_loss, epoch_steps = torch.zeros(()), 0  # a separate sum: total_loss's arithmetic is unchanged
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
@@ -96,7 +100,10 @@ class SupervisedAgent:
                 loss.backward()
                 self.optimizer.step()
                 total_loss += loss.detach()
+                epoch_loss += loss.detach()
                 steps += 1
+                epoch_steps += 1
+            self.last_epoch_losses.append(epoch_loss.item() / max(epoch_steps, 1))
             if not torch.isfinite(total_loss):
                 raise DivergenceError(
                     f"{type(self).__name__} loss became {total_loss.item()} on experience {experience.index}; "

@@ -96,23 +96,29 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_publish(args: argparse.Namespace) -> None:
     from replaybench.leaderboards.export import rows_for_wandb
-    from replaybench.leaderboards.wandb_sink import log_board, resolve_mode
+    from replaybench.leaderboards.wandb_sink import log_board, options_from_args
     from replaybench.results import result_from_json
 
-    mode = resolve_mode(args.mode)
+    if args.project is not None:  # the older spelling of --wandb-project
+        args.wandb_project = args.wandb_project or args.project
+    options = options_from_args(args, args.mode)
     table = _table(args)
     columns, data = rows_for_wandb(table)
     with _store(args) as store:  # the logged runs of the ranked entries: the board run's inputs
         inputs = [
-            result_from_json(json.dumps(r.result))
+            # a sweep's submission is named "sweep <folder>" (cmd_sweep) and its runs were logged as kind sweep
+            (
+                result_from_json(json.dumps(r.result)),
+                "sweep" if row.submission.display_name.startswith("sweep ") else "submission",
+            )
             for row in table.rows
             for r in store.runs(row.submission.id)
             if r.wandb_run
         ]
-    where = log_board(columns, data, board=table.to_dict(), mode=mode, project=args.project, inputs=inputs)
+    where = log_board(columns, data, board=table.to_dict(), options=options, inputs=inputs)
     if where is None:
         print("W&B is disabled; nothing published.", file=sys.stderr)
-    elif mode == "offline":
+    elif options.mode == "offline" or "://" not in where:
         print(f"wrote offline W&B run {where}; upload it with: wandb sync {where}")
     else:
         print(f"published {where}")
@@ -179,6 +185,8 @@ def register_commands(
     Returns the ``leaderboard`` group, where the assembly adds the commands that run agents
     (``tune``, ``references``) with its execution options.
     """
+    from replaybench.leaderboards.wandb_sink import add_wandb_target_args
+
     parents = list(parents or [])
 
     def store_arg(p: argparse.ArgumentParser) -> None:
@@ -220,10 +228,14 @@ def register_commands(
     store_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = lsub.add_parser("publish", parents=parents, help="write a job_type=leaderboard W&B run holding the board table")
+    p = lsub.add_parser("publish", parents=parents, help="write a job_type=board W&B run holding the board table")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--mode", help="online, offline or disabled (default: $WANDB_MODE, else offline)")
-    p.add_argument("--project", default="replaybench")
+    p.add_argument(
+        "--mode",
+        help="online, offline or disabled (default: $WANDB_MODE, else online when logged in, else offline)",
+    )
+    p.add_argument("--project", help=argparse.SUPPRESS)  # kept: the older spelling of --wandb-project
+    add_wandb_target_args(p)
     store_arg(p)
     p.set_defaults(func=cmd_publish)
 

@@ -25,6 +25,7 @@ from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.presets import declared_options
 from replaybench.leaderboards.store import Store, check_display_name
+from replaybench.leaderboards.wandb_sink import KINDS, WandbOptions, log_run
 from replaybench.params import config_to_dict
 from replaybench.pipeline import PlannedRun, RunOutcome
 from replaybench.provenance import agent_source_files, config_hash, source_hash
@@ -199,23 +200,32 @@ class BoardSink:
 
 
 class WandbSink:
-    """Each finished run as a W&B run (:func:`replaybench.leaderboards.wandb_sink.log_run`)."""
+    """Each finished run as a W&B run (:func:`replaybench.leaderboards.wandb_sink.log_run`).
 
-    def __init__(self, *, mode: str, extra_config: Mapping[str, Any] | None = None) -> None:
-        self.mode = mode
+    Args:
+        options: Mode, project, entity, group and tags
+            (:func:`~replaybench.leaderboards.wandb_sink.resolve_options`).
+        kind: What the runs are: ``run``, ``submission`` or ``sweep`` (their job type and part of their names).
+        extra_config: Added to every run's W&B config; a submit adds its board and submission id.
+    """
+
+    def __init__(self, options: WandbOptions, *, kind: str, extra_config: Mapping[str, Any] | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.options = options
+        self.kind = kind
         self.extra_config = dict(extra_config or {})
 
     def open(self, plans: Sequence[PlannedRun]) -> None:
         pass
 
     def record(self, outcome: RunOutcome) -> None:
-        from replaybench.leaderboards.wandb_sink import log_run
-
         if outcome.result is None or outcome.resumed:
             return
         where = log_run(
             outcome.result,
-            mode=self.mode,
+            options=self.options,
+            kind=self.kind,
             results_path=outcome.artifacts.get("results"),
             extra_config=self.extra_config,
         )

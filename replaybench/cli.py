@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from replaybench.errors import ConfigError, ReplaybenchError
+from replaybench.errors import ConfigError, ReplaybenchError, require_extra
 
 DEFAULT_OUT = "replaybench-results"
 TABLE_METRICS = ("acc", "forgetting_max", "forgetting_first_last", "bwt", "fwt", "plasticity")
@@ -34,6 +34,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "inline") -> None:
     """Where runs execute: every command that runs agents takes these."""
     from replaybench.executors import EXECUTORS
+    from replaybench.leaderboards.wandb_sink import add_wandb_target_args
 
     p.add_argument(
         "--executor",
@@ -63,8 +64,10 @@ def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "i
         const="",
         default=None,
         metavar="MODE",
-        help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else offline)",
+        help="log every run to W&B: online, offline or disabled (default: $WANDB_MODE, else online when "
+        "logged in, else offline; docs/leaderboards.md)",
     )
+    add_wandb_target_args(p)  # shared with 'leaderboard publish'
     p.add_argument("--data-dir", help="folder holding dataset files (e.g. Fashion-MNIST IDX files)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
 
@@ -88,14 +91,22 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def wandb_sinks(args: argparse.Namespace, extra_config: dict[str, Any] | None = None) -> list[Any]:
-    """A W&B sink when ``--wandb`` was given (the mode is checked now, before any work)."""
+def wandb_sinks(
+    args: argparse.Namespace, kind: str, extra_config: dict[str, Any] | None = None, tags: Sequence[str] = ()
+) -> list[Any]:
+    """A W&B sink when ``--wandb`` was given (its options are checked now, before any work).
+
+    ``kind`` is what the runs are (``run``, ``submission``, ``sweep``); ``tags`` join ``--wandb-tags``.
+    """
     if args.wandb is None:
+        given = [f"--wandb-{k}" for k in ("project", "entity", "group", "tags") if getattr(args, f"wandb_{k}")]
+        if given:  # a target without logging is a forgotten --wandb, not a request for nothing
+            raise ConfigError(f"{', '.join(given)} needs --wandb [MODE] to log anything.")
         return []
     from replaybench.leaderboards.sinks import WandbSink
-    from replaybench.leaderboards.wandb_sink import resolve_mode
+    from replaybench.leaderboards.wandb_sink import options_from_args
 
-    return [WandbSink(mode=resolve_mode(args.wandb), extra_config=extra_config)]
+    return [WandbSink(options_from_args(args, args.wandb, tags=tags), kind=kind, extra_config=extra_config)]
 
 
 def make_executor_from(args: argparse.Namespace, folder: Path) -> Any:
@@ -274,7 +285,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for seed in seeds
         ]
     plans = plan(specs)
-    report = execute(plans, args, folder=folder, sinks=wandb_sinks(args), description=f"run ({args.executor})")
+    report = execute(plans, args, folder=folder, sinks=wandb_sinks(args, "run"), description=f"run ({args.executor})")
     print_report(report, folder=folder)
     for agent, preset in used_presets.items():
         print(f"{agent}: options from its preset for board {preset} (--no-preset: its defaults)", file=sys.stderr)
@@ -295,11 +306,12 @@ def cmd_quick(args: argparse.Namespace) -> int:
     board = load_board("quick")
     folder = Path(args.out or DEFAULT_OUT)
     plans = [p for agent in board.baselines for p in plan_submission(board, agent, device=args.device)]
+    wandb = wandb_sinks(args, "submission", {"board": board.name, "board_version": board.version})  # checked first
     with Store(args.store) as store:  # a damaged store is refused before any run
         ids: dict[str, int] = {}
         for agent in board.baselines:
             ids.update(open_submissions(store, board, [p for p in plans if p.spec.agent == agent], display_name=agent))
-        sinks = [*wandb_sinks(args), BoardSink(store, board, ids)]
+        sinks = [*wandb, BoardSink(store, board, ids)]
         report = execute(plans, args, folder=folder, sinks=sinks, description="quick")
         print_report(report, folder=folder)
         ensure_references(store, board)
@@ -314,6 +326,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from replaybench.leaderboards.presets import write_presets
     from replaybench.leaderboards.tune import allowed_agents, tune
 
+    require_extra("optuna", "tune", "leaderboard tune")  # before the board's streams are built
     set_threads(args.threads)
     board = load_board(args.board)
     agents = args.agent or allowed_agents(board, data_dir=args.data_dir, download=args.download)
@@ -427,7 +440,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     plans = plan_submission(
         board, args.agent, config_options=options, data_dir=args.data_dir, download=args.download, device=args.device
     )
-    wandb = wandb_sinks(args)  # the mode is checked now; the submission id joins the config below
+    wandb = wandb_sinks(args, "submission")  # checked now; the submission id joins the config below
     check_writable_folder(args.out)
     executor = make_executor_from(args, Path(args.out))
     streams = start_and_validate(plans, executor, local_devices=args.executor in ("inline", "local"))
@@ -510,7 +523,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = sweep_config_from(args)
     board = load_board(config.board) if config.board is not None else None
-    wandb = wandb_sinks(args, {"sweep": str(Path(config.out).resolve())})
+    sweep_name = Path(config.out).resolve().name  # W&B's group stays STREAM/AGENT; the tag gathers the sweep
+    wandb = wandb_sinks(args, "sweep", {"sweep": str(Path(config.out).resolve())}, tags=[f"sweep-{sweep_name}"[:64]])
     prepared = prepare_sweep(config, resume=args.resume, skip_failed=args.skip_failed)
     if board is not None:
         check_board_fingerprints(board, prepared.plans, prepared.streams)
@@ -557,6 +571,25 @@ def cmd_streams_show(args: argparse.Namespace) -> int:
         }
     )
     print(json.dumps(info, indent=1))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """The four analysis figures of results folders, result files or one store file."""
+    from replaybench.analysis import is_store_file, load_results
+    from replaybench.plots import write_figures
+
+    sources = [Path(s) for s in args.source]
+    if len(sources) == 1 and is_store_file(sources[0]):
+        from replaybench.leaderboards.store import Store
+
+        with Store(sources[0]) as store:  # the core reads a store only through the object
+            df = load_results(store)
+    else:
+        df = load_results(sources)
+    out = Path(args.out) if args.out else (sources[0] / "figures" if sources[0].is_dir() else Path("figures"))
+    paths = write_figures(df, out, formats=args.format)
+    print(f"{len(paths)} figures of {df.run_id.nunique()} runs in {out}")
     return 0
 
 
@@ -637,6 +670,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--data-dir", help="folder holding dataset files")
     show.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
     show.set_defaults(func=cmd_streams_show)
+
+    p = add("plot", help="figures of results: A_k, forgetting, agents across streams, mean R heatmaps")
+    p.add_argument(
+        "source", nargs="+", metavar="SOURCE", help="results or sweep folders, result JSON files, or a store file"
+    )
+    p.add_argument("--out", help="folder for the figures (default: SOURCE/figures for a folder, else ./figures)")
+    p.add_argument(
+        "--format", nargs="+", default=["png", "svg"], choices=("png", "svg", "pdf"), help="(default: png svg)"
+    )
+    p.set_defaults(func=cmd_plot)
 
     from replaybench.checks import register_check_command
     from replaybench.leaderboards.cli import register_commands

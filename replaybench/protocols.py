@@ -191,6 +191,18 @@ class KeepsTrainingCurve(Protocol):
 
 
 @runtime_checkable
+class KeepsEpochLosses(Protocol):
+    """An agent that keeps the mean training loss of each epoch of its last ``learn``.
+
+    The runner stores them as ``costs["per_experience"][k]["epoch_losses"]``;
+    the W&B sink logs them as ``train/loss`` against a run-wide epoch counter.
+    An empty sequence means the last ``learn`` ran no epochs.
+    """
+
+    last_epoch_losses: Sequence[float]
+
+
+@runtime_checkable
 class CountsState(Protocol):
     """An agent that says how many bytes it carries from one experience to the next.
 
@@ -225,6 +237,7 @@ def module_bytes(module: torch.nn.Module) -> int:
 OPTIONAL_HOOKS: dict[str, tuple[type, str]] = {
     "begin_episodes": (EpisodeAware, "called by the RL evaluator before a batch of evaluation episodes"),
     "last_curve": (KeepsTrainingCurve, "read by the runner after each learn (RL training curve, forward transfer)"),
+    "last_epoch_losses": (KeepsEpochLosses, "read by the runner after each learn (mean training loss per epoch)"),
     "state_bytes": (CountsState, "read by the runner after each learn (bytes kept across experiences, by part)"),
     "evaluate": (SelfScoringStream, "a stream's own scorer, used instead of the kind's default evaluator"),
     "single_task": (SingleTaskStream, "a stream's task alone, for forward-transfer reference runs"),

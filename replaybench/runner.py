@@ -27,7 +27,14 @@ from replaybench.config_files import MAX_SEED
 from replaybench.errors import AgentError, ConfigError, ReplaybenchError, one_line
 from replaybench.evaluation import evaluate_scores
 from replaybench.params import InstanceOf, Interval, build_config, check_param, config_to_dict
-from replaybench.protocols import QUERY_METHOD, CountsState, KeepsTrainingCurve, SingleTaskStream, Stream
+from replaybench.protocols import (
+    QUERY_METHOD,
+    CountsState,
+    KeepsEpochLosses,
+    KeepsTrainingCurve,
+    SingleTaskStream,
+    Stream,
+)
 from replaybench.provenance import provenance
 from replaybench.registry import AGENTS, STREAMS
 from replaybench.results import RunResult, run_id
@@ -309,7 +316,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
     start = time.perf_counter()
     baseline, _, _ = score_all("before training", "baseline")
     R: list[list[float]] = []
-    per_experience: list[dict[str, float]] = []
+    per_experience: list[dict[str, Any]] = []
     curves: list[list[tuple[int, float]]] = []
     state_parts: list[dict[str, int]] = []
     with progress.session():
@@ -328,6 +335,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
                 curves.append([(int(step), float(ret)) for step, ret in agent.last_curve])
             if isinstance(agent, CountsState):
                 state_parts.append(state_parts_of(agent, spec.agent, exp.index))
+            epoch_losses = [float(v) for v in agent.last_epoch_losses] if isinstance(agent, KeepsEpochLosses) else []
             row, others, eval_s = score_all(f"after experience {exp.index}", f"R[{len(R)}]")
             R.append(row)
             for key, values in others.items():
@@ -339,6 +347,7 @@ def run(spec: RunSpec, *, stream: Stream | None = None, joint_R: list[list[float
                     "peak_rss_mb": _peak_rss_mb(),
                     **{k: float(v) for k, v in stats.items() if isinstance(v, (int, float))},
                     **({"state_bytes": sum(state_parts[-1].values())} if state_parts else {}),
+                    **({"epoch_losses": epoch_losses} if epoch_losses else {}),
                 }
             )
     costs: dict[str, Any] = {

@@ -27,6 +27,15 @@ def _private_user_data_dir(tmp_path_factory):
         os.environ["XDG_DATA_HOME"] = previous
 
 
+@pytest.fixture(autouse=True)
+def _no_wandb_login(tmp_path_factory, monkeypatch):
+    """No test logs to W&B online by accident: a developer's key or netrc would make ``--wandb`` go online
+    (flag, then WANDB_MODE, then online when logged in). Tests that need a key set one themselves."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path_factory.getbasetemp() / "no-netrc"))
+
+
 def fashion_mnist_available() -> bool:
     """Whether the IDX files are on disk (checked without loading them)."""
     stem = "train-images-idx3-ubyte"

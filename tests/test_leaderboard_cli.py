@@ -232,7 +232,8 @@ def test_a_file_agent_with_a_secret_in_the_environment(paths, tmp_path, monkeypa
             )
             == 0
         )
-    assert main(["leaderboard", "publish", paths["board"], "--store", paths["store"]]) == 0
+    # offline by flag: with a key set, the mode rule would otherwise choose online
+    assert main(["leaderboard", "publish", paths["board"], "--store", paths["store"], "--mode", "offline"]) == 0
     captured = capsys.readouterr()
     import wandb
 

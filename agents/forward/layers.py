@@ -225,6 +225,8 @@ class LocalLearner:
         self.multi_head = stream.scenario == "task-il"
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # weight initialisation below draws from the global generator
+        self.last_epoch_losses: list[float] = []
+        """Mean local loss of each epoch of the last ``learn`` (:class:`~replaybench.protocols.KeepsEpochLosses`)."""
 
     def make_optimizer(self, modules: Sequence[nn.Module]) -> torch.optim.Optimizer:
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -242,8 +244,10 @@ class LocalLearner:
         head_mask = self.head_mask(experience.classes)
         self.network.train()
         total, steps = torch.zeros(()), 0
+        self.last_epoch_losses = []
         base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         for epoch in progress.track(range(self.config.epochs), f"experience {experience.index}: epochs"):
+            epoch_total, epoch_steps = torch.zeros(()), 0  # a separate sum: total's arithmetic is unchanged
             if self.config.cosine_lr:
                 for group, lr in zip(self.optimizer.param_groups, base_lrs):
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / self.config.epochs))
@@ -259,7 +263,10 @@ class LocalLearner:
                 loss = self.step(x, y, head_mask)
                 self.optimizer.step()
                 total += loss.detach().cpu()
+                epoch_total += loss.detach().cpu()
                 steps += 1
+                epoch_steps += 1
+            self.last_epoch_losses.append(epoch_total.item() / max(epoch_steps, 1))
             if not torch.isfinite(total):
                 raise DivergenceError(
                     f"{type(self).__name__} local loss became {total.item()} on experience "

@@ -13,8 +13,8 @@ choice         values
                between experiences), ``sequence`` (ordered, time-compressed stretches)
 =============  ===============================================================================
 
-The replay review's elements (Hayes et al. 2021, Neural Computation 33(11);
-numbers as listed in ``/work/shared/research/models.md``) are options:
+The replay review's elements (Hayes et al. 2021, Neural Computation 33(11):2908-2950,
+doi:10.1162/neco_a_01433; numbered as in docs/replay.md) are options:
 
 =======================  =====================================  ================================
 option                   element                                source
@@ -57,7 +57,7 @@ from replaybench.agents.replay.sleep import SleepStatistics, src_phase, stdp_sle
 from replaybench.agents.replay.sources import ORDERED_SOURCES, SOURCES, BalancedSource, BufferSource, build_source
 from replaybench.errors import ConfigError
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, build_config, param
-from replaybench.protocols import CountsState, Experience, Stream
+from replaybench.protocols import CountsState, Experience, KeepsEpochLosses, Stream
 
 _UNIT = Interval(float, 0, 1)
 
@@ -190,6 +190,8 @@ class ReplayAgent:
         self.learner = learner_cls(stream=stream, config=self.learner_config, seed=seed, device=device, **extra)
         self.learner.replayer = self
         self.generator = self.learner.generator  # one stream of randomness, as ER
+        self.last_epoch_losses: list[float] = []
+        """The waking pass's mean loss per epoch (:class:`~replaybench.protocols.KeepsEpochLosses`); empty for STDP."""
         relu = getattr(self.learner_config, "activation", "relu") == "relu"
         auto_src = c.schedule == "sleep" and relu  # SRC's integrate-and-fire units stand for ReLUs
         self.use_src = c.learner in ANN_LEARNERS and (c.src if c.src is not None else auto_src)
@@ -293,6 +295,10 @@ class ReplayAgent:
         """The learner's pass over the experience (replaying as scheduled), then :meth:`consolidate`."""
         self.stats = {}
         stats = dict(self.learner.learn(experience) or {})
+        # copied before a sleep's rehearsal, which runs the learner's loop again
+        self.last_epoch_losses = (
+            list(self.learner.last_epoch_losses) if isinstance(self.learner, KeepsEpochLosses) else []
+        )
         stats.update(self.consolidate(experience))
         return stats
 
