@@ -36,7 +36,7 @@ from replaybench.errors import ConfigError, ReplaybenchError
 from replaybench.leaderboards.boards import Board
 from replaybench.metrics import summarize
 from replaybench.redact import redact
-from replaybench.results import RunResult, result_json, without_non_finite
+from replaybench.results import RunResult, result_from_json, result_json, without_non_finite
 
 STORE_FILE = "leaderboard.sqlite"
 BUSY_TIMEOUT_MS = 60_000
@@ -645,6 +645,26 @@ class Store:
             )
             for r in rows
         ]
+
+    def finished_results(self) -> list[tuple[RunResult, str | None, str]]:
+        """Every finished run the store holds, as ``(result, board or None, where)``, board runs first.
+
+        What :func:`replaybench.analysis.load_results` reads (its ``ResultSource`` protocol). A board
+        run's metrics are recomputed from its R, as :meth:`runs` gives them; a sweep's run (board None)
+        was checked against its R when it was recorded.
+        """
+        where = str(self.path or ":memory:")
+        out = []
+        for submission_id, board in self._db.execute("SELECT id, board FROM submissions ORDER BY id").fetchall():
+            for run in self.runs(submission_id):
+                result = result_from_json(json.dumps(run.result))
+                result.metrics = {**result.metrics, **run.metrics}
+                out.append((result, board, f"{where} (submission {submission_id})"))
+        for sweep, text in self._db.execute(
+            "SELECT sweep, result_json FROM sweep_runs WHERE status = 'done' ORDER BY sweep, run_id"
+        ).fetchall():
+            out.append((result_from_json(text), None, f"{where} (sweep {sweep})"))
+        return out
 
     def count(self, table: str) -> int:
         if table not in ("submissions", "runs", "metrics", "verifications", "sweep_runs"):

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -103,6 +103,20 @@ def average_accuracy_curve(R: Matrix) -> list[float]:
     return [average_accuracy(R, k) for k in range(1, len(_square(R)) + 1)]
 
 
+def metric_curve(metric: Callable[[np.ndarray], float | None], R: Matrix) -> list[float | None]:
+    """``metric`` after each experience k: on R's first k rows and columns, the run as if it stopped at k.
+
+    ``metric_curve(accuracy, R)`` is :func:`average_accuracy_curve`.
+
+    Example:
+        >>> R = [[0.9, 0.1, 0.0], [0.5, 0.8, 0.1], [0.4, 0.6, 0.7]]
+        >>> [None if v is None else round(v, 2) for v in metric_curve(bwt, R)]
+        [None, -0.4, -0.35]
+    """
+    r = _square(R)
+    return [metric(r[:k, :k]) for k in range(1, len(r) + 1)]
+
+
 def forgetting_max(R: Matrix) -> float | None:
     """Average forgetting F_T (Chaudhry et al. 2018, RWalk), from the rows after each task was learned.
 
@@ -115,11 +129,24 @@ def forgetting_max(R: Matrix) -> float | None:
     the unseen tasks out too (it pads them with 0). Since l = j is included,
     ``forgetting_max ≥ forgetting_first_last``. ``None`` when T = 1.
     """
+    per_experience = forgetting_per_experience(R)
+    return float(np.mean(per_experience)) if per_experience else None
+
+
+def forgetting_per_experience(R: Matrix) -> list[float]:
+    """[f_1, …, f_{T−1}]: each experience's forgetting, whose mean is :func:`forgetting_max`.
+
+    f_j = max_{j ≤ l < T} R[l][j] − R[T][j] (1-based): the drop from the best
+    score experience j reached once learned to its final score. The last
+    experience has none; empty when T = 1.
+
+    Example:
+        >>> [round(f, 2) for f in forgetting_per_experience([[0.9, 0.1, 0.0], [0.7, 0.8, 0.1], [0.5, 0.6, 0.9]])]
+        [0.4, 0.2]
+    """
     r = _square(R)
     t = len(r)
-    if t == 1:
-        return None
-    return float(np.mean([r[j : t - 1, j].max() - r[-1, j] for j in range(t - 1)]))
+    return [float(r[j : t - 1, j].max() - r[-1, j]) for j in range(t - 1)]
 
 
 def forgetting_max_all_rows(R: Matrix) -> float | None:

@@ -319,11 +319,29 @@ def write_heatmap(result: RunResult, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    t = len(result.R)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * t, 0.8 + 0.6 * t), dpi=120)
+    draw_heatmap(ax, result.R, title=f"{result.spec['agent']} on {result.spec['stream']} (seed {result.spec['seed']})")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def draw_heatmap(ax: Any, R: Any, *, title: str) -> Any:
+    """Draw R on the matplotlib axes ``ax``, each cell's value printed, with a colour bar; return the image.
+
+    Args:
+        ax: The axes to draw on.
+        R: The T × T score matrix (a single run's, or a mean over seeds).
+        title: The axes' title.
+    """
     import numpy as np
 
-    r = np.asarray(result.R)
+    r = np.asarray(R, dtype=float)
     t = len(r)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * t, 0.8 + 0.6 * t), dpi=120)
     im = ax.imshow(r, vmin=0.0, vmax=max(1.0, float(r.max())), cmap="viridis")
     for i in range(t):
         for j in range(t):
@@ -340,10 +358,6 @@ def write_heatmap(result: RunResult, path: Path) -> None:
     ax.set_ylabel("after learning experience i")
     ax.set_xticks(range(t))
     ax.set_yticks(range(t))
-    ax.set_title(f"{result.spec['agent']} on {result.spec['stream']} (seed {result.spec['seed']})", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    ax.set_title(title, fontsize=8)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    return im
