@@ -1,7 +1,9 @@
 """Continual reinforcement-learning streams on gymnasium.
 
-Each task is a real gymnasium environment registered as
-``replaybench/<Name>-v0``. A task differs from its neighbours only in its
+Each task is a real gymnasium environment with its own id,
+``replaybench/<Task>[-NoVel][-Id<i>of<n>]-v0`` (:mod:`replaybench.streams.gym_ids`
+registers them; docs/rl.md lists them), and ``gymnasium.make(env.spec)`` rebuilds
+the env an experience hands out. A task differs from its neighbours only in its
 physics, given as *task parameters*: they are set on ``env.unwrapped`` and the
 constants that ``__init__`` derives from them are recomputed
 (:func:`apply_task_params`). An experience is an env factory plus a step
@@ -46,10 +48,11 @@ from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
-from replaybench.errors import ConfigError, DataMissingError
+from replaybench.errors import ConfigError, require_extra
 from replaybench.params import InstanceOf, Interval, check_param, did_you_mean
 from replaybench.protocols import EpisodeAware, Experience
 from replaybench.rl_metrics import normalised_return
+from replaybench.streams.gym_ids import SEQUENCES, TASKS  # importing it registers the replaybench/* ids
 
 STREAM_VERSION = "1"
 DEFAULT_EVAL_SEEDS = (10_007, 10_009, 10_037, 10_039, 10_061)
@@ -249,19 +252,14 @@ def apply_task_params(env: gymnasium.Env, params: Mapping[str, float]) -> None:
         spec.recompute(target)
 
 
-gymnasium.register("replaybench/CartPole-v0", entry_point="replaybench.streams.rl:CartPoleTask", max_episode_steps=200)
-gymnasium.register("replaybench/Acrobot-v0", entry_point="replaybench.streams.rl:AcrobotTask", max_episode_steps=500)
-gymnasium.register(
-    "replaybench/MountainCar-v0", entry_point="replaybench.streams.rl:MountainCarTask", max_episode_steps=200
-)
-
-
 # --------------------------------------------------------------------------- observation wrappers
-class AppendTaskId(gymnasium.ObservationWrapper):
+# RecordConstructorArgs puts each wrapper and its arguments in env.spec, so gymnasium.make(env.spec) rebuilds it.
+class AppendTaskId(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
     """Appends a one-hot task id to a flat observation."""
 
     def __init__(self, env: gymnasium.Env, *, task_index: int, n_tasks: int) -> None:
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, task_index=task_index, n_tasks=n_tasks)
+        gymnasium.ObservationWrapper.__init__(self, env)
         self.one_hot = np.zeros(n_tasks, dtype=np.float32)
         self.one_hot[task_index] = 1.0
         space = env.observation_space
@@ -275,11 +273,12 @@ class AppendTaskId(gymnasium.ObservationWrapper):
         return np.concatenate([observation, self.one_hot])
 
 
-class HideVelocity(gymnasium.ObservationWrapper):
+class HideVelocity(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
     """Drops the velocity entries of a flat observation (a partially observable task)."""
 
     def __init__(self, env: gymnasium.Env, *, velocity_dims: Sequence[int]) -> None:
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, velocity_dims=tuple(velocity_dims))
+        gymnasium.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         self.keep = np.array([i for i in range(space.shape[0]) if i not in set(velocity_dims)])
         self.observation_space = gymnasium.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=np.float32)
@@ -313,7 +312,7 @@ def make_task_env(
 
 
 # --------------------------------------------------------------------------- MiniGrid
-class MiniGridEncoding(gymnasium.ObservationWrapper):
+class MiniGridEncoding(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
     """One flat encoding for every MiniGrid task.
 
     The 7×7 egocentric view's (object, colour, state) codes are scaled to
@@ -322,7 +321,8 @@ class MiniGridEncoding(gymnasium.ObservationWrapper):
     """
 
     def __init__(self, env: gymnasium.Env) -> None:
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.ObservationWrapper.__init__(self, env)
         from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
         view = env.observation_space["image"].shape
@@ -340,25 +340,19 @@ class MiniGridEncoding(gymnasium.ObservationWrapper):
 
 
 def make_minigrid(*, env_id: str, render_mode: str | None = None) -> gymnasium.Env:
-    """A MiniGrid task behind :class:`MiniGridEncoding` (the ``replaybench/MiniGrid-*`` entry point)."""
-    try:
-        import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
-    except ImportError:
-        raise DataMissingError(
-            "The minigrid-sequence stream needs the 'minigrid' package (pip install minigrid)."
-        ) from None
-    return MiniGridEncoding(gymnasium.make(env_id, render_mode=render_mode))
+    """The bare MiniGrid env ``env_id`` (the ``replaybench/MiniGrid-*`` entry point).
 
+    Returns the env class itself, not ``gymnasium.make``'s wrapped env: the
+    ``replaybench/MiniGrid-*`` spec adds the checker, order enforcement and
+    :class:`MiniGridEncoding` around it, so ``gymnasium.make(env.spec)`` rebuilds the same stack.
 
-for _minigrid_id in ("MiniGrid-DoorKey-5x5-v0", "MiniGrid-Empty-5x5-v0", "MiniGrid-LavaGapS5-v0"):
-    # The inner gymnasium.make already adds the checker and order enforcement.
-    gymnasium.register(
-        f"replaybench/{_minigrid_id}",
-        entry_point="replaybench.streams.rl:make_minigrid",
-        kwargs={"env_id": _minigrid_id},
-        order_enforce=False,
-        disable_env_checker=True,
-    )
+    Raises:
+        MissingExtraError: Without the ``minigrid`` package, on one line.
+    """
+    require_extra("minigrid", "minigrid", f"replaybench/{env_id}")  # importing it registers the MiniGrid-* ids
+    spec = gymnasium.spec(env_id)
+    creator = gymnasium.envs.registration.load_env_creator(spec.entry_point)
+    return creator(**{**spec.kwargs, "render_mode": render_mode})
 
 
 # --------------------------------------------------------------------------- streams
@@ -512,33 +506,27 @@ def build_stream(
     return stream
 
 
-CARTPOLE_CONFLICT_TASKS = (
-    TaskSpec("replaybench/CartPole-v0", {}),
-    TaskSpec("replaybench/CartPole-v0", {"force_mag": -10.0}),
-    TaskSpec("replaybench/CartPole-v0", {"length": 1.0, "masspole": 0.2}),
-)
-"""Default CartPole; the reversed actuator (conflicts with task 0); a long, heavy pole."""
+def _tasks(builder: str, *, max_return: float, min_return: float) -> tuple[TaskSpec, ...]:
+    # The task names and physics live in gym_ids, which registers an id for each without importing torch.
+    # The env id stays the plain environment's (the physics go in params): the fingerprints hash it.
+    specs = []
+    for name in SEQUENCES[builder]:
+        base, params = TASKS[name]
+        specs.append(TaskSpec(f"replaybench/{base}-v0", dict(params), max_return=max_return, min_return=min_return))
+    return tuple(specs)
 
-ACROBOT_TASKS = (
-    TaskSpec("replaybench/Acrobot-v0", {}, max_return=0.0, min_return=-500.0),
-    TaskSpec("replaybench/Acrobot-v0", {"LINK_LENGTH_2": 1.5, "LINK_MASS_2": 1.5}, max_return=0.0, min_return=-500.0),
-    TaskSpec("replaybench/Acrobot-v0", {"gravity": 15.0}, max_return=0.0, min_return=-500.0),
-)
-"""Default Acrobot; a longer, heavier lower link; stronger gravity."""
 
-MOUNTAINCAR_TASKS = (
-    TaskSpec("replaybench/MountainCar-v0", {}, max_return=0.0, min_return=-200.0),
-    TaskSpec("replaybench/MountainCar-v0", {"gravity": 0.0030}, max_return=0.0, min_return=-200.0),
-    TaskSpec("replaybench/MountainCar-v0", {"force": 0.0015}, max_return=0.0, min_return=-200.0),
-)
-"""Default MountainCar; stronger gravity; a stronger engine."""
+CARTPOLE_CONFLICT_TASKS = _tasks("make_cartpole_conflict", max_return=200.0, min_return=0.0)
+"""Default CartPole; the reversed actuator (``force_mag=-10``, conflicts with task 0); a long, heavy pole."""
 
-MINIGRID_TASKS = (
-    TaskSpec("replaybench/MiniGrid-DoorKey-5x5-v0", max_return=1.0),
-    TaskSpec("replaybench/MiniGrid-Empty-5x5-v0", max_return=1.0),
-    TaskSpec("replaybench/MiniGrid-LavaGapS5-v0", max_return=1.0),
-)
-"""MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
+ACROBOT_TASKS = _tasks("make_acrobot_variants", max_return=0.0, min_return=-500.0)
+"""Default Acrobot; a longer, heavier lower link (1.5 × length and mass); gravity 15."""
+
+MOUNTAINCAR_TASKS = _tasks("make_mountaincar_variants", max_return=0.0, min_return=-200.0)
+"""Default MountainCar; stronger gravity (0.003); a stronger engine (force 0.0015)."""
+
+MINIGRID_TASKS = _tasks("make_minigrid_sequence", max_return=1.0, min_return=0.0)
+"""DoorKey-5x5, Empty-5x5, LavaGapS5. MiniGrid rewards 1 − 0.9·steps/max_steps on success, so 1 bounds the return."""
 
 
 def _named_stream(
