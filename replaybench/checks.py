@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from replaybench.protocols import (
     CountsState,
     EpisodeAware,
     Experience,
+    KeepsEpochLosses,
     KeepsTrainingCurve,
     Stream,
 )
@@ -148,6 +150,16 @@ def _check_curve(agent: Any, experience: Experience) -> None:
         f"last_curve's steps after experience {experience.index} are not increasing within "
         f"(0, {experience.step_budget}]",
     )
+
+
+def _check_epoch_losses(agent: Any, experience: Experience) -> list[float]:
+    """``last_epoch_losses`` after ``experience``: finite reals, as the runner stores them."""
+    losses = list(agent.last_epoch_losses)
+    expect(
+        all(isinstance(v, numbers.Real) and math.isfinite(v) for v in losses),
+        f"last_epoch_losses after experience {experience.index} holds something other than finite numbers",
+    )
+    return [float(v) for v in losses]
 
 
 def _check_state_bytes(agent: Any, experience: Experience) -> dict[str, int]:
@@ -281,6 +293,9 @@ def _exercise(agent: Any, tiny: Stream, query_check: str) -> _Exercise:
         if isinstance(agent, KeepsTrainingCurve):
             attempt("hooks", "", _check_curve, agent, experience)
             done.answers.append((f"last_curve after experience {experience.index}", list(agent.last_curve)))
+        if isinstance(agent, KeepsEpochLosses):
+            losses = attempt("hooks", "", _check_epoch_losses, agent, experience)
+            done.answers.append((f"last_epoch_losses after experience {experience.index}", losses))
         if isinstance(agent, CountsState):
             parts = attempt("hooks", "", _check_state_bytes, agent, experience)
             done.answers.append((f"state_bytes after experience {experience.index}", parts))
@@ -402,7 +417,7 @@ def check_agent(
     hooks = [
         hook
         for hook, (protocol, _) in OPTIONAL_HOOKS.items()
-        if protocol in (EpisodeAware, KeepsTrainingCurve, CountsState) and isinstance(agent, protocol)
+        if protocol in (EpisodeAware, KeepsTrainingCurve, KeepsEpochLosses, CountsState) and isinstance(agent, protocol)
     ]
     report.record(
         "hooks",

@@ -99,6 +99,10 @@ FLAWS = {
         '        return {"loss": loss.item()}\n',
         '        return {"loss": loss.item()}\n\n    def state_bytes(self):\n        return {"buffer": -1}\n',
     ),
+    "nan_epoch_losses": (
+        '        return {"loss": loss.item()}\n',
+        '        self.last_epoch_losses = [loss.item(), float("nan")]\n        return {"loss": loss.item()}\n',
+    ),
 }
 
 
@@ -133,6 +137,7 @@ def test_a_readme_style_third_party_agent_passes(tmp_path):
         ("wrong_type", "config", "The 'lr' parameter of agent"),
         ("bad_stats", "learn", "learn's statistics hold 'loss'"),
         ("negative_state_bytes", "hooks", "state_bytes after experience 0 must map str to non-negative ints"),
+        ("nan_epoch_losses", "hooks", "last_epoch_losses after experience 0 holds something other than finite"),
     ],
 )
 def test_a_broken_agent_fails_the_right_check_with_one_line(tmp_path, flaw, check, message):
