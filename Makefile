@@ -44,5 +44,5 @@ docs: $(VENV)/.installed
 test: lint docs
 	$(PY) -m pytest
 
-test-all: lint
+test-all: lint docs
 	$(PY) -m pytest -m ""

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/src_sleep.py --stream split-fmnist --seeds 0 1 2 3 4 --json docs/src_split-fmnist.json
 
 Both agents are the replay agent's backprop learner with SRC's network
-(Tadros et al. 2022; the original code's recipe, ``/work/shared/research/src.md``):
+(Tadros et al. 2022, Nat. Commun. 13:7742; the recipe of the authors' code,
+tmtadros/SleepReplayConsolidation):
 a bias-free ReLU MLP 784-1200-1200-10, SGD lr 0.1, momentum 0.5, batch 100,
 cross-entropy on a linear output (better than the code's MSE here). Naive is
 ``source=none``; SRC is ``source=none, schedule=sleep`` (``replay-src``):

@@ -4,7 +4,7 @@ Hayes, Krishnan, Bazhenov, Siegelmann, Sejnowski & Kanan (2021, "Replay in
 deep learning: current approaches and missing biological elements", Neural
 Computation 33(11)) list generative replay and novel recombinations among the
 elements of the brain's replay that deep learning mostly lacks (element 7 in
-``/work/shared/research/models.md``); generative replay in deep learning goes
+docs/replay.md's list); generative replay in deep learning goes
 back to Shin, Lee, Kim & Kim (2017, "Continual learning with deep generative
 replay"). Two generators, both built for a byte budget that counts their
 parameters:

@@ -4,8 +4,8 @@ Tadros, Krishnan, Ramyaa & Bazhenov, *Nat. Commun.* 13:7742 (2022). The
 algorithm and its constants follow the authors' MATLAB code, [M]
 ``tmtadros/SleepReplayConsolidation`` (commit e02a72e): ``sleep/sleepnn_old.m``,
 ``utils/normalize_nn_data.m``, ``utils/create_masked_input.m`` and
-``{MNIST,FashionMNIST}/run_class_task_summary.m`` (notes in
-``shared/research/src.md``).
+``{MNIST,FashionMNIST}/run_class_task_summary.m`` (docs/replay.md describes
+the port and its measured results).
 
 A bias-free ReLU network ``W_1 … W_L`` (``nn.Linear`` layout ``[out, in]``)
 becomes a stack of integrate-and-fire layers. Each of ``T_k`` steps:
