@@ -13,7 +13,12 @@ preset cannot win on ACC by barely training, which in class-IL forgets less.
 Optuna is used through its ask-and-tell interface, so the trials run on the
 project's executors (inline, local pool, Ray, Slurm): a lab tunes a board on
 its cluster the same way it runs it. The agents' searches advance together,
-one trial of every agent per round, so a parallel executor is kept busy.
+``batch`` trials of every agent per round, all of a round's runs handed to
+the executor at once, so a parallel executor is kept busy. The batch is part
+of the search, never taken from the executor: a round asks its trials in
+order (the sampler's constant liar spreads a batch out), and tells their
+scores in trial order once every run of the round is back, so the same batch
+gives the same trials, scores and presets inline, in a pool or on a cluster.
 The record of each search (space, every trial's values and score, the
 chosen values and their validation score) is written beside the preset.
 
@@ -41,6 +46,8 @@ from replaybench.runner import RunSpec, agent_class_and_config, agent_kinds, mak
 SPACES_FILE = Path(__file__).resolve().parent / "search_spaces.toml"
 DEFAULT_TRIALS = 16
 """The trial budget of every agent's search."""
+DEFAULT_BATCH = 1
+"""Trials of each agent per round; the shipped presets were searched this way."""
 STARTUP_TRIALS = 6
 """Random trials before TPE models the scores."""
 SAMPLER_SEED = 0
@@ -195,6 +202,7 @@ def tune(
     *,
     executor: Executor,
     trials: int = DEFAULT_TRIALS,
+    batch: int = DEFAULT_BATCH,
     seeds: Sequence[int] = TUNE_SEEDS,
     validation_fraction: float = VALIDATION_FRACTION,
     data_dir: str | None = None,
@@ -205,11 +213,15 @@ def tune(
     """Search every agent's space on ``board``'s validation split; return the chosen presets.
 
     An agent with nothing to search runs once, so its record still shows its validation score.
+    A round asks ``batch`` trials of every agent and runs them on ``executor`` together; with
+    one agent, ``batch`` is how many runs are in flight (times the board's streams and seeds).
     """
     optuna = require_extra("optuna", "tune", "leaderboard tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if trials < 1:
         raise ConfigError(f"The number of trials must be at least 1. Got {trials!r} instead.")
+    if batch < 1:
+        raise ConfigError(f"The 'batch' parameter of tune must be an int in the range [1, inf). Got {batch!r} instead.")
     spaces = load_spaces()
     streams = {}
     specs_streams = []
@@ -236,69 +248,65 @@ def tune(
         study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{board.name}:{agent}")
         fixed = {**agent_fixed(agent, spaces), **memory_items(agent, board, spaces, first)}
         searches.append(_Search(agent, study, dims, fixed, []))
-    executor.start(len(searches) * len(specs_streams) * len(seeds))
+    executor.start(min(batch, trials) * len(searches) * len(specs_streams) * len(seeds))
+    rounds = -(-trials // batch)
     try:
-        for round_ in range(trials):
-            active = [s for s in searches if s.dims or round_ == 0]
-            if not active:
-                break
-            pending: dict[str, tuple[_Search, Any, dict[str, Any]]] = {}
+        for round_ in range(rounds):
+            asked: list[tuple[_Search, Any, dict[str, Any], list[str]]] = []
             tasks = []
-            for search in active:
-                trial = search.study.ask()
-                values = {d.name: d.suggest(trial) for d in search.dims}
-                options, _ = board_options(board, search.agent, nest({**search.fixed, **values}), use_preset=False)
-                ids = []
-                for stream_name, stream_options in specs_streams:
-                    for seed in seeds:
-                        spec = RunSpec(
-                            stream=stream_name,
-                            agent=search.agent,
-                            seed=seed,
-                            agent_options=options,
-                            stream_options=stream_options,
-                            data_dir=data_dir,
-                            download=download,
-                            device=device,
-                        )
-                        task_id = f"{spec.run_id}__trial{trial.number}"
-                        tasks.append(Task(task_id, spec.to_dict()))
-                        ids.append(task_id)
-                pending[search.agent] = (search, trial, {"values": values, "ids": ids})
-            scores: dict[str, list[float]] = {}
-            plasticity: dict[str, list[float]] = {}
-            failures: dict[str, str] = {}
-            by_task = {tid: agent for agent, (_, _, info) in pending.items() for tid in info["ids"]}
-            for outcome in executor.run(tasks, streams=streams):
-                agent = by_task[outcome.run_id]
-                if outcome.result is None:
-                    failures.setdefault(agent, f"{outcome.failure['kind']}: {outcome.failure['error']}")
-                else:
-                    metrics = outcome.result["metrics"]
-                    scores.setdefault(agent, []).append(float(metrics["acc"]))
-                    plasticity.setdefault(agent, []).append(float(metrics["plasticity"]))
-            for agent, (search, trial, info) in pending.items():
-                record: dict[str, Any] = {"number": trial.number, "values": info["values"]}
-                if agent in failures:
+            for search in searches:
+                # An agent with nothing to search runs once; the others ask the round's trials in order.
+                n = min(batch, trials - round_ * batch) if search.dims else int(round_ == 0)
+                for _ in range(n):
+                    trial = search.study.ask()
+                    values = {d.name: d.suggest(trial) for d in search.dims}
+                    options, _ = board_options(board, search.agent, nest({**search.fixed, **values}), use_preset=False)
+                    ids = []
+                    for stream_name, stream_options in specs_streams:
+                        for seed in seeds:
+                            spec = RunSpec(
+                                stream=stream_name,
+                                agent=search.agent,
+                                seed=seed,
+                                agent_options=options,
+                                stream_options=stream_options,
+                                data_dir=data_dir,
+                                download=download,
+                                device=device,
+                            )
+                            task_id = f"{spec.run_id}__trial{trial.number}"
+                            tasks.append(Task(task_id, spec.to_dict()))
+                            ids.append(task_id)
+                    asked.append((search, trial, values, ids))
+            if not asked:
+                break
+            outcomes = {outcome.run_id: outcome for outcome in executor.run(tasks, streams=streams)}
+            # Told in trial order, and every mean taken in task order: arrival order changes nothing.
+            told = []
+            for search, trial, values, ids in asked:
+                record: dict[str, Any] = {"number": trial.number, "values": values}
+                failed = [outcomes[i].failure for i in ids if outcomes[i].result is None]
+                if failed:
                     search.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    record["failed"] = failures[agent]
+                    record["failed"] = f"{failed[0]['kind']}: {failed[0]['error']}"  # type: ignore[index]
                 else:
-                    value = sum(scores[agent]) / len(scores[agent])
-                    record["validation_acc"] = value
-                    record["validation_plasticity"] = sum(plasticity[agent]) / len(plasticity[agent])
+                    metrics = [outcomes[i].result["metrics"] for i in ids]  # type: ignore[index]
+                    record["validation_acc"] = sum(float(m["acc"]) for m in metrics) / len(metrics)
+                    record["validation_plasticity"] = sum(float(m["plasticity"]) for m in metrics) / len(metrics)
                     trial.set_constraint(CONSTRAINT_KEY, PLASTICITY_FLOOR - record["validation_plasticity"])
-                    search.study.tell(trial, value)
+                    search.study.tell(trial, record["validation_acc"])
                 search.trials.append(record)
-            done = ", ".join(
-                f"{a}={r['validation_acc']:.3f}" if "validation_acc" in r else f"{a}=FAILED"
-                for a, r in ((s.agent, s.trials[-1]) for s in active)
-            )
-            log(f"round {round_ + 1}/{trials}: {done}")
+                told.append(
+                    f"{search.agent}#{trial.number}="
+                    + (f"{record['validation_acc']:.3f}" if "validation_acc" in record else "FAILED")
+                )
+            done = ", ".join(told)
+            log(f"round {round_ + 1}/{rounds}: {done}")
     finally:
         executor.close()
     engine = (
         f"optuna {optuna.__version__} TPESampler(seed={SAMPLER_SEED}, n_startup_trials={STARTUP_TRIALS}), "
-        "ask-and-tell on the replaybench executors"
+        "ask-and-tell on the replaybench executors" + (f", {batch} trials per agent per round" if batch != 1 else "")
     )
     chance = max((1.0 / s.n_classes for s in streams.values() if getattr(s, "n_classes", 0)), default=0.0)
     return {s.agent: _preset(s, trials, seeds, validation_fraction, engine, chance) for s in searches}

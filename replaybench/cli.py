@@ -51,6 +51,23 @@ def add_execution_args(p: argparse.ArgumentParser, *, default_executor: str = "i
     p.add_argument("--address", help="Ray cluster: 'auto' or ray://host:10001 (default: start a local one)")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit cluster (default: detect)")
     p.add_argument("--partition", help="Slurm partition")
+    slurm = p.add_argument_group("Slurm jobs (--executor slurm; docs/sweeps.md)")
+    slurm.add_argument("--slurm-mem", metavar="SIZE", help="memory per job, as sbatch --mem: 4G, 500M")
+    slurm.add_argument("--slurm-gpus-per-task", type=int, metavar="N", help="GPUs per job")
+    slurm.add_argument("--slurm-account", metavar="NAME", help="account charged")
+    slurm.add_argument("--slurm-qos", metavar="NAME", help="quality of service")
+    slurm.add_argument(
+        "--slurm-time", type=int, metavar="MINUTES", help="job time limit (default: --timeout plus allowances)"
+    )
+    slurm.add_argument(
+        "--slurm-sbatch",
+        action="append",
+        metavar="OPTION",
+        help="an extra #SBATCH option, repeatable: --slurm-sbatch constraint=a100 (or =--constraint=a100)",
+    )
+    slurm.add_argument(
+        "--slurm-setup", action="append", metavar="LINE", help="a shell line run in each job first, repeatable"
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)")
     p.add_argument(
         "--threads",
@@ -109,6 +126,20 @@ def wandb_sinks(
     return [WandbSink(options_from_args(args, args.wandb, tags=tags), kind=kind, extra_config=extra_config)]
 
 
+def slurm_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--slurm-*`` flags that were given, as :class:`~replaybench.executors.SlurmOptions` keys."""
+    flags = {
+        "mem": args.slurm_mem,
+        "gpus_per_task": args.slurm_gpus_per_task,
+        "account": args.slurm_account,
+        "qos": args.slurm_qos,
+        "time_min": args.slurm_time,
+        "sbatch_lines": args.slurm_sbatch,
+        "setup": args.slurm_setup,
+    }
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def make_executor_from(args: argparse.Namespace, folder: Path) -> Any:
     from replaybench.executors import make_executor
 
@@ -121,6 +152,7 @@ def make_executor_from(args: argparse.Namespace, folder: Path) -> Any:
         cluster=args.cluster,
         partition=args.partition,
         threads=args.threads,
+        slurm=slurm_options_from(args),
     )
 
 
@@ -335,6 +367,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         agents,
         executor=make_executor_from(args, Path(args.out or DEFAULT_OUT)),
         trials=args.trials,
+        batch=args.batch,
         data_dir=args.data_dir,
         download=args.download,
         device=args.device,
@@ -502,6 +535,8 @@ def sweep_config_from(args: argparse.Namespace) -> Any:
         "device": args.device,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
+    if slurm_options_from(args):  # each flag wins over the file's [slurm] key
+        values["slurm"] = {**values.get("slurm", {}), **slurm_options_from(args)}
     if args.download:
         values["download"] = True
     if args.option:  # last wins, as in 'replaybench run': over the file's shared and per-agent options
@@ -693,6 +728,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("board", metavar="BOARD", help="board name or .toml file")
     p.add_argument("--agent", action="append", help="tune only this agent (repeatable; default: every agent)")
     p.add_argument("--trials", type=int, default=16, help="trials per agent, the same for every agent (default 16)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="trials of each agent asked at once and run in parallel (default 1, as the shipped presets); "
+        "part of the search: the same batch gives the same presets on every executor",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the chosen presets; write nothing")
     p.add_argument("--out", help=f"folder for executor files (default: ./{DEFAULT_OUT})")
     add_execution_args(p)

@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from replaybench.errors import ConfigError, DivergenceError, ReplaybenchError, require_extra
+from replaybench.params import Config, InstanceOf, Interval, Optional, param
 
 EXECUTORS = ("inline", "local", "ray", "slurm")
 EXECUTOR_EXTRAS = {"ray": ("ray", "ray", "the Ray executor"), "slurm": ("submitit", "slurm", "the Slurm executor")}
@@ -433,8 +435,17 @@ def default_workers() -> int:
 
 
 # --- ray ---------------------------------------------------------------------------
+CANCEL_WAIT_S = 10.0
+"""How long :meth:`RayExecutor.close` waits for the tasks it cancelled to end."""
+
+
 class RayExecutor:
     """One-CPU Ray tasks, at most as many in flight as the cluster has CPUs.
+
+    Closing it (the end of a sweep, Ctrl-C, SIGTERM) cancels every task still
+    in flight with ``force=True``, so an interrupted driver leaves nothing
+    running on a cluster it joined; then it disconnects, or shuts down the
+    cluster it started.
 
     Args:
         address: ``"auto"``, ``"ray://host:10001"`` or another address for
@@ -453,6 +464,12 @@ class RayExecutor:
         self._ray = ray
         self.timeout_s = timeout_s
         self._owns_cluster = False
+        self._connected = False
+        """This executor called ``ray.init``, so it disconnects on close."""
+        self._in_flight: dict[Any, tuple[Task, float]] = {}
+        self._sigterm: Any = None
+        self._raised: BaseException | None = None
+        """What the driver's SIGTERM handler raised; Ray's waits turn it into a plain KeyboardInterrupt."""
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
@@ -460,13 +477,57 @@ class RayExecutor:
                 # The workers Ray starts with the cluster import these while it comes up,
                 # rather than when the first run arrives.
                 kwargs["_system_config"] = {"preload_python_modules": list(WORKER_PRELOAD)}
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
             try:
                 ray.init(address=address, **kwargs)
+                if sigterm is not None:
+                    # ray.init installs a handler that exits with 1; the driver's own (stop, keep, 143) stays.
+                    self._keep_handler(sigterm)
             except ConnectionError as exc:
-                raise ConfigError(f"Cannot reach the Ray cluster at {address!r}: {exc}".splitlines()[0]) from None
+                hint = ""
+                if address not in (None, "auto") and not os.environ.get("RAY_AUTH_MODE"):
+                    # Ray enables token authentication on `ray start` where ~/.ray/auth_token exists,
+                    # and sends the token to an explicit address only when told to.
+                    hint = " If the cluster uses token authentication, set RAY_AUTH_MODE=token."
+                raise ConfigError(
+                    f"Cannot reach the Ray cluster at {address!r}: {exc}".splitlines()[0] + hint
+                ) from None
+            except ValueError as exc:
+                if address is None and "existing cluster" in str(exc):
+                    # ray.init() without an address joins RAY_ADDRESS or the last `ray start` here.
+                    raise ConfigError(
+                        "A Ray cluster is already running here (RAY_ADDRESS or `ray start`); "
+                        "join it with --address auto, or stop it to start one for this sweep."
+                    ) from None
+                raise
             self._owns_cluster = address is None
+            self._connected = True
         # System failures (a lost node, a dead worker) are retried; a raising run is an outcome, not an error.
         self._remote = ray.remote(num_cpus=1, max_retries=2)(run_one)
+
+    def _keep_handler(self, previous: Any) -> None:
+        """Reinstall the SIGTERM handler ``previous``, remembering what it raises."""
+        self._sigterm = previous
+        if not callable(previous):
+            signal.signal(signal.SIGTERM, previous)
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            try:
+                previous(signum, frame)
+            except BaseException as exc:
+                self._raised = exc
+                raise
+
+        signal.signal(signal.SIGTERM, handler)
+
+    def _wait(self, refs: list[Any], **kwargs: Any) -> Any:
+        """``ray.wait``, re-raising the driver's own exception (e.g. SIGTERM's) where Ray replaced it."""
+        try:
+            return self._ray.wait(refs, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise (self._raised or exc) from None
 
     def start(self, n_tasks: int) -> None:
         pass  # the cluster came up in __init__
@@ -475,13 +536,14 @@ class RayExecutor:
         ray = self._ray
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending = deque(tasks)
-        in_flight: dict[Any, tuple[Task, float]] = {}
+        # On self, not local: close() cancels what is in flight when the driver is interrupted.
+        in_flight = self._in_flight
         deadline_s = None if self.timeout_s is None else self.timeout_s + GRACE_S + STARTUP_GRACE_S
         while pending or in_flight:
             while pending and len(in_flight) < slots:
                 task = pending.popleft()
                 in_flight[self._remote.remote(dict(task.spec), self.timeout_s, 1)] = (task, time.monotonic())
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            done, _ = self._wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in done:
                 task, started = in_flight.pop(ref)
                 try:
@@ -511,13 +573,127 @@ class RayExecutor:
                         )
 
     def close(self) -> None:
-        if self._owns_cluster:
-            self._ray.shutdown()
+        """Cancel the tasks in flight (they are rerun on resume), then disconnect or stop the cluster."""
+        ray = self._ray
+        refs = list(self._in_flight)
+        self._in_flight.clear()
+        if refs and ray.is_initialized():
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            # Cancelling is asynchronous: wait until the owner (this driver) has delivered it.
+            with contextlib.suppress(Exception):
+                ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+        if self._connected:
+            self._connected = False
+            ray.shutdown()
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
 
 
 # --- slurm (submitit) ----------------------------------------------------------------
+SBATCH_OWNED = ("array", "output", "error", "open-mode", "signal", "job-name", "wrap")
+"""sbatch options submitit sets for the job array itself; an extra ``#SBATCH`` line may not replace them."""
+_MEM = re.compile(r"[1-9][0-9]*[KMGT]?B?", re.IGNORECASE)
+_SBATCH_LINE = re.compile(r"(?:#SBATCH\s+)?(?:--)?([A-Za-z][A-Za-z0-9-]*)(?:=(.+))?")
+LOST_AFTER_S = 10.0
+"""How long a Slurm job may be out of ``squeue`` without a result before it counts as crashed."""
+
+
+def _sbatch_option(line: str) -> tuple[str, Any]:
+    """``"--constraint=a100"`` (or ``"constraint=a100"``) -> ``("constraint", "a100")``; ``True`` without a value."""
+    match = _SBATCH_LINE.fullmatch(line.strip()) if isinstance(line, str) else None
+    if match is None:
+        raise ConfigError(
+            f"The 'sbatch_lines' parameter of slurm must hold long sbatch options such as '--constraint=a100'. "
+            f"Got {line!r} instead."
+        )
+    key, value = match.group(1), match.group(2)
+    if key in SBATCH_OWNED:
+        raise ConfigError(f"The sbatch option --{key} is set by the slurm executor itself; remove {line!r}.")
+    return key, True if value is None else value
+
+
+@dataclass(frozen=True)
+class SlurmOptions(Config):
+    """What each Slurm job asks for besides its one CPU: a sweep file's ``[slurm]`` table or ``--slurm-*``."""
+
+    owner_name = "slurm"
+    mem: str | None = param(None, Optional(InstanceOf(str)))
+    """Memory per job, as sbatch's ``--mem`` ("4G", "500M")."""
+    gpus_per_task: int | None = param(None, Optional(Interval(int, 1, None)))
+    """GPUs per job (``--gpus-per-task``)."""
+    account: str | None = param(None, Optional(InstanceOf(str)))
+    """The account charged (``--account``)."""
+    qos: str | None = param(None, Optional(InstanceOf(str)))
+    """Quality of service (``--qos``)."""
+    time_min: int | None = param(None, Optional(Interval(int, 1, None)))
+    """The job's time limit in minutes (``--time``); default: the per-run timeout plus the allowances,
+    else submitit's 5 minutes."""
+    sbatch_lines: tuple = param((), InstanceOf(tuple))
+    """Extra ``#SBATCH`` options, each a long option: ``"--constraint=a100"``, ``"--exclusive"``."""
+    setup: tuple = param((), InstanceOf(tuple))
+    """Shell lines run in the job before the run (``module load cuda``, ``source .venv/bin/activate``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mem is not None and not _MEM.fullmatch(self.mem):
+            raise ConfigError(
+                f"The 'mem' parameter of slurm must be a size such as '4G' or '500M'. Got {self.mem!r} instead."
+            )
+        for key in ("account", "qos"):
+            value = getattr(self, key)
+            if value is not None and (not value or value.split() != [value]):
+                raise ConfigError(f"The {key!r} parameter of slurm must be one word. Got {value!r} instead.")
+        for line in self.sbatch_lines:
+            _sbatch_option(line)
+        for line in self.setup:
+            if not isinstance(line, str) or "\n" in line or not line.strip():
+                raise ConfigError(
+                    f"The 'setup' parameter of slurm must hold non-empty single lines. Got {line!r} instead."
+                )
+
+    def submitit_parameters(self) -> dict[str, Any]:
+        """These options as ``AutoExecutor.update_parameters`` keywords."""
+        params: dict[str, Any] = {}
+        if self.mem is not None:
+            params["slurm_mem"] = self.mem.upper()
+        for key in ("gpus_per_task", "account", "qos"):
+            if getattr(self, key) is not None:
+                params[f"slurm_{key}"] = getattr(self, key)
+        if self.time_min is not None:
+            params["timeout_min"] = self.time_min
+        if self.sbatch_lines:
+            params["slurm_additional_parameters"] = dict(_sbatch_option(line) for line in self.sbatch_lines)
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        return params
+
+
+def _run_as_job(spec: Mapping[str, Any], timeout_s: float | None, threads: int, submitted_at: float) -> Outcome:
+    """:func:`run_one` in a Slurm job, adding the time the job waited in the queue.
+
+    ``queue_seconds`` (submission to this call, by the driver's and the node's
+    wall clocks) goes to ``costs`` of a result, or to the failure record; the
+    run's own seconds never include it.
+    """
+    queue_s = max(0.0, time.time() - submitted_at)
+    outcome = run_one(spec, timeout_s, threads)
+    if outcome.result is not None:
+        result = {**outcome.result, "costs": {**outcome.result["costs"], "queue_seconds": queue_s}}
+        return Outcome(outcome.run_id, result, None, outcome.seconds, outcome.host)
+    failure = {**(outcome.failure or {}), "queue_seconds": queue_s}
+    return Outcome(outcome.run_id, None, failure, outcome.seconds, outcome.host)
+
+
 class SlurmExecutor:
     """A submitit job array: Slurm where ``srun`` exists, local subprocesses otherwise.
+
+    Each job records how long it waited in the queue (``costs["queue_seconds"]``).
+    On Slurm, a job that leaves the queue without a result (``scancel``, a lost
+    node) is a crashed run; closing the executor (the end of a sweep, Ctrl-C,
+    SIGTERM) cancels every job still queued or running, with one ``scancel``.
 
     Args:
         folder: Where submitit keeps its job files and logs.
@@ -525,6 +701,7 @@ class SlurmExecutor:
         workers: How many array jobs may run at once (``slurm_array_parallelism``).
         timeout_s: Per-run limit, passed on as the job's ``timeout_min`` too.
         partition: A Slurm partition, if the cluster needs one.
+        options: Memory, GPUs, account, QOS, time limit, extra ``#SBATCH`` and setup lines.
     """
 
     name = "slurm"
@@ -537,10 +714,14 @@ class SlurmExecutor:
         workers: int | None = None,
         timeout_s: float | None = None,
         partition: str | None = None,
+        options: SlurmOptions | None = None,
     ) -> None:
         submitit = require_extra(*EXECUTOR_EXTRAS["slurm"])
+        self._submitit = submitit
+        self.folder = Path(folder)
         self.timeout_s = timeout_s
         self._executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        self._waiting: dict[Any, Task] = {}
         params: dict[str, Any] = {
             "name": "replaybench-sweep",
             "cpus_per_task": 1,
@@ -550,7 +731,14 @@ class SlurmExecutor:
             params["timeout_min"] = max(1, math.ceil((timeout_s + GRACE_S + STARTUP_GRACE_S) / 60))
         if partition is not None:
             params["slurm_partition"] = partition
+        params.update((options or SlurmOptions()).submitit_parameters())
+        if self._executor.cluster != "slurm":  # the other clusters know none of the slurm_ keywords
+            params = {k: v for k, v in params.items() if not k.startswith("slurm_") or k == "slurm_array_parallelism"}
         self._executor.update_parameters(**params)
+
+    @property
+    def on_slurm(self) -> bool:
+        return bool(self._executor.cluster == "slurm")
 
     def start(self, n_tasks: int) -> None:
         pass  # Slurm starts jobs when they are submitted
@@ -558,12 +746,28 @@ class SlurmExecutor:
     def run(self, tasks: Sequence[Task], *, streams: Mapping[str, Any] | None = None) -> Iterator[Outcome]:
         if not tasks:
             return
-        specs = [dict(t.spec) for t in tasks]
-        jobs = self._executor.map_array(run_one, specs, [self.timeout_s] * len(specs), [1] * len(specs))
-        waiting = dict(zip(jobs, tasks))
+        n = len(tasks)
+        submitted_at = time.time()
+        try:
+            jobs = self._executor.map_array(
+                _run_as_job, [dict(t.spec) for t in tasks], [self.timeout_s] * n, [1] * n, [submitted_at] * n
+            )
+        except self._submitit.core.utils.FailedJobError as exc:  # sbatch refused the script: bad options
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            error = next((line for line in reversed(lines) if "error" in line or "fatal" in line), "no reason given")
+            raise ConfigError(
+                f"Slurm refused the job array ({error.strip()}); its script is in {self.folder}."
+            ) from None
+        # On self: close() cancels what is still waiting when the driver is interrupted.
+        waiting = self._waiting
+        waiting.update(zip(jobs, tasks))
         started = time.monotonic()
+        missing_since: dict[Any, float] = {}
+        next_check = time.monotonic() + LOST_AFTER_S / 2
         while waiting:
-            for job in [j for j in waiting if j.done()]:
+            # A result file is the only sign of success we read: without accounting there is no sacct.
+            done = [j for j in waiting if j.paths.result_pickle.exists() or (not self.on_slurm and j.done())]
+            for job in done:
                 task = waiting.pop(job)
                 try:
                     yield _with_id(job.result(), task.run_id)
@@ -575,11 +779,60 @@ class SlurmExecutor:
                         time.monotonic() - started,
                         f"job {job.job_id}",
                     )
+            if self.on_slurm and waiting and time.monotonic() >= next_check:
+                next_check = time.monotonic() + LOST_AFTER_S / 2
+                queued = _squeue_ids()
+                for job in list(waiting):
+                    if queued is None or job.job_id in queued or job.paths.result_pickle.exists():
+                        missing_since.pop(job, None)
+                    elif time.monotonic() - missing_since.setdefault(job, time.monotonic()) >= LOST_AFTER_S:
+                        task = waiting.pop(job)
+                        yield Outcome(
+                            task.run_id,
+                            None,
+                            failure_record(
+                                "crashed",
+                                f"The Slurm job {job.job_id} left the queue without a result "
+                                f"(cancelled, killed or its node lost); its log: {job.paths.stderr}",
+                            ),
+                            time.monotonic() - started,
+                            f"job {job.job_id}",
+                        )
             if waiting:
                 time.sleep(0.5)
 
     def close(self) -> None:
-        pass
+        """Cancel every job still queued or running (they are rerun on resume)."""
+        jobs = [j for j in self._waiting if not j.paths.result_pickle.exists()]
+        self._waiting.clear()
+        if not jobs:
+            return
+        if self.on_slurm:
+            import subprocess
+
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["scancel", *sorted({j.job_id for j in jobs})], capture_output=True, timeout=60)
+        else:
+            for job in jobs:
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+
+
+def _squeue_ids() -> set[str] | None:
+    """This user's Slurm jobs in the queue, array tasks one by one ("123_4"); None if squeue fails."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["squeue", "--me", "--noheader", "--array", "--format=%i"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(out.split())
 
 
 def make_executor(
@@ -592,16 +845,21 @@ def make_executor(
     cluster: str | None = None,
     partition: str | None = None,
     threads: int | None = None,
+    slurm: SlurmOptions | Mapping[str, Any] | None = None,
 ) -> Executor:
     """Build the executor called ``name`` (one of :data:`EXECUTORS`).
 
     ``threads`` is torch's intra-op threads per run in a local worker (default
-    1); inline runs keep this process's setting.
+    1); inline runs keep this process's setting. ``slurm`` (:class:`SlurmOptions`
+    or its dict) is what each Slurm job asks for; the other executors ignore it.
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"The 'workers' parameter must be an int in the range [1, inf). Got {workers!r} instead.")
     if timeout_s is not None and not timeout_s > 0:
         raise ConfigError(f"The 'timeout' parameter must be a float in the range (0, inf). Got {timeout_s!r} instead.")
+    # Checked for every executor (bad input fails the same way), used by slurm only: a sweep file's
+    # [slurm] table stays valid when the same sweep runs locally.
+    options = slurm if isinstance(slurm, SlurmOptions) else SlurmOptions.from_dict(slurm or {})
     if name == "inline":
         return InlineExecutor(timeout_s=timeout_s)
     if name == "local":
@@ -611,7 +869,9 @@ def make_executor(
     if name == "slurm":
         if folder is None:
             raise ConfigError("The slurm executor needs a folder for submitit's job files.")
-        return SlurmExecutor(folder=folder, cluster=cluster, workers=workers, timeout_s=timeout_s, partition=partition)
+        return SlurmExecutor(
+            folder=folder, cluster=cluster, workers=workers, timeout_s=timeout_s, partition=partition, options=options
+        )
     raise ConfigError(
         f"The 'executor' parameter of sweep must be one of {', '.join(map(repr, EXECUTORS))}. Got {name!r} instead."
     )

@@ -37,6 +37,9 @@ Example TOML::
     memory_size = 200
     [grid]                       # the product of these values, for every agent
     lr = [0.01, 0.1]
+    [slurm]                      # each Slurm job's request (executor = "slurm")
+    mem = "4G"
+    sbatch_lines = ["--constraint=a100"]
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from typing import Any
 
 from replaybench.config_files import check_seeds, load_toml
 from replaybench.errors import ConfigError
-from replaybench.executors import EXECUTORS, make_executor, require_executor
+from replaybench.executors import EXECUTORS, SlurmOptions, make_executor, require_executor
 from replaybench.params import Config, InstanceOf, Interval, OneOf, Optional, param
 from replaybench.pipeline import PipelineReport, PlannedRun, Sink, plan, run_pipeline, validate
 from replaybench.results import ResultsFolder, atomic_write_text, failure_path, read_result, result_path
@@ -99,6 +102,9 @@ class SweepConfig(Config):
     """submitit cluster; none detects Slurm and falls back to local subprocesses."""
     partition: str | None = param(None, Optional(InstanceOf(str)))
     """Slurm partition."""
+    slurm: Mapping[str, Any] = _mapping_field()
+    """What each Slurm job asks for (:class:`~replaybench.executors.SlurmOptions`: mem, gpus_per_task,
+    account, qos, time_min, sbatch_lines, setup); the other executors ignore it."""
     board: str | None = param(None, Optional(InstanceOf(str)))
     """Record every finished run in the leaderboard store under this board (the CLI's sink)."""
     store: str | None = param(None, Optional(InstanceOf(str)))
@@ -117,6 +123,7 @@ class SweepConfig(Config):
                 )
         check_seeds(list(self.seeds), where="sweep")
         require_executor(self.executor)  # a missing ray/submitit fails here, before any stream is built
+        SlurmOptions.from_dict(self.slurm)
         for key, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(
@@ -279,6 +286,7 @@ def execute_sweep(
         cluster=config.cluster,
         partition=config.partition,
         threads=threads,
+        slurm=config.slurm,
     )
     try:
         write_manifest(config, plans, out)
