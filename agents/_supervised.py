@@ -78,10 +78,11 @@ class SupervisedAgent:
         n, bs = len(x_all), self.config.batch_size
         head = self._head_mask(experience.classes)
         self.network.train()
-        total_loss, steps = torch.zeros(()), 0
+        total_loss, steps = torch.zeros((), device=self.device), 0  # on the device: += of a CUDA loss
         self.last_epoch_losses = []
         for _ in progress.track(range(self.config.epochs), f"experience {experience.index}: epochs"):
-            epoch_loss, epoch_steps = torch.zeros(()), 0  # a separate sum: total_loss's arithmetic is unchanged
+            # a separate sum: total_loss's arithmetic is unchanged
+            epoch_loss, epoch_steps = torch.zeros((), device=self.device), 0
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]

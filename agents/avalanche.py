@@ -127,7 +127,10 @@ class AvalancheAgent:
         cls = strategy_class(config.variant)  # the config has checked the name and options
         self.config = config
         self.device = torch.device(device)
-        self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes)
+        # On the device from the start: the baseline is evaluated before Avalanche moves the model.
+        self.network = build_network(config.architecture, stream.input_shape, config.hidden, stream.n_classes).to(
+            self.device
+        )
         optimizer = make_optimizer(
             config.optimizer, self.network.parameters(), config.lr, config.momentum, config.weight_decay
         )

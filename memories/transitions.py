@@ -190,7 +190,7 @@ class TransitionBuffer(_StepArrays):
         self._check_loadable(state)
         self.size = len(state["obs"])
         for name in (*self.fields, "priorities"):
-            getattr(self, name)[: self.size] = state[name].numpy()
+            getattr(self, name)[: self.size] = state[name].cpu().numpy()  # a checkpoint may be mapped to a GPU
         self.seen, self.max_priority = int(state["seen"]), float(state["max_priority"])
 
 
@@ -244,4 +244,4 @@ class StepBuffer(_StepArrays):
         self._check_loadable(state)
         self.written = int(state["written"])
         for name in self.fields:
-            getattr(self, name)[: len(self)] = state[name].numpy()
+            getattr(self, name)[: len(self)] = state[name].cpu().numpy()
