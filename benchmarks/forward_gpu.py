@@ -25,11 +25,7 @@ import json
 import time
 from pathlib import Path
 
-LEARNERS = {
-    "backprop": "replaybench.agents.naive:NaiveAgent",
-    "sigprop": "replaybench.agents.forward.sigprop:SigpropAgent",
-    "efp": "replaybench.agents.forward.efp:EFPAgent",
-}
+from forward_learners import LEARNERS, stream_stub  # this folder is on sys.path when run as a script
 
 
 def _sync(device: str) -> None:
@@ -49,17 +45,7 @@ def measure(args: argparse.Namespace, name: str, data) -> dict:
     from replaybench.runner import seed_everything
 
     cls = load_entry_point(LEARNERS[name])
-    stub = type(
-        "Stream",
-        (),
-        {
-            "name": args.dataset,
-            "scenario": "class-il",
-            "n_classes": data.n_classes,
-            "input_shape": tuple(data.train_x.shape[1:]),
-            "experiences": (),
-        },
-    )()
+    stub = stream_stub(args.dataset, data)
     options = {"hidden": tuple(args.hidden), "batch_size": args.batch_size, "optimizer": "adam", "lr": args.lr}
     n, classes = args.subset or len(data.train_x), tuple(range(data.n_classes))
     seed_everything(args.seed)

@@ -105,6 +105,21 @@ class _Held:
         self.meter.remove(self.key)
 
 
+def stream_stub(dataset: str, data):
+    """The stream metadata a learner is built from (class-IL over ``data``'s classes)."""
+    return type(
+        "Stream",
+        (),
+        {
+            "name": dataset,
+            "scenario": "class-il",
+            "n_classes": data.n_classes,
+            "input_shape": tuple(data.train_x.shape[1:]),
+            "experiences": (),
+        },
+    )()
+
+
 def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
     """The learner ``name`` with the shared options and its own ``--option`` overrides."""
     from replaybench.params import parse_option
@@ -112,17 +127,7 @@ def build(args: argparse.Namespace, name: str, data, epochs: int = 1):
     from replaybench.runner import seed_everything
 
     cls = load_entry_point(LEARNERS[name])
-    stream = type(
-        "Stream",
-        (),
-        {
-            "name": args.dataset,
-            "scenario": "class-il",
-            "n_classes": data.n_classes,
-            "input_shape": tuple(data.train_x.shape[1:]),
-            "experiences": (),
-        },
-    )()
+    stream = stream_stub(args.dataset, data)
     options = {
         "hidden": tuple(args.hidden),
         "epochs": epochs,
