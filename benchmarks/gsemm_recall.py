@@ -12,6 +12,13 @@ Run::
     .venv/bin/python benchmarks/gsemm_recall.py            # paper settings, ~1 min on 1 core
     .venv/bin/python benchmarks/gsemm_recall.py --reference-dir ../gsemm   # with the reference
     .venv/bin/python benchmarks/gsemm_recall.py --steps 500 --repeats 1   # quick look
+
+``--alpha-c-scan`` instead counts, per α_c, the pattern draws in which LISEM
+recalls its cycle in order (the α_c table in docs/gsemm.md)::
+
+    .venv/bin/python benchmarks/gsemm_recall.py --alpha-c-scan --seeds 20 --first-seed 0
+    .venv/bin/python benchmarks/gsemm_recall.py --alpha-c-scan --seeds 20 --first-seed 1000  # held out
+    .venv/bin/python benchmarks/gsemm_recall.py --alpha-c-scan --scan-memories 7   # K = 7
 """
 
 from __future__ import annotations
@@ -26,13 +33,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replaybench.memories.gsemm import DSEM, LISEM, random_patterns
+from replaybench.memories.gsemm import DSEM, LISEM, LISEMConfig, random_patterns
 
 
 def zero_last_quarter(x: torch.Tensor) -> torch.Tensor:
     cue = x.clone()
     cue[..., -x.shape[-1] // 4 :] = 0
     return cue
+
+
+# In-order recall protocol (tests/test_gsemm.py uses the same): N = 100, K = 4
+# in one cycle (about LISEM's capacity at N = 100, where α_c decides), T_d = 100,
+# Euler dt = 0.2; a draw succeeds when its cue (memory 0, last 25% zeroed)
+# gives at least VISITS in-order visits, i.e. 1.5 laps.
+SCAN_N, SCAN_K, VISITS = 100, 4, 6
+SCAN_DT, SCAN_TIME = 0.2, 1500.0  # ≈ 300 time units per transition; dwell is 100-200 here
+SCAN_GRID = (0.004, 0.0045, 0.005, 0.0055, 0.006, 0.0065, 0.007, 0.008, 0.009, 0.01)
+
+
+def recalls_in_order(alpha_c: float, seed: int, n_features: int = SCAN_N, n_memories: int = SCAN_K) -> list[bool]:
+    """For one pattern draw: does each cue (every memory, last 25% zeroed) give VISITS in-order visits?"""
+    patterns = random_patterns(n_memories, n_features, generator=torch.Generator().manual_seed(seed))
+    config = LISEMConfig(alpha_c=alpha_c, dt=SCAN_DT, integrator="euler")
+    model = LISEM.from_patterns(patterns, cycles=[range(n_memories)], config=config)
+    recall = model.recall(zero_last_quarter(patterns), steps=int(SCAN_TIME / SCAN_DT), record_every=5)
+    return [
+        s[:VISITS] == [(mu + i) % n_memories for i in range(VISITS)]
+        for mu, s in enumerate(recall.sequences(min_dwell=3))
+    ]
+
+
+def alpha_c_scan(seeds: range, grid: tuple[float, ...], n_memories: int = SCAN_K) -> None:
+    print(
+        f"LISEM, N={SCAN_N}, K={n_memories} cycle, T_d=100, Euler dt={SCAN_DT}, {SCAN_TIME:g} time units; "
+        f"seeds {seeds.start}..{seeds.stop - 1}: draws whose cue 0 gives >= {VISITS} in-order visits; "
+        f"all {n_memories} cues per draw"
+    )
+    print("| α_c | draws (cue 0) | cues (all) |")
+    print("|---|---|---|")
+    for alpha_c in grid:
+        hits = [recalls_in_order(alpha_c, seed, n_memories=n_memories) for seed in seeds]
+        draws = sum(h[0] for h in hits)
+        cues = sum(sum(h) for h in hits)
+        print(f"| {alpha_c:g} | {draws}/{len(hits)} | {cues}/{len(hits) * n_memories} |", flush=True)
 
 
 def best_time(fn, repeats: int) -> float:
@@ -102,8 +145,16 @@ def main() -> None:
         default=None,
         help="a checkout of github.com/arjun23496/gsemm, to time its models too",
     )
+    parser.add_argument("--alpha-c-scan", action="store_true", help="instead, score LISEM's in-order recall per α_c")
+    parser.add_argument("--seeds", type=int, default=20, help="--alpha-c-scan: pattern draws per α_c")
+    parser.add_argument("--first-seed", type=int, default=0, help="--alpha-c-scan: seed of the first draw")
+    parser.add_argument("--scan-memories", type=int, default=SCAN_K, help="--alpha-c-scan: K in the cycle")
+    parser.add_argument("--grid", type=float, nargs="+", default=SCAN_GRID, help="--alpha-c-scan: α_c values")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.alpha_c_scan:
+        alpha_c_scan(range(args.first_seed, args.first_seed + args.seeds), tuple(args.grid), args.scan_memories)
+        return
     reference = load_reference(args.reference_dir) if args.reference_dir else {}
 
     patterns = random_patterns(args.n_memories, args.n_features, generator=torch.Generator().manual_seed(0))
