@@ -106,14 +106,10 @@ def cmd_publish(args: argparse.Namespace) -> None:
     columns, data = rows_for_wandb(table)
     with _store(args) as store:  # the logged runs of the ranked entries: the board run's inputs
         inputs = [
-            # a sweep's submission is named "sweep <folder>" (cmd_sweep) and its runs were logged as kind sweep
-            (
-                result_from_json(json.dumps(r.result)),
-                "sweep" if row.submission.display_name.startswith("sweep ") else "submission",
-            )
+            (result_from_json(json.dumps(r.result)), r.wandb_artifact)
             for row in table.rows
             for r in store.runs(row.submission.id)
-            if r.wandb_run
+            if r.wandb_artifact  # runs logged before the store kept the name are not linked
         ]
     where = log_board(columns, data, board=table.to_dict(), options=options, inputs=inputs)
     if where is None:

@@ -25,7 +25,7 @@ from replaybench.errors import ConfigError
 from replaybench.leaderboards.boards import Board
 from replaybench.leaderboards.presets import declared_options
 from replaybench.leaderboards.store import Store, check_display_name
-from replaybench.leaderboards.wandb_sink import KINDS, WandbOptions, log_run
+from replaybench.leaderboards.wandb_sink import KINDS, WandbOptions, log_run, results_artifact_name
 from replaybench.params import config_to_dict
 from replaybench.pipeline import PlannedRun, RunOutcome
 from replaybench.provenance import agent_source_files, config_hash, source_hash
@@ -180,6 +180,7 @@ class BoardSink:
                 outcome.result,
                 results_path=outcome.artifacts.get("results"),
                 wandb_run=outcome.artifacts.get("wandb"),
+                wandb_artifact=outcome.artifacts.get("wandb_artifact"),
             )
             self._recorded[sub_id].add((spec.stream, spec.seed))
             if self.echo:
@@ -231,6 +232,7 @@ class WandbSink:
         )
         if where is not None:
             outcome.artifacts["wandb"] = where
+            outcome.artifacts["wandb_artifact"] = results_artifact_name(outcome.result, self.kind)
 
     def close(self, *, interrupted: bool) -> None:
         pass

@@ -124,6 +124,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE submissions ADD COLUMN reference_digest TEXT",
         "ALTER TABLE submissions ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ),
+    (  # 6: the W&B artifact a run's results were logged as, so a published board links to it by name
+        "ALTER TABLE runs ADD COLUMN wandb_artifact TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -209,6 +212,8 @@ class StoredRun:
     wandb_run: str | None
     results_path: str | None = None
     """The results JSON written when the run was recorded (on the machine that recorded it)."""
+    wandb_artifact: str | None = None
+    """The W&B artifact holding the run's results JSON (None: not logged, or recorded before schema 6)."""
 
 
 METRIC_TOLERANCE = 1e-9
@@ -400,6 +405,7 @@ class Store:
         *,
         results_path: str | None = None,
         wandb_run: str | None = None,
+        wandb_artifact: str | None = None,
     ) -> int:
         """Record one run of a submission, refusing a result that does not belong to ``board``.
 
@@ -427,8 +433,8 @@ class Store:
             cur = db.execute(
                 "INSERT INTO runs (submission_id, stream, seed, stream_fingerprint, stream_version, r_json, "
                 "baseline_json, result_json, provenance_json, git_commit, replaybench_version, torch_version, "
-                "hardware_json, wall_seconds, results_path, created, wandb_run) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "hardware_json, wall_seconds, results_path, created, wandb_run, wandb_artifact) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     submission_id,
                     stream,
@@ -447,6 +453,7 @@ class Store:
                     redact(results_path),
                     now(),
                     wandb_run,
+                    wandb_artifact,
                 ),
             )
             run_id = int(cur.lastrowid)
@@ -593,7 +600,8 @@ class Store:
     def runs(self, submission_id: int) -> list[StoredRun]:
         rows = self._db.execute(
             "SELECT id, submission_id, stream, seed, stream_fingerprint, r_json, provenance_json, result_json, "
-            "wandb_run, baseline_json, results_path FROM runs WHERE submission_id = ? ORDER BY stream, seed",
+            "wandb_run, baseline_json, results_path, wandb_artifact "
+            "FROM runs WHERE submission_id = ? ORDER BY stream, seed",
             (submission_id,),
         ).fetchall()
         out = []
@@ -617,6 +625,7 @@ class Store:
                     result=json.loads(r[7]),
                     wandb_run=r[8],
                     results_path=r[10],
+                    wandb_artifact=r[11],
                 )
             )
         return out

@@ -367,11 +367,12 @@ def log_board(
 ) -> str | None:
     """Write a ``job_type="board"`` run holding the board table (``leaderboard``).
 
-    ``inputs`` are the ranked entries' runs that were logged to W&B, each with the kind it was
-    logged as: each is declared an input artifact with the name and the bytes :func:`log_run` gave
-    it, so W&B links the board run to the runs it ranks (equal content is the same artifact
-    version). W&B cannot use artifacts offline: there the inputs are written (``inputs/``) and
-    named in ``inputs.json``; publish online for lineage.
+    ``inputs`` are the ranked entries' runs that were logged to W&B, each with the name of the
+    artifact it was logged as (:func:`results_artifact_name`, kept in the store): each is declared
+    an input artifact with that name and the bytes :func:`log_run` gave it, so W&B links the
+    board run to the runs it ranks (equal content is the same artifact version). W&B cannot use
+    artifacts offline: there the inputs are written (``inputs/``) and named in ``inputs.json``;
+    publish online for lineage.
     """
     import wandb
 
@@ -389,8 +390,8 @@ def log_board(
     )
     try:
         used = []
-        for result, kind in inputs:
-            used.append(results_artifact_name(result, kind))
+        for result, artifact_name in inputs:
+            used.append(artifact_name)
             local = Path(run.dir) / "inputs" / f"{used[-1]}.json"
             write_results_file(result, local)
             if not run.offline:  # W&B cannot use artifacts offline; the manifest below names them

@@ -312,7 +312,7 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.count("sweep_runs") == 0
         (old,) = store.submissions("t")
         assert old.display_name == "old" and old.verified is False
@@ -320,7 +320,7 @@ def test_old_schema_is_migrated_and_newer_schema_refused(tmp_path):
         store.set_verified(old.id, True)
         assert store.submission(old.id).verified
     db = sqlite3.connect(path)
-    assert "wandb_run" in [c[1] for c in db.execute("PRAGMA table_info(runs)")]
+    assert {"wandb_run", "wandb_artifact"} <= {c[1] for c in db.execute("PRAGMA table_info(runs)")}
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()

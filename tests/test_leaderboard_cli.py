@@ -13,7 +13,9 @@ import pytest
 from replaybench.cli import main
 from replaybench.leaderboards.boards import load_board
 from replaybench.leaderboards.store import Store
+from replaybench.leaderboards.wandb_sink import results_artifact_name
 from replaybench.provenance import config_hash
+from replaybench.results import result_from_json
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """\
@@ -247,7 +249,12 @@ def test_a_file_agent_with_a_secret_in_the_environment(paths, tmp_path, monkeypa
         assert all(k == "my_agent.py" or k.startswith("replaybench/") for k in sub.source_files)
         (run,) = store.runs(sub.id)
         assert run.wandb_run and Path(run.wandb_run).name.startswith("offline-run-")
-    assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == 2  # the run and the board
+        logged_as = results_artifact_name(result_from_json(json.dumps(run.result)), "submission")
+        assert run.wandb_artifact == logged_as  # a long name (a file agent), cut and hashed: no guessing it later
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # the run and the board
+    (manifest,) = [json.loads(m.read_text()) for r in runs for m in r.glob("files/inputs.json")]
+    assert manifest == {"results_artifacts": [run.wandb_artifact]}  # the board links what the store kept
     files = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert len(files) > 10
     leaks = [f for f in files if key.encode() in f.read_bytes()]

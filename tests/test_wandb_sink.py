@@ -326,9 +326,8 @@ def test_publish_writes_a_board_run(wandb_dir):
 def test_a_published_board_names_the_logged_results_it_ranks(wandb_dir):
     r = result()
     logged = Path(wandb_sink.log_run(r, kind="submission"))
-    wandb_sink.log_board(
-        ["rank"], [[1]], board={"board": "quick", "version": "1", "rows": []}, inputs=[(r, "submission")]
-    )
+    name = wandb_sink.results_artifact_name(r, "submission")
+    wandb_sink.log_board(["rank"], [[1]], board={"board": "quick", "version": "1", "rows": []}, inputs=[(r, name)])
     (board_run,) = [d for d in run_dirs(wandb_dir) if d != logged]
     manifest = json.loads((board_run / "files" / "inputs.json").read_text())
     assert manifest == {"results_artifacts": [wandb_sink.results_artifact_name(r, "submission")]}
