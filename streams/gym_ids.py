@@ -47,7 +47,7 @@ class Base(NamedTuple):
 
 _MINIGRID_ENCODING = WrapperSpec("MiniGridEncoding", f"{_RL}:MiniGridEncoding", {})
 
-# velocity_dims repeat rl.PHYSICS here, without torch; tests/test_gym_registration.py checks they agree.
+# The velocity entries are defined here, without torch; rl.PHYSICS reads them from this table.
 BASES: dict[str, Base] = {
     "CartPole": Base(f"{_RL}:CartPoleTask", 200, (1, 3)),
     "Acrobot": Base(f"{_RL}:AcrobotTask", 500, (4, 5)),

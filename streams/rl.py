@@ -52,7 +52,7 @@ from replaybench.errors import ConfigError, require_extra
 from replaybench.params import InstanceOf, Interval, check_param, did_you_mean
 from replaybench.protocols import EpisodeAware, Experience
 from replaybench.rl_metrics import normalised_return
-from replaybench.streams.gym_ids import SEQUENCES, TASKS  # importing it registers the replaybench/* ids
+from replaybench.streams.gym_ids import BASES, SEQUENCES, TASKS  # importing it registers the replaybench/* ids
 
 STREAM_VERSION = "1"
 DEFAULT_EVAL_SEEDS = (10_007, 10_009, 10_037, 10_039, 10_061)
@@ -174,7 +174,7 @@ class PhysicsSpec:
         parameters: Name (an attribute of ``env.unwrapped``) → constraint.
         nonzero: Names for which zero is physically meaningless.
         recompute: Recomputes the constants derived from the parameters.
-        velocity_dims: Observation entries that are velocities.
+        velocity_dims: Observation entries that are velocities (defined once, in gym_ids' torch-free table).
     """
 
     parameters: Mapping[str, Interval]
@@ -195,7 +195,7 @@ PHYSICS: dict[type, PhysicsSpec] = {
         },
         nonzero=frozenset({"force_mag"}),
         recompute=_cartpole_derived,
-        velocity_dims=(1, 3),
+        velocity_dims=BASES["CartPole"].velocity_dims,
     ),
     AcrobotTask: PhysicsSpec(
         parameters={
@@ -207,9 +207,11 @@ PHYSICS: dict[type, PhysicsSpec] = {
             "gravity": _POSITIVE,
         },
         recompute=_acrobot_derived,
-        velocity_dims=(4, 5),
+        velocity_dims=BASES["Acrobot"].velocity_dims,
     ),
-    MountainCarEnv: PhysicsSpec(parameters={"gravity": _POSITIVE, "force": _POSITIVE}, velocity_dims=(1,)),
+    MountainCarEnv: PhysicsSpec(
+        parameters={"gravity": _POSITIVE, "force": _POSITIVE}, velocity_dims=BASES["MountainCar"].velocity_dims
+    ),
 }
 """Task parameters per environment class (subclasses inherit their parent's)."""
 
