@@ -348,29 +348,39 @@ class SequenceAgent:
         With a non-empty memory each update adds :meth:`replay_loss` on ``replay_batch_size`` stored sequences.
         """
         x_all, y_all = experience.train_x, experience.train_y
-        mask = experience.info["output_mask"].to(self.device)
-        self.core.train()
+        mask = experience.info["output_mask"]
         loss_value = float("nan")
         for update in range(updates):
             idx = torch.randint(len(x_all), (self.config.batch_size,), generator=self.generator)
-            x, y = x_all[idx].to(self.device), y_all[idx].to(self.device)
-            loss = self.sequence_loss(self.core(x), y, mask)
-            if self.memory is not None and len(self.memory):
-                loss = loss + self.replay_loss(self.memory.draw(self.replay_batch_size))
-            if not torch.isfinite(loss):
-                raise DivergenceError(
-                    f"{type(self).__name__}'s loss became {loss.item()} at update "
-                    f"{self.updates_done}; lower 'lr' or 'grad_clip'."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.core.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            self.updates_done += 1
-            loss_value = loss.item()
+            loss_value, _ = self.train_batch(x_all[idx], y_all[idx], mask)
             if on_update is not None:
                 on_update(update, loss_value)
         return {"loss": loss_value, "updates": float(updates)}
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """One update on the minibatch ``(x, y)`` scored on ``mask`` (plus replay with a non-empty memory).
+
+        Returns the loss and the batch's outputs before the update (detached).
+
+        Callers that draw fresh data for every update (EMT's protocol,
+        ``benchmarks/emt_protocol.py``) call this directly.
+        """
+        self.core.train()
+        outputs = self.core(x.to(self.device))
+        loss = self.sequence_loss(outputs, y.to(self.device), mask.to(self.device))
+        if self.memory is not None and len(self.memory):
+            loss = loss + self.replay_loss(self.memory.draw(self.replay_batch_size))
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"{type(self).__name__}'s loss became {loss.item()} at update "
+                f"{self.updates_done}; lower 'lr' or 'grad_clip'."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.core.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.updates_done += 1
+        return loss.item(), outputs.detach()
 
     @staticmethod
     def sequence_loss(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
