@@ -223,14 +223,14 @@ def command_select(args: argparse.Namespace) -> None:
 
 
 def command_run(args: argparse.Namespace) -> None:
-    chosen = selected_lrs(args.updates)
+    chosen = selected_lrs(args.select_updates or args.updates)
     missing = [m for m in args.models if m not in chosen]
     if missing:
         raise SystemExit(f"No selected learning rate for {missing}; run 'select' for them first.")
     jobs = [
         {"model": m, "task": t, "lr": chosen[m], "l2": l2, "seed": seed, "track": m == "elman-128" and l2 == 0.0}
         for m in args.models
-        for l2 in (L2S if m in ELMAN else (0.0,))
+        for l2 in (args.l2s if m in ELMAN else (0.0,))
         for seed in FINAL_SEEDS
         for t in TASKS
     ]
@@ -249,6 +249,7 @@ def command_table(args: argparse.Namespace) -> None:
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["lr"], row["l2"]), []).append(row)
+    groups = dict(sorted(groups.items(), key=lambda item: (list(MODELS).index(item[0][0]), item[0][2])))
     print("| model | lr (selected) | L2 | " + " | ".join(TASKS) + f" | T1 at horizon {LONG_HORIZON} | seeds |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in TASKS) + " | --- | --- |")
     for (model, lr, l2), runs in groups.items():
@@ -270,7 +271,10 @@ def command_table(args: argparse.Namespace) -> None:
         print(f"| {model} | {l2:g} | " + " | ".join(cells) + " |")
     print()
     print("Spectral error against Φ (Elman-128, L2 = 0): mean matched angle (degrees) at init → end")
-    print("| task | W_hh at init | W_hh at end | Jacobian at init | Jacobian at end | |λ| of W_hh's matched, end |")
+    print(
+        "| task | W_hh at init | W_hh at end | Jacobian at init | Jacobian at end "
+        "| modulus of W_hh's matched eigenvalues, end |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for t in TASKS:
         tracked = [r for r in rows if r["task"] == t and "spectra" in r]
@@ -294,6 +298,10 @@ def main() -> None:
         p.add_argument("--updates", type=int, default=2000, help="updates per run (EMT: 20000)")
         p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
         p.add_argument("--lrs", nargs="+", type=float, default=list(LRS))
+        p.add_argument("--l2s", nargs="+", type=float, default=list(L2S), help="run: the Elman RNN's L2 values")
+        p.add_argument(
+            "--select-updates", type=int, default=None, help="run: take the learning rates selected at this budget"
+        )
     args = parser.parse_args()
     torch.set_num_threads(1)
     {"select": command_select, "run": command_run, "table": command_table}[args.command](args)

@@ -1,13 +1,9 @@
 """Experiments reproducing the TWM/EMT/flip-flop claims (issue #6); plots go to ``docs/``.
 
-Three experiments, each a subcommand; results are written to
-``docs/wave_<experiment>.json`` and plotted by ``plot``:
+Experiments, each a subcommand; results are written to
+``docs/wave_<experiment>.json`` and plotted by ``plot``. EMT's Table 1 has
+its own script, ``benchmarks/emt_protocol.py``, which follows EMT's protocol.
 
-- ``table1``: EMT Table 1. Updates until the test sign accuracy reaches the
-  threshold (0.97) on T1..T4 (d = s = 8), for the Elman RNN (hidden 128, tanh,
-  no bias; EMT's recipe) and the wave models. Evaluated every ``--eval-every``
-  updates on held-out sequences; training stops at the threshold or at
-  ``--max-updates``.
 - ``gradient``: the diminishing-gradient claim. ``||dL_k/dx(1)||`` against the
   horizon k, where ``L_k`` is the squared error of the output k steps after
   x(1) in a stream of random ±1 inputs, for the Elman RNN and the wave-LBC
@@ -19,28 +15,27 @@ Three experiments, each a subcommand; results are written to
 
 Run (each takes minutes on one CPU thread)::
 
-    .venv/bin/python benchmarks/wave_experiments.py table1
     .venv/bin/python benchmarks/wave_experiments.py gradient
     .venv/bin/python benchmarks/wave_experiments.py flipflop
     .venv/bin/python benchmarks/wave_experiments.py spectrum
     .venv/bin/python benchmarks/wave_experiments.py plot
+    .venv/bin/python benchmarks/wave_experiments.py tables
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from replaybench.agents.sequence import ElmanAgent, LSTMAgent, SequenceAgent, WaveLBCAgent, WaveSBCAgent
+from replaybench.agents.sequence import ElmanAgent, LSTMAgent, SequenceAgent, WaveLBCAgent
+from replaybench.metrics import t_interval
 from replaybench.streams.sequence_tasks import (
     flipflop_accuracies,
     make_flipflop_periods,
-    make_vb_compose,
     make_vb_repeat_copy,
     score_sequence,
 )
@@ -50,7 +45,6 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 MODELS: dict[str, tuple[type[SequenceAgent], dict[str, Any]]] = {
     "elman-128": (ElmanAgent, {"hidden": 128}),
     "wave-lbc": (WaveLBCAgent, {"slots": 8, "features": 8}),
-    "wave-sbc": (WaveSBCAgent, {"slots": 8, "features": 8, "heads": 8}),
     "lstm-128": (LSTMAgent, {"hidden": 128}),
 }
 
@@ -60,55 +54,8 @@ def save(name: str, value: Any) -> None:
 
 
 def load_results() -> dict[str, Any]:
-    """Every saved experiment; the table1 files (one per ``--tag``) are merged."""
-    results: dict[str, Any] = {}
-    for path in sorted(DOCS.glob("wave_*.json")):
-        value = json.loads(path.read_text())
-        if path.stem.startswith("wave_table1"):
-            results.setdefault("table1", {**value, "rows": []})["rows"].extend(value["rows"])
-        else:
-            results[path.stem.removeprefix("wave_")] = value
-    return results
-
-
-def run_table1(args: argparse.Namespace) -> None:
-    stream = make_vb_compose(d=8, s=8, horizon=args.horizon, n_train=args.n_train, n_test=512, seed=args.seed)
-    rows = []
-    for model in args.models:
-        cls, options = MODELS[model]
-        for lr in args.lrs:
-            for exp in stream.experiences:
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    agent = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=seed)
-                    start, curve, reached = time.process_time(), [], None
-                    while agent.updates_done < args.max_updates:
-                        agent.train_updates(exp, args.eval_every)
-                        acc = score_sequence(exp, agent.predict(exp.test_x))
-                        curve.append((agent.updates_done, acc))
-                        if acc >= args.threshold:
-                            reached = agent.updates_done
-                            break
-                    row = {
-                        "model": model,
-                        "lr": lr,
-                        "task": exp.info["task"],
-                        "seed": seed,
-                        "updates_to_threshold": reached,
-                        "final_accuracy": curve[-1][1],
-                        "cpu_s": round(time.process_time() - start, 1),
-                        "curve": curve,
-                    }
-                    print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
-                    rows.append(row)
-                    save(
-                        args.tag,
-                        {
-                            "threshold": args.threshold,
-                            "horizon": args.horizon,
-                            "max_updates": args.max_updates,
-                            "rows": rows,
-                        },
-                    )
+    """Every saved experiment, by name."""
+    return {path.stem.removeprefix("wave_"): json.loads(path.read_text()) for path in sorted(DOCS.glob("wave_*.json"))}
 
 
 def gradient_norms(agent: SequenceAgent, horizons: int, n: int, generator: torch.Generator) -> list[float]:
@@ -124,78 +71,60 @@ def gradient_norms(agent: SequenceAgent, horizons: int, n: int, generator: torch
     return norms
 
 
+def probe(seed: int) -> torch.Generator:
+    """The same probe sequences for every model and checkpoint of one seed."""
+    return torch.Generator().manual_seed(1_000 + seed)
+
+
 def run_gradient(args: argparse.Namespace) -> None:
     stream = make_vb_repeat_copy(d=8, s=8, horizons=(args.horizon,), n_train=args.n_train, n_test=512)
     exp = stream.experiences[0]
-    out: dict[str, Any] = {"horizons": list(range(1, args.max_horizon + 1))}
-    for model, lr in (("elman-128", 1e-3), ("wave-lbc", 1e-2)):
-        cls, options = MODELS[model]
-        agent = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=0)
-        out[f"{model}/init"] = gradient_norms(agent, args.max_horizon, 256, torch.Generator().manual_seed(1))
-        if model == "wave-lbc":  # also with a random (nn.Linear default) boundary instead of the zero one
-            other = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=0)
-            other.core.lattice.boundary.map.reset_parameters()
-            out[f"{model}/init-random-f"] = gradient_norms(
-                other, args.max_horizon, 256, torch.Generator().manual_seed(1)
-            )
-        agent.train_updates(exp, args.train_updates)
-        out[f"{model}/trained"] = gradient_norms(agent, args.max_horizon, 256, torch.Generator().manual_seed(1))
-        out[f"{model}/trained_accuracy"] = score_sequence(exp, agent.predict(exp.test_x))
-        print(
-            model,
-            {k: [round(v, 4) for v in out[k]] for k in out if k.startswith(model) and "acc" not in k},
-            out[f"{model}/trained_accuracy"],
-            flush=True,
-        )
-    save("gradient", out)
+    out: dict[str, Any] = {"horizons": list(range(1, args.max_horizon + 1)), "seeds": args.seeds, "runs": []}
+    for seed in args.seeds:
+        run: dict[str, Any] = {"seed": seed}
+        for model, lr in (("elman-128", 1e-3), ("wave-lbc", 1e-2)):
+            cls, options = MODELS[model]
+            agent = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=seed)
+            run[f"{model}/init"] = gradient_norms(agent, args.max_horizon, 256, probe(seed))
+            if model == "wave-lbc":  # also with a random (nn.Linear default) boundary instead of the zero one
+                other = cls(stream=stream, config=cls.Config(lr=lr, **options), seed=seed)
+                other.core.lattice.boundary.map.reset_parameters()
+                run[f"{model}/init-random-f"] = gradient_norms(other, args.max_horizon, 256, probe(seed))
+            agent.train_updates(exp, args.train_updates)
+            run[f"{model}/trained"] = gradient_norms(agent, args.max_horizon, 256, probe(seed))
+            run[f"{model}/trained_accuracy"] = score_sequence(exp, agent.predict(exp.test_x))
+        print(json.dumps({k: v for k, v in run.items() if "accuracy" in k or k == "seed"}), flush=True)
+        out["runs"].append(run)
+        save("gradient", out)
 
 
 def run_flipflop(args: argparse.Namespace) -> None:
     runs = []
-    for clock in ("periodic", "relative"):
-        stream = make_flipflop_periods(
-            periods=(6,),
-            length=args.length,
-            clock=clock,
-            tau=2,
-            null_prob=0.1 if clock == "periodic" else 0.5,
-            n_train=args.n_train,
-            n_test=512,
-            seed=args.seed,
-        )
-        exp = stream.experiences[0]
-        for model in args.models:
-            cls, options = MODELS[model]
-            if "hidden" in options:
-                options, model = {**options, "hidden": args.hidden}, f"{model.split('-')[0]}-{args.hidden}"
-            agent = cls(stream=stream, config=cls.Config(lr=args.lr, bias=True, **options), seed=args.seed)
-            curve = []
-            while agent.updates_done < args.max_updates:
-                agent.train_updates(exp, args.eval_every)
-                curve.append({"updates": agent.updates_done, **flipflop_accuracies(exp, agent.predict(exp.test_x))})
-            print(clock, model, curve[-1], flush=True)
-            runs.append({"clock": clock, "model": model, "curve": curve})
-            save("flipflop", {"lr": args.lr, "length": args.length, "hidden": args.hidden, "runs": runs})
-
-
-def table1_markdown(rows: list[dict[str, Any]]) -> str:
-    """Updates to threshold per model, lr and task (one entry per seed; "-" = not reached, final accuracy)."""
-    lines = ["| model | lr | T1 | T2 | T3 | T4 |", "| --- | --- | --- | --- | --- | --- |"]
-    for model, lr in sorted({(r["model"], r["lr"]) for r in rows}):
-        cells = []
-        for task in ("T1", "T2", "T3", "T4"):
-            runs = sorted(
-                (r for r in rows if (r["model"], r["lr"], r["task"]) == (model, lr, task)), key=lambda r: r["seed"]
+    for seed in args.seeds:
+        for clock in ("periodic", "relative"):
+            stream = make_flipflop_periods(
+                periods=(6,),
+                length=args.length,
+                clock=clock,
+                tau=2,
+                null_prob=0.1 if clock == "periodic" else 0.5,
+                n_train=args.n_train,
+                n_test=512,
+                seed=seed,
             )
-            cells.append(
-                ", ".join(
-                    str(r["updates_to_threshold"]) if r["updates_to_threshold"] else f"- ({r['final_accuracy']:.3f})"
-                    for r in runs
-                )
-                or "n/a"
-            )
-        lines.append(f"| {model} | {lr:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            exp = stream.experiences[0]
+            for model in args.models:
+                cls, options = MODELS[model]
+                if "hidden" in options:
+                    options, model = {**options, "hidden": args.hidden}, f"{model.split('-')[0]}-{args.hidden}"
+                agent = cls(stream=stream, config=cls.Config(lr=args.lr, bias=True, **options), seed=seed)
+                curve = []
+                while agent.updates_done < args.max_updates:
+                    agent.train_updates(exp, args.eval_every)
+                    curve.append({"updates": agent.updates_done, **flipflop_accuracies(exp, agent.predict(exp.test_x))})
+                print(seed, clock, model, curve[-1], flush=True)
+                runs.append({"seed": seed, "clock": clock, "model": model, "curve": curve})
+                save("flipflop", {"lr": args.lr, "length": args.length, "hidden": args.hidden, "runs": runs})
 
 
 def null_input_spectral_radius(core: torch.nn.Module) -> float:
@@ -219,23 +148,94 @@ def null_input_spectral_radius(core: torch.nn.Module) -> float:
 
 
 def run_spectrum(args: argparse.Namespace) -> None:
-    stream = make_flipflop_periods(periods=(6,), length=args.length, n_train=args.n_train, n_test=512, seed=args.seed)
-    exp = stream.experiences[0]
-    agent = ElmanAgent(
-        stream=stream, config=ElmanAgent.Config(lr=args.lr, bias=True, hidden=args.hidden), seed=args.seed
-    )
-    curve = []
-    while agent.updates_done < args.max_updates:
-        agent.train_updates(exp, args.eval_every)
-        curve.append(
-            {
-                "updates": agent.updates_done,
-                **flipflop_accuracies(exp, agent.predict(exp.test_x)),
-                "rho": null_input_spectral_radius(agent.core),
-            }
+    runs = []
+    for seed in args.seeds:
+        stream = make_flipflop_periods(periods=(6,), length=args.length, n_train=args.n_train, n_test=512, seed=seed)
+        exp = stream.experiences[0]
+        agent = ElmanAgent(
+            stream=stream, config=ElmanAgent.Config(lr=args.lr, bias=True, hidden=args.hidden), seed=seed
         )
-        print(curve[-1], flush=True)
-    save("spectrum", {"lr": args.lr, "hidden": args.hidden, "curve": curve})
+        curve = []
+        while agent.updates_done < args.max_updates:
+            agent.train_updates(exp, args.eval_every)
+            curve.append(
+                {
+                    "updates": agent.updates_done,
+                    **flipflop_accuracies(exp, agent.predict(exp.test_x)),
+                    "rho": null_input_spectral_radius(agent.core),
+                }
+            )
+        print(seed, curve[-1], flush=True)
+        runs.append({"seed": seed, "curve": curve})
+        save("spectrum", {"lr": args.lr, "hidden": args.hidden, "runs": runs})
+
+
+def first_update(curve: list[dict[str, Any]], key: str, at_least: float) -> int | None:
+    """The first evaluation (in updates) at which ``curve``'s ``key`` reached ``at_least``."""
+    return next((c["updates"] for c in curve if c[key] >= at_least), None)
+
+
+def interval_cell(values: list[float | None], digits: int) -> str:
+    """``mean ± half-width`` (90% t-interval) over seeds, with the count of seeds that reached a threshold."""
+    reached = [float(v) for v in values if v is not None]
+    if not reached:
+        return "never"
+    mean, half = t_interval(reached)
+    text = f"{mean:.{digits}f} ± {half:.{digits}f}" if len(reached) > 1 else f"{mean:.{digits}f}"
+    return text if len(reached) == len(values) else f"{text} ({len(reached)}/{len(values)} seeds)"
+
+
+def run_tables(args: argparse.Namespace) -> None:
+    """The docs' tables, mean ± 90% t-interval over the saved seeds."""
+    results = load_results()
+    if "gradient" in results:
+        g = results["gradient"]
+        ks = [k for k in (1, 4, 8, 9, 16, 24) if k <= len(g["horizons"])]
+        print(f"gradient norms, {len(g['runs'])} seeds")
+        print("| k (horizon) | " + " | ".join(map(str, ks)) + " |")
+        print("| --- |" + " --- |" * len(ks))
+        for key in (
+            "elman-128/init",
+            "wave-lbc/init",
+            "wave-lbc/init-random-f",
+            "elman-128/trained",
+            "wave-lbc/trained",
+        ):
+            cells = []
+            for k in ks:
+                mean, half = t_interval([run[key][k - 1] for run in g["runs"]])
+                cells.append("0" if mean == 0 else f"{mean:.2g} ± {half:.1g}")
+            print(f"| {key} | " + " | ".join(cells) + " |")
+        for model in ("elman-128", "wave-lbc"):
+            accuracy = [run[f"{model}/trained_accuracy"] for run in g["runs"]]
+            print(f"{model} trained repeat-copy accuracy: {interval_cell(accuracy, 3)}")
+    if "flipflop" in results:
+        runs = results["flipflop"]["runs"]
+        print(f"\nflip-flops, {len({r['seed'] for r in runs})} seeds")
+        print("| clock | model | TI ≥ 0.99 at | TD ≥ 0.9 at | final accuracy |")
+        print("| --- | --- | --- | --- | --- |")
+        for clock, model in dict.fromkeys((r["clock"], r["model"]) for r in runs):
+            group = [r for r in runs if (r["clock"], r["model"]) == (clock, model)]
+            ti = [first_update(r["curve"], "ti_accuracy", 0.99) for r in group]
+            td = [first_update(r["curve"], "td_accuracy", 0.9) for r in group]
+            final = [r["curve"][-1]["accuracy"] for r in group]
+            print(
+                f"| {clock} | {model} | {interval_cell(ti, 0)} | {interval_cell(td, 0)} | {interval_cell(final, 3)} |"
+            )
+    if "spectrum" in results:
+        print("\nspectrum: per seed, the TD jump and |λ_max| around it")
+        for run in results["spectrum"]["runs"]:
+            jump = first_update(run["curve"], "td_accuracy", 0.9)
+            before = [c for c in run["curve"] if jump is None or c["updates"] < jump]
+            after = [c for c in run["curve"] if jump is not None and c["updates"] >= jump]
+            crossing = first_update(run["curve"], "rho", 1.0)
+            print(
+                f"seed {run['seed']}: ρ > 1 first at {crossing}, TD ≥ 0.9 first at {jump}; "
+                f"before it TD {min(c['td_accuracy'] for c in before):.2f}"
+                f"–{max(c['td_accuracy'] for c in before):.2f}, ρ {min(c['rho'] for c in before):.2f}"
+                f"–{max(c['rho'] for c in before):.2f}; at the jump ρ {after[0]['rho'] if after else float('nan'):.2f}"
+                f"; at the end ρ {run['curve'][-1]['rho']:.2f}, TD {run['curve'][-1]['td_accuracy']:.2f}"
+            )
 
 
 def run_plot(args: argparse.Namespace) -> None:
@@ -245,25 +245,6 @@ def run_plot(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     results = load_results()
-    if "table1" in results:
-        rows = results["table1"]["rows"]
-        configs = sorted({(r["model"], r["lr"]) for r in rows})
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
-        for ax, task in zip(axes, ("T1", "T2", "T3", "T4")):
-            for model, lr in configs:
-                for r in rows:
-                    if r["model"] == model and r["lr"] == lr and r["task"] == task and r["seed"] == 0:
-                        u, a = zip(*r["curve"])
-                        ax.plot(u, a, label=f"{model} lr={lr:g}")
-            ax.axhline(results["table1"]["threshold"], color="gray", ls=":")
-            ax.set_title(task)
-            ax.set_xlabel("updates")
-        axes[0].set_ylabel("test sign accuracy")
-        handles = {h.get_label(): h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")}
-        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
-        fig.savefig(DOCS / "wave_table1.png", dpi=110)
-        print(table1_markdown(rows))
     if "gradient" in results:
         g = results["gradient"]
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -274,11 +255,12 @@ def run_plot(args: argparse.Namespace) -> None:
             ("wave-lbc/init-random-f", "C2--"),
             ("wave-lbc/trained", "C1-"),
         ):
-            if key in g:
-                ax.semilogy(g["horizons"], [max(v, 1e-8) for v in g[key]], style, marker=".", label=key)
+            if key in g["runs"][0]:
+                mean = torch.tensor([run[key] for run in g["runs"]]).mean(0)
+                ax.semilogy(g["horizons"], mean.clamp_min(1e-8).tolist(), style, marker=".", label=key)
         ax.axvline(8, color="gray", ls=":", label="s = 8")
         ax.set_xlabel("horizon k (steps after x(1))")
-        ax.set_ylabel("||dL_k / dx(1)||")
+        ax.set_ylabel(f"||dL_k / dx(1)||, mean of {len(g['runs'])} seeds")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(DOCS / "wave_gradient.png", dpi=110)
@@ -287,18 +269,19 @@ def run_plot(args: argparse.Namespace) -> None:
         clocks = sorted({r["clock"] for r in runs}, reverse=True)
         fig, axes = plt.subplots(1, len(clocks), figsize=(6 * len(clocks), 4), squeeze=False)
         for ax, clock in zip(axes[0], clocks):
-            for i, r in enumerate(x for x in runs if x["clock"] == clock):
+            first_seed = runs[0]["seed"]  # one seed's curves: averaging would blur the jumps
+            for i, r in enumerate(x for x in runs if x["clock"] == clock and x["seed"] == first_seed):
                 u = [c["updates"] for c in r["curve"]]
                 ax.plot(u, [c["ti_accuracy"] for c in r["curve"]], f"C{i}-", label=f"{r['model']} TI")
                 ax.plot(u, [c["td_accuracy"] for c in r["curve"]], f"C{i}--", label=f"{r['model']} TD")
-            ax.set_title(f"{clock} clock")
+            ax.set_title(f"{clock} clock (seed {first_seed})")
             ax.set_xlabel("updates")
             ax.set_ylabel("test accuracy")
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(DOCS / "wave_flipflop.png", dpi=110)
     if "spectrum" in results:
-        curve = results["spectrum"]["curve"]
+        curve = results["spectrum"]["runs"][0]["curve"]
         u = [c["updates"] for c in curve]
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(u, [c["ti_accuracy"] for c in curve], "C0-", label="TI accuracy")
@@ -324,42 +307,32 @@ def flipflop_arguments(parser: argparse.ArgumentParser, *, max_updates: int) -> 
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--max-updates", type=int, default=max_updates)
     parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="data and agent seeds")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="experiment", required=True)
-    t1 = sub.add_parser("table1")
-    t1.add_argument("--models", nargs="+", default=["elman-128", "wave-lbc", "wave-sbc"])
-    t1.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 1e-2])
-    t1.add_argument("--seeds", type=int, default=1, help="agent seeds per configuration")
-    t1.add_argument("--first-seed", type=int, default=0)
-    t1.add_argument("--tag", default="table1", help="results go to docs/wave_<tag>.json (starts with table1)")
-    t1.add_argument("--seed", type=int, default=0, help="data seed")
-    t1.add_argument("--horizon", type=int, default=16)
-    t1.add_argument("--n-train", type=int, default=4096)
-    t1.add_argument("--threshold", type=float, default=0.97)
-    t1.add_argument("--max-updates", type=int, default=3000)
-    t1.add_argument("--eval-every", type=int, default=50)
     gr = sub.add_parser("gradient")
     gr.add_argument("--horizon", type=int, default=16)
     gr.add_argument("--max-horizon", type=int, default=24)
     gr.add_argument("--n-train", type=int, default=4096)
     gr.add_argument("--train-updates", type=int, default=1500)
+    gr.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="agent seeds")
     ff = sub.add_parser("flipflop")
     ff.add_argument("--models", nargs="+", default=["elman-128", "lstm-128", "wave-lbc"])
     flipflop_arguments(ff, max_updates=3000)
     flipflop_arguments(sub.add_parser("spectrum"), max_updates=1500)
     sub.add_parser("plot")
+    sub.add_parser("tables")
     args = parser.parse_args()
     torch.set_num_threads(1)
     experiments = {
-        "table1": run_table1,
         "gradient": run_gradient,
         "flipflop": run_flipflop,
         "spectrum": run_spectrum,
         "plot": run_plot,
+        "tables": run_tables,
     }
     experiments[args.experiment](args)
 
