@@ -26,6 +26,10 @@ Run (about 3 minutes on one core)::
 
     .venv/bin/python benchmarks/gsemm_capacity.py --plot docs/gsemm_capacity.png
 
+``--rule energy --memories 2 4 8 16 32 64`` instead gives DSEM's recall rate
+against K at N = 16, 23 and 32 with weights set directly next to weights learned
+by the energy rule from presentations (mean ± 90% t-interval over seeds).
+
 ``--lisem-coupling-scan --seeds 4`` instead measures how LISEM's recall at
 N = 100 depends on α_c (the table behind LISEM's α_c in ``docs/gsemm.md``).
 """
@@ -39,6 +43,8 @@ import time
 import torch
 
 from replaybench.memories.gsemm import DSEM, LISEM, DSEMConfig, LISEMConfig, random_patterns
+from replaybench.memories.gsemm.learning import cosine_overlaps
+from replaybench.metrics import t_interval
 
 N_GRID = sorted({round(4 * math.sqrt(2) ** i) for i in range(17)})  # 4, 6, 8, 11, …, 1024
 DWELL = {"DSEM": 15.0, "LISEM": 35.0}  # time per memory at T_d = 20, measured at N = 100
@@ -106,6 +112,75 @@ def smallest_n(name: str, n_memories: int, seeds: int, log: list[str]) -> int | 
     return N_GRID[hi]
 
 
+def dsem_set(patterns: torch.Tensor) -> DSEM:
+    """DSEM with the K-cycle set directly (Ξ = patterns, Φ = the successor map)."""
+    return make_model("DSEM", patterns)
+
+
+def dsem_learned(patterns: torch.Tensor, epochs: int, rule: str = "energy") -> DSEM:
+    """DSEM whose Ξ and Φ are learned by ``rule`` from ``epochs`` presentations of the cycle."""
+    config = DSEMConfig(tau_d=20.0, dt=0.1, integrator="euler", learning_rule=rule)
+    model = DSEM(n_features=patterns.shape[1], config=config)
+    for _ in range(epochs):
+        model.store(patterns, cyclic=True)
+    return model
+
+
+def laps_from_pattern_cues(model, patterns: torch.Tensor, dwell: float) -> list[bool]:
+    """Like :func:`laps_from_cues`, but cued with the true patterns and scored in pattern indices.
+
+    A learned model's slots need not be the patterns or in their order: each
+    slot is read as the pattern it overlaps best, if that cosine is ≥ 0.9 (else
+    it matches none and any lap through it fails).
+    """
+    n_memories = len(patterns)
+    overlaps = cosine_overlaps(patterns, model.xi)  # [K patterns, slots]
+    best, slot_pattern = overlaps.max(dim=0)
+    slot_pattern = torch.where(best >= 0.9, slot_pattern, -1).tolist()
+    starts = torch.linspace(0, n_memories - 1, min(n_memories, MAX_CUES)).round().long()
+    cues = patterns[starts].clone()
+    cues[:, -patterns.shape[1] // 4 :] = 0
+    steps = int((n_memories + 1) * dwell / model.config.dt)
+    results = []
+    for sequence, start in zip(model.recall(cues, steps=steps, record_every=5).sequences(min_dwell=3), starts):
+        in_patterns = [slot_pattern[slot] for slot in sequence]
+        results.append(laps_in_order(in_patterns, int(start), n_memories))
+    return results
+
+
+def rule_curve(features: list[int], memories: list[int], seeds: int, epochs: int) -> None:
+    """DSEM's recall rate against K at fixed N: weights set directly versus learned by the energy rule."""
+    dwell = 1.4 * DWELL["DSEM"]
+    print(
+        f"DSEM, T_d=20, Euler dt=0.1: fraction of cues (up to {MAX_CUES} per draw, last 25% zeroed) that run "
+        f"one lap in order; mean ± 90% t-interval over {seeds} seeds; energy rule: {epochs} presentations "
+        "of the cycle"
+    )
+    print("| N | K | set weights | energy rule | cluster rule | energy rule: slots learned (mean) |")
+    print("|---|---|---|---|---|---|")
+    for n_features in features:
+        for n_memories in memories:
+            set_rates, learned_rates, cluster_rates, slots = [], [], [], []
+            for seed in range(seeds):
+                patterns = random_patterns(n_memories, n_features, generator=torch.Generator().manual_seed(seed))
+                hits = laps_from_pattern_cues(dsem_set(patterns), patterns, dwell)
+                set_rates.append(sum(hits) / len(hits))
+                learned = dsem_learned(patterns, epochs)
+                slots.append(learned.n_memories)
+                hits = laps_from_pattern_cues(learned, patterns, dwell)
+                learned_rates.append(sum(hits) / len(hits))
+                hits = laps_from_pattern_cues(dsem_learned(patterns, epochs, "cluster"), patterns, dwell)
+                cluster_rates.append(sum(hits) / len(hits))
+            cells = []
+            for rates in (set_rates, learned_rates, cluster_rates):
+                mean, half = t_interval(rates)
+                cells.append(f"{mean:.2f} ± {half:.2f}")
+            print(
+                f"| {n_features} | {n_memories} | " + " | ".join(cells) + f" | {sum(slots) / len(slots):.1f} |",
+                flush=True,
+            )
+
+
 def lisem_coupling_scan(seeds: int) -> None:
     """LISEM at N = 100 and the paper's T_d = 100: how often a cue runs two laps, per α_c."""
     n_features, couplings, lengths = 100, (0.004, 0.0045, 0.005, 0.0055, 0.007, 0.01), (3, 4, 5, 7)
@@ -140,10 +215,22 @@ def main() -> None:
         action="store_true",
         help="instead, measure LISEM's recall rate against α_c at N = 100 (docs/gsemm.md)",
     )
+    parser.add_argument(
+        "--rule",
+        choices=["energy"],
+        default=None,
+        help="instead, DSEM's recall rate against K at the N of --features, weights set directly next to "
+        "weights learned by the energy rule (docs/gsemm.md)",
+    )
+    parser.add_argument("--features", type=int, nargs="+", default=[16, 23, 32], help="N values for --rule")
+    parser.add_argument("--epochs", type=int, default=2, help="presentations of the cycle for --rule")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.lisem_coupling_scan:
         lisem_coupling_scan(args.seeds)
+        return
+    if args.rule:
+        rule_curve(args.features, args.memories, args.seeds, args.epochs)
         return
 
     start = time.perf_counter()

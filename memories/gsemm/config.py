@@ -48,6 +48,20 @@ class GSEMMConfig(Config):
     learning_rate: float | None = param(None, Optional(Interval(float, 0, 1, closed="right")))
     """Rate of the online rule after a memory's first presentation; None uses
     1/count (running means)."""
+    learning_rule: str = param("cluster", OneOf("cluster", "energy"))
+    """Rule behind ``store``: "cluster" assigns each pattern to a memory by
+    cosine overlap outside the dynamics; "energy" (DSEM only) clamps each
+    pattern on the features, lets the hidden layer compete through the
+    dynamics and descends the energy in Ξ and Φ (docs/gsemm.md)."""
+    presentation_time: float = param(1.0, _POSITIVE)
+    """Energy rule: time each pattern is clamped, in units of T_d; the delay
+    signal then holds mostly the previous pattern at the next onset (it
+    decays by e^{-1} per presentation at the default)."""
+    recruit_level: float = param(0.9, Interval(float, 0, 1, closed="neither"))
+    """Energy rule: excitability of the free memory slot, as a share of the
+    drive √α_s N of a perfectly matched memory; a pattern whose best match
+    drives less than this recruits the free slot (a cosine of 0.9 for
+    patterns of norm √N). At 0.75 DSEM merged patterns at N = 16 (docs/gsemm.md)."""
     overlap_threshold: float = param(0.7, Interval(float, 0, 1, closed="left"))
     """Recall reports a memory as visited when the cosine overlap of the
     feature output with it is at least this."""

@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -32,7 +33,13 @@ from replaybench.errors import ConfigError, DivergenceError
 from replaybench.memories.gsemm import equations
 from replaybench.memories.gsemm.config import DSEMConfig, GSEMMConfig, LISEMConfig
 from replaybench.memories.gsemm.integrators import STEPPERS, VectorField
-from replaybench.memories.gsemm.learning import MemoryWeights, cosine_overlaps, learn_sequence, transform_patterns
+from replaybench.memories.gsemm.learning import (
+    MemoryWeights,
+    cosine_overlaps,
+    learn_sequence,
+    learn_sequence_energy,
+    transform_patterns,
+)
 from replaybench.params import InstanceOf, Interval, check_param
 
 _WEIGHT_BUFFERS = ("xi", "phi", "pattern_counts", "transition_counts")
@@ -221,6 +228,17 @@ class GSEMM(nn.Module):
     def _field(self) -> VectorField:
         raise NotImplementedError
 
+    def _field_at(self, xi: Tensor, phi: Tensor) -> VectorField:
+        """The vector field at explicit weights (the energy rule changes them between presentations)."""
+        raise NotImplementedError
+
+    def _hidden_code(self) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+        """``(v, xi, bias) -> p``, the hidden layer's output to v via the self term, for the energy rule."""
+        raise ConfigError(
+            f"{type(self).__name__} has a linear hidden layer: Hebbian learning on it finds the span of the "
+            "patterns, not one memory per pattern, so learning_rule='energy' needs DSEM."
+        )
+
     def overlaps(self, v: Tensor) -> Tensor:
         """[..., K] cosine overlap of σ_f(v) with each memory."""
         return cosine_overlaps(self.output(v), self.xi)
@@ -245,12 +263,32 @@ class GSEMM(nn.Module):
         x = self._prepare(torch.as_tensor(sequence), "sequence", "store")
         if cyclic:
             x = torch.cat([x, x[:1]])
-        weights, slots = learn_sequence(
-            MemoryWeights(self.xi, self.phi, self.pattern_counts, self.transition_counts),
-            x,
-            merge_threshold=self.config.merge_threshold,
-            learning_rate=self.config.learning_rate,
-        )
+        current = MemoryWeights(self.xi, self.phi, self.pattern_counts, self.transition_counts)
+        if self.config.learning_rule == "energy":
+            hidden_code = self._hidden_code()
+
+            def field(v: Tensor, v_d: Tensor, xi: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+                return self._field_at(xi, phi)(v, v_d)
+
+            weights, slots = learn_sequence_energy(
+                current,
+                x,
+                field=field,
+                step=STEPPERS[self.config.integrator],
+                hidden_code=hidden_code,
+                dt=self.config.dt,
+                presentation_steps=max(1, round(self.config.presentation_time * self.config.tau_d / self.config.dt)),
+                # A free slot wins where no memory's drive reaches this share of a
+                # perfect match's √α_s N.
+                recruit_bias=self.config.recruit_level * math.sqrt(self.config.alpha_s) * self.n_features,
+            )
+        else:
+            weights, slots = learn_sequence(
+                current,
+                x,
+                merge_threshold=self.config.merge_threshold,
+                learning_rate=self.config.learning_rate,
+            )
         self._set_weights(weights)
         return slots[: len(slots) - int(cyclic)]
 
@@ -388,6 +426,17 @@ class DSEM(GSEMM):
 
     def _field(self) -> VectorField:
         return functools.partial(equations.dsem_vector_field, xi=self.xi, phi=self.phi, **self._dynamics_params())
+
+    def _field_at(self, xi: Tensor, phi: Tensor) -> VectorField:
+        return functools.partial(equations.dsem_vector_field, xi=xi, phi=phi, **self._dynamics_params())
+
+    def _hidden_code(self) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+        c = self.config
+
+        def code(v: Tensor, xi: Tensor, bias: Tensor) -> Tensor:
+            return torch.softmax(c.gamma * (math.sqrt(c.alpha_s) * (v @ xi) + bias), dim=-1)
+
+        return code
 
     def energy(self, v: Tensor, v_d: Tensor) -> Tensor:
         return equations.dsem_energy(v, v_d, self.xi, self.phi, **self._params())
