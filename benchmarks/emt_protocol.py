@@ -51,8 +51,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from replaybench.agents.sequence import ElmanAgent, SequenceAgent, WaveLBCAgent, WaveSBCAgent
+from replaybench.cli import interval_text
 from replaybench.memories.wave import LinearBoundary
-from replaybench.metrics import t_interval
 from replaybench.streams.sequence_tasks import (
     VB_TABLE1_TASK_IDS,
     make_vb_compose,
@@ -237,13 +237,6 @@ def command_run(args: argparse.Namespace) -> None:
     run_all(jobs, DOCS / "emt_runs.jsonl", args.updates)
 
 
-def cell(values: list[float], digits: int = 3) -> str:
-    if len(values) < 2:
-        return "n/a"
-    mean, half = t_interval(values)
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
-
-
 def command_table(args: argparse.Namespace) -> None:
     rows = [r for r in read_rows(DOCS / "emt_runs.jsonl") if r["updates"] == args.updates]
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
@@ -253,8 +246,8 @@ def command_table(args: argparse.Namespace) -> None:
     print("| model | lr (selected) | L2 | " + " | ".join(TASKS) + f" | T1 at horizon {LONG_HORIZON} | seeds |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in TASKS) + " | --- | --- |")
     for (model, lr, l2), runs in groups.items():
-        cells = [cell([r["test_accuracy"] for r in runs if r["task"] == t]) for t in TASKS]
-        cells.append(cell([r["test_accuracy_long"] for r in runs if r["task"] == "T1"]))
+        cells = [interval_text([r["test_accuracy"] for r in runs if r["task"] == t]) for t in TASKS]
+        cells.append(interval_text([r["test_accuracy_long"] for r in runs if r["task"] == "T1"]))
         seeds = sorted({r["seed"] for r in runs})
         print(f"| {model} | {lr:g} | {l2:g} | " + " | ".join(cells) + f" | {len(seeds)} |")
     print()
@@ -266,7 +259,7 @@ def command_table(args: argparse.Namespace) -> None:
         for t in TASKS:
             task_runs = [r for r in runs if r["task"] == t]
             done = [r["passed_at"][str(EVAL_HORIZON)] for r in task_runs if str(EVAL_HORIZON) in r["passed_at"]]
-            text = cell(done, 0) if len(done) >= 2 else (str(done[0]) if done else "-")
+            text = interval_text(done, 0) if done else "-"
             cells.append(f"{text} ({len(done)}/{len(task_runs)})")
         print(f"| {model} | {l2:g} | " + " | ".join(cells) + " |")
     print()
@@ -282,11 +275,11 @@ def command_table(args: argparse.Namespace) -> None:
             continue
         first, last = ([r["spectra"][i] for r in tracked] for i in (0, -1))
         print(
-            f"| {t} | {cell([s['w_hh']['angle_deg'] for s in first], 2)} "
-            f"| {cell([s['w_hh']['angle_deg'] for s in last], 2)} "
-            f"| {cell([s['jacobian']['angle_deg'] for s in first], 2)} "
-            f"| {cell([s['jacobian']['angle_deg'] for s in last], 2)} "
-            f"| {cell([s['w_hh']['modulus'] for s in last], 3)} |"
+            f"| {t} | {interval_text([s['w_hh']['angle_deg'] for s in first], 2)} "
+            f"| {interval_text([s['w_hh']['angle_deg'] for s in last], 2)} "
+            f"| {interval_text([s['jacobian']['angle_deg'] for s in first], 2)} "
+            f"| {interval_text([s['jacobian']['angle_deg'] for s in last], 2)} "
+            f"| {interval_text([s['w_hh']['modulus'] for s in last], 3)} |"
         )
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from replaybench.agents.sequence import ElmanAgent, LSTMAgent, SequenceAgent, WaveLBCAgent
+from replaybench.cli import interval_text
 from replaybench.metrics import t_interval
 from replaybench.streams.sequence_tasks import (
     flipflop_accuracies,
@@ -180,8 +181,7 @@ def interval_cell(values: list[float | None], digits: int) -> str:
     reached = [float(v) for v in values if v is not None]
     if not reached:
         return "never"
-    mean, half = t_interval(reached)
-    text = f"{mean:.{digits}f} ± {half:.{digits}f}" if len(reached) > 1 else f"{mean:.{digits}f}"
+    text = interval_text(reached, digits)
     return text if len(reached) == len(values) else f"{text} ({len(reached)}/{len(values)} seeds)"
 
 

@@ -81,6 +81,27 @@ def _rate(count: int, learning_rate: float | None) -> float:
     return learning_rate
 
 
+def _with_free_slots(weights: MemoryWeights, extra: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Copies of Ξ, Φ and both counts with ``extra`` empty slots appended (room for every pattern to be new)."""
+    k_old = weights.xi.shape[1]
+    xi = torch.cat([weights.xi, weights.xi.new_zeros(weights.xi.shape[0], extra)], dim=1)
+    phi = weights.phi.new_zeros(k_old + extra, k_old + extra)
+    phi[:k_old, :k_old] = weights.phi
+    pattern_counts = torch.cat([weights.pattern_counts, weights.pattern_counts.new_zeros(extra)])
+    transition_counts = torch.cat([weights.transition_counts, weights.transition_counts.new_zeros(extra)])
+    return xi, phi, pattern_counts, transition_counts
+
+
+def _trimmed(xi: Tensor, phi: Tensor, pattern_counts: Tensor, transition_counts: Tensor, used: int) -> MemoryWeights:
+    """The first ``used`` slots as weights; the empty ones are dropped."""
+    return MemoryWeights(
+        xi=xi[:, :used].contiguous(),
+        phi=phi[:used, :used].contiguous(),
+        pattern_counts=pattern_counts[:used].contiguous(),
+        transition_counts=transition_counts[:used].contiguous(),
+    )
+
+
 def learn_sequence(
     weights: MemoryWeights,
     sequence: Tensor,
@@ -106,14 +127,8 @@ def learn_sequence(
         The new weights and the [T] memory index assigned to each pattern.
     """
     n_steps = sequence.shape[0]
-    k_old = weights.xi.shape[1]
-    # Room for every pattern to recruit a slot; trimmed at the end.
-    xi = torch.cat([weights.xi, weights.xi.new_zeros(weights.xi.shape[0], n_steps)], dim=1)
-    phi = weights.phi.new_zeros(k_old + n_steps, k_old + n_steps)
-    phi[:k_old, :k_old] = weights.phi
-    pattern_counts = torch.cat([weights.pattern_counts, weights.pattern_counts.new_zeros(n_steps)])
-    transition_counts = torch.cat([weights.transition_counts, weights.transition_counts.new_zeros(n_steps)])
-    used = k_old
+    xi, phi, pattern_counts, transition_counts = _with_free_slots(weights, n_steps)
+    used = weights.xi.shape[1]
     slots = torch.empty(n_steps, dtype=torch.long)
     previous: int | None = None
     for t in range(n_steps):
@@ -137,13 +152,7 @@ def learn_sequence(
             successor[slot] = 1.0
             phi[:, previous] += rate * (successor - phi[:, previous])
         previous = slot
-    new = MemoryWeights(
-        xi=xi[:, :used].contiguous(),
-        phi=phi[:used, :used].contiguous(),
-        pattern_counts=pattern_counts[:used].contiguous(),
-        transition_counts=transition_counts[:used].contiguous(),
-    )
-    return new, slots
+    return _trimmed(xi, phi, pattern_counts, transition_counts, used), slots
 
 
 HiddenCode = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -198,16 +207,10 @@ def learn_sequence_energy(
         The new weights and the [T] memory index that won each presentation.
     """
     n_steps, n_features = sequence.shape
-    k_old = weights.xi.shape[1]
-    k_max = k_old + n_steps  # every pattern could be new
-    xi = torch.cat([weights.xi, weights.xi.new_zeros(n_features, n_steps)], dim=1)
-    phi = weights.phi.new_zeros(k_max, k_max)
-    phi[:k_old, :k_old] = weights.phi
-    pattern_mass = torch.cat([weights.pattern_counts, weights.pattern_counts.new_zeros(n_steps)])
-    transition_mass = torch.cat([weights.transition_counts, weights.transition_counts.new_zeros(n_steps)])
+    xi, phi, pattern_mass, transition_mass = _with_free_slots(weights, n_steps)
     slots = torch.empty(n_steps, dtype=torch.long)
     v_d = sequence.new_zeros(1, n_features)
-    used = k_old
+    used = weights.xi.shape[1]
 
     def clamped(v: Tensor, v_d: Tensor) -> tuple[Tensor, Tensor]:
         # The feature layer is held at the pattern; only v_d evolves.
@@ -238,10 +241,4 @@ def learn_sequence_energy(
             transition_mass[:used] += delayed
             rate = delayed / transition_mass[:used].clamp_min(torch.finfo(p.dtype).tiny)
             phi[:used, :used] += (p[:, None] - phi[:used, :used]) * rate
-    new = MemoryWeights(
-        xi=xi[:, :used].contiguous(),
-        phi=phi[:used, :used].contiguous(),
-        pattern_counts=pattern_mass[:used].contiguous(),
-        transition_counts=transition_mass[:used].contiguous(),
-    )
-    return new, slots
+    return _trimmed(xi, phi, pattern_mass, transition_mass, used), slots
